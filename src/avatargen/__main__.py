@@ -1,0 +1,3 @@
+from avatargen.cli import main
+
+main()

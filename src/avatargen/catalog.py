@@ -1,0 +1,320 @@
+"""The model catalog: load models.toml (shipped + user files), validate it, resolve a model.
+
+Every validation problem names the file, the model key and the field, and exits with the
+configuration code. `--json` speaks the seed's field names (see `Model.to_seed`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from avatargen.errors import CatalogError, ModelUnavailable, UsageError
+from avatargen.settings import TIERS, config_dir
+
+APP_ID = "avatar-generator"
+KEY_PREFIX = f"{APP_ID}:"
+QUALITIES = ("sd", "hd", "ultra", "premium")
+ARCHITECTURES = ("sd15", "sdxl", "sd35")
+
+# The seed's record names for our snake_case fields, used by --json and `models export`.
+SEED_NAMES = {
+    "key": "modelKey",
+    "model_id": "modelId",
+    "credit_cost": "creditCost",
+    "quota_cost": "quotaCost",
+    "processing_time": "processingTime",
+    "coming_soon": "comingSoon",
+    "priority_queue": "priorityQueue",
+    "pose_control": "poseControl",
+    "disabled_reason": "disabledReason",
+    "base_model_original": "baseModelOriginal",
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    key: str
+    name: str
+    huggingface_model: str
+    base_model: str
+    tier: str
+    credit_cost: int
+    resolution: str
+    quality: str
+    processing_time: str
+    architecture: str
+    model_id: str = ""
+    description: str = ""
+    provider: str = "huggingface"
+    base_model_original: str = ""
+    quota_cost: int = 1
+    enabled: bool = True
+    beta: bool = False
+    coming_soon: bool = False
+    disabled_reason: str = ""
+    sota: bool = False
+    priority_queue: bool = False
+    pose_control: bool = True
+    steps: int = 30
+    guidance_scale: float = 7.5
+    controlnet_conditioning_scale: float = 1.0
+    prompt: str = "professional portrait, high quality, detailed face"
+    negative_prompt: str = "ugly, blurry, low quality, distorted"
+    endpoint: str = ""
+    fallbacks: tuple[str, ...] = ()
+    source: str = field(default="", compare=False)  # the file that last set this model
+
+    @property
+    def alias(self) -> str:
+        return self.key.removeprefix(KEY_PREFIX)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        width, height = self.resolution.split("x")
+        return int(width), int(height)
+
+    @property
+    def tier_rank(self) -> int:
+        return TIERS.index(self.tier)
+
+    @property
+    def status(self) -> str:
+        if self.enabled:
+            return "beta" if self.beta else "enabled"
+        return "coming soon" if self.coming_soon else "disabled"
+
+    def to_seed(self) -> dict[str, Any]:
+        """The seed's record for this model, plus our generation defaults."""
+        record: dict[str, Any] = {"appId": APP_ID}
+        for f in fields(self):
+            if f.name in {"source", *_DEFAULT_FIELDS}:
+                continue
+            value = getattr(self, f.name)
+            record[SEED_NAMES.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
+        record["modelId"] = self.model_id or self.alias
+        record["status"] = self.status
+        record["defaults"] = {
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "controlnet_conditioning_scale": self.controlnet_conditioning_scale,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+        }
+        return record
+
+
+_DEFAULT_FIELDS = {"steps", "guidance_scale", "controlnet_conditioning_scale", "prompt", "negative_prompt"}
+_FIELD_TYPES: dict[str, type] = {}
+for _f in fields(Model):
+    _FIELD_TYPES[_f.name] = {"int": int, "float": float, "bool": bool, "str": str}.get(_f.type, tuple)
+_REQUIRED = ["key", "name", "huggingface_model", "base_model", "tier", "credit_cost", "resolution",
+             "quality", "processing_time", "architecture"]
+
+
+# ---------------------------------------------------------------- loading
+def shipped_catalog_path() -> Path:
+    """The catalog inside the installed package; in a source checkout, the repo's models.toml."""
+    packaged = Path(__file__).with_name("models.toml")
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "models.toml"
+
+
+def catalog_files(extra: Path | str | None = None) -> list[Path]:
+    """Files merged in order, later ones overriding earlier ones by key."""
+    files = [shipped_catalog_path()]
+    user = config_dir() / "models.toml"
+    if user.is_file():
+        files.append(user)
+    env = os.environ.get("AVATARGEN_CATALOG", "").strip()
+    if env:
+        files.append(Path(env).expanduser())
+    if extra:
+        files.append(Path(extra).expanduser())
+    return files
+
+
+def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
+    where = f"{path}: model '{key}', field '{name}'"
+    expected = _FIELD_TYPES.get(name)
+    if expected is None:
+        close = difflib.get_close_matches(name, _FIELD_TYPES, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "remove it"
+        raise CatalogError(f"{where}: unknown field", hint)
+    if expected is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise CatalogError(f"{where}: expected a list of model keys, got {value!r}")
+        return tuple(value)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise CatalogError(
+            f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if name == "tier" and value not in TIERS:
+        raise CatalogError(f"{where}: unknown tier '{value}'", f"use one of {', '.join(TIERS)}")
+    if name == "quality" and value not in QUALITIES:
+        raise CatalogError(f"{where}: unknown quality '{value}'", f"use one of {', '.join(QUALITIES)}")
+    if name == "architecture" and value not in ARCHITECTURES:
+        raise CatalogError(
+            f"{where}: unknown architecture '{value}'", f"use one of {', '.join(ARCHITECTURES)}"
+        )
+    if name == "resolution":
+        parse_resolution(value, where)
+    if name in ("credit_cost", "quota_cost", "steps") and value < (1 if name == "steps" else 0):
+        raise CatalogError(f"{where}: must not be negative, got {value}")
+    return value
+
+
+def parse_resolution(text: str, where: str = "resolution") -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise CatalogError(f"{where}: bad resolution '{text}'", "write it as WIDTHxHEIGHT, e.g. 1024x1024")
+    if not (64 <= width <= 4096 and 64 <= height <= 4096) or width % 8 or height % 8:
+        raise CatalogError(
+            f"{where}: bad resolution '{text}'", "both sides must be multiples of 8 between 64 and 4096"
+        )
+    return width, height
+
+
+def _read_entries(path: Path) -> list[dict[str, Any]]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: catalog file not found", "check --catalog / AVATARGEN_CATALOG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"models"}
+    if unknown:
+        raise CatalogError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}",
+                           "a catalog holds [[models]] entries only")
+    entries = data.get("models", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise CatalogError(f"{path}: 'models' must be an array of tables ([[models]])")
+    return entries
+
+
+def load_catalog(extra: Path | str | None = None) -> Catalog:
+    merged: dict[str, dict[str, Any]] = {}
+    for path in catalog_files(extra):
+        seen: set[str] = set()
+        for index, entry in enumerate(_read_entries(path)):
+            key = entry.get("key")
+            if not isinstance(key, str) or not key:
+                raise CatalogError(f"{path}: model #{index + 1} has no 'key'", "every [[models]] needs key = \"...\"")
+            if key in seen:
+                raise CatalogError(f"{path}: model '{key}', field 'key': duplicate key in this file")
+            seen.add(key)
+            checked = {name: _check_value(path, key, name, value) for name, value in entry.items()}
+            checked["source"] = str(path)
+            merged.setdefault(key, {}).update(checked)
+    models = []
+    for key, values in merged.items():
+        missing = [name for name in _REQUIRED if name not in values]
+        if missing:
+            raise CatalogError(
+                f"{values['source']}: model '{key}', field '{missing[0]}': missing "
+                f"(a new model needs {', '.join(missing)})"
+            )
+        models.append(Model(**values))
+    catalog = Catalog(models)
+    for model in models:
+        for fallback in model.fallbacks:
+            if fallback not in catalog.by_key:
+                raise CatalogError(
+                    f"{model.source}: model '{model.key}', field 'fallbacks': unknown model '{fallback}'"
+                )
+    return catalog
+
+
+# ---------------------------------------------------------------- resolution
+class Catalog:
+    def __init__(self, models: list[Model]) -> None:
+        self.models = models
+        self.by_key = {m.key: m for m in models}
+
+    def __iter__(self):
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def lookup(self, name: str) -> Model:
+        """A model by full key or short alias; a typo gets a 'did you mean'."""
+        if name in self.by_key:
+            return self.by_key[name]
+        full = KEY_PREFIX + name
+        if full in self.by_key:
+            return self.by_key[full]
+        names = [m.alias for m in self.models] + list(self.by_key)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else "see `avatargen models list --all`"
+        raise UsageError(f"unknown model '{name}' (--model)", hint)
+
+    def enabled(self) -> list[Model]:
+        return [m for m in self.models if m.enabled]
+
+
+def _check_runnable(model: Model, plan: str | None) -> Model:
+    if not model.enabled:
+        why = model.disabled_reason or "it is disabled in the catalog"
+        state = "coming soon" if model.coming_soon else "disabled"
+        raise ModelUnavailable(f"model '{model.key}' is {state}: {why}", "pick another with `avatargen models list`")
+    if plan and model.tier_rank > TIERS.index(plan):
+        raise ModelUnavailable(
+            f"model '{model.key}' is tier '{model.tier}', above your plan '{plan}'",
+            "choose a model at or below your plan, or change it: avatargen config set plan TIER",
+        )
+    return model
+
+
+def resolve_model(
+    catalog: Catalog,
+    model: str | None = None,
+    quality: str | None = None,
+    tier: str | None = None,
+    plan: str | None = None,
+    default: str | None = None,
+) -> Model:
+    """The one model a command runs: by --model, --quality or --tier (one at a time), else the
+    configured default, else the cheapest enabled model within the plan."""
+    given = [name for name, value in (("--model", model), ("--quality", quality), ("--tier", tier)) if value]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot be used together", "give one of them")
+    if plan is not None and plan not in TIERS:
+        raise UsageError(f"unknown plan '{plan}' in config", f"use one of {', '.join(TIERS)}")
+    cap = TIERS.index(plan) if plan else len(TIERS) - 1
+    if model:
+        return _check_runnable(catalog.lookup(model), plan)
+    if quality:
+        if quality not in QUALITIES:
+            raise UsageError(f"unknown quality '{quality}' (--quality)", f"use one of {', '.join(QUALITIES)}")
+        matches = [m for m in catalog if m.quality == quality]
+        if not matches:
+            raise ModelUnavailable(f"no model in the catalog has quality '{quality}'")
+        runnable = [m for m in matches if m.enabled and m.tier_rank <= cap]
+        if not runnable:
+            return _check_runnable(matches[0], plan)  # raises with the reason
+        return min(runnable, key=lambda m: (m.credit_cost, m.key))
+    if tier:
+        if tier not in TIERS:
+            raise UsageError(f"unknown tier '{tier}' (--tier)", f"use one of {', '.join(TIERS)}")
+        limit = min(TIERS.index(tier), cap)
+        runnable = [m for m in catalog.enabled() if m.tier_rank <= limit]
+        if not runnable:
+            raise ModelUnavailable(f"no enabled model at or below tier '{TIERS[limit]}'")
+        return max(runnable, key=lambda m: (m.tier_rank, QUALITIES.index(m.quality), m.credit_cost, m.key))
+    if default:
+        return _check_runnable(catalog.lookup(default), plan)
+    runnable = [m for m in catalog.enabled() if m.tier_rank <= cap]
+    if not runnable:
+        raise ModelUnavailable("no enabled model within your plan", "see `avatargen models list --all`")
+    return min(runnable, key=lambda m: (m.credit_cost, m.key))

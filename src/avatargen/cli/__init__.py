@@ -1,0 +1,89 @@
+"""The `avatargen` command line: a thin Typer layer over the modules that do the work.
+
+Each command group lives in its own module. Heavy libraries (httpx, Pillow, sqlite3, tenacity,
+diffusers) are imported inside the commands that need them so `--help` and `models list`
+start fast (tests/test_startup.py checks it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from avatargen import __version__
+from avatargen.cli import state
+from avatargen.errors import AvatargenError, Interrupted
+
+app = typer.Typer(
+    name="avatargen",
+    help="Pose-guided avatars from photos with ControlNet OpenPose models, with an exact credit ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        if state.json_requested():
+            from avatargen.output import emit_json
+
+            emit_json({"version": __version__})
+        else:
+            print(f"avatargen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    catalog: Annotated[
+        str | None,
+        typer.Option("--catalog", metavar="PATH", help="Extra catalog file merged over the others by key."),
+    ] = None,
+) -> None:
+    state.catalog_path = catalog
+
+
+def _register() -> None:
+    from avatargen.cli import config as config_cmds
+    from avatargen.cli import models as models_cmds
+
+    app.add_typer(models_cmds.app, name="models")
+    app.add_typer(config_cmds.app, name="config")
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app, turning known errors into one line and a fixed exit code."""
+    debug = os.environ.get("AVATARGEN_DEBUG", "") not in ("", "0")
+    try:
+        app()
+    except AvatargenError as exc:
+        _report(exc, debug)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _report(Interrupted("interrupted"), debug)
+        sys.exit(Interrupted.exit_code)
+
+
+def _report(exc: AvatargenError, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if state.json_requested():
+        import json
+
+        sys.stderr.write(json.dumps({"error": exc.to_dict()}) + "\n")
+    else:
+        sys.stderr.write(exc.one_line() + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,133 @@
+"""`avatargen config show|get|set|unset|path`: config.toml, and where the token comes from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from avatargen.cli.options import Json
+
+app = typer.Typer(help="Settings in config.toml (mode 0600).", no_args_is_help=True)
+
+
+def _display(key: str, value):
+    from avatargen.settings import SECRET_KEYS, mask
+
+    return mask(str(value)) if key in SECRET_KEYS else value
+
+
+@app.command("show")
+def show(json_: Json = False) -> None:
+    """All settings, the folders in use, and where the token comes from (masked)."""
+    from avatargen import settings
+
+    config = settings.load_config()
+    values = {k: _display(k, v) for k, v in settings.flatten(config).items()}
+    token = settings.find_token(config=config)
+    report = {
+        "config_file": str(settings.config_path()),
+        "data_dir": str(settings.data_dir()),
+        "settings": values,
+        "token": {"found": token.found, "source": token.source, "masked": token.token.masked() if token.token else None},
+    }
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json(report)
+        return
+    from avatargen.output import result_console
+
+    console = result_console()
+    console.print(f"config file: {report['config_file']}", markup=False, highlight=False)
+    console.print(f"data folder: {report['data_dir']}", markup=False, highlight=False)
+    if values:
+        for key, value in values.items():
+            console.print(f"{key} = {value!r}", markup=False, highlight=False)
+    else:
+        console.print("(no settings)", markup=False, highlight=False)
+    token_line = f"token: {token.token.masked()} from {token.source}" if token.token else "token: none found"
+    console.print(token_line, markup=False, highlight=False)
+
+
+@app.command("get")
+def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. endpoints.<model key>.")], json_: Json = False) -> None:
+    """One setting's value (exit 3 when unset)."""
+    from avatargen import settings
+    from avatargen.errors import ConfigError
+
+    value = settings.get_value(key)
+    if value is None:
+        raise ConfigError(f"config key '{key}' is not set", f"set it with: avatargen config set {key} VALUE")
+    shown = _display(key, value)
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json({"key": key, "value": shown})
+    else:
+        print(shown if not isinstance(shown, dict) else settings.flatten(shown, key + "."))
+
+
+@app.command("set")
+def set_(
+    key: Annotated[str, typer.Argument(help="Dotted key; `avatargen config keys` lists them.")],
+    value: Annotated[str, typer.Argument(help="The value.")],
+    json_: Json = False,
+) -> None:
+    """Set one setting (the value is checked first)."""
+    from avatargen import settings
+
+    stored = settings.set_value(key, value)
+    shown = _display(key, stored)
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json({"key": key, "value": shown, "file": str(settings.config_path())})
+    else:
+        from avatargen.output import info
+
+        info(f"set {key} = {shown!r} in {settings.config_path()}")
+
+
+@app.command("unset")
+def unset(key: Annotated[str, typer.Argument(help="Dotted key.")], json_: Json = False) -> None:
+    """Remove one setting."""
+    from avatargen import settings
+
+    removed = settings.unset_value(key)
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json({"key": key, "removed": removed})
+    else:
+        from avatargen.output import info
+
+        info(f"unset {key}" if removed else f"{key} was not set")
+
+
+@app.command("path")
+def path(json_: Json = False) -> None:
+    """The config file's path."""
+    from avatargen import settings
+
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json({"config_file": str(settings.config_path()), "data_dir": str(settings.data_dir())})
+    else:
+        print(settings.config_path())
+
+
+@app.command("keys")
+def keys(json_: Json = False) -> None:
+    """The settings avatargen knows, with what each does."""
+    from avatargen.settings import CONFIG_KEYS
+
+    rows = {key: doc for key, (_, doc) in CONFIG_KEYS.items()}
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json(rows)
+    else:
+        for key, doc in rows.items():
+            print(f"{key:24} {doc}")

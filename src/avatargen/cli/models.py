@@ -1,0 +1,86 @@
+"""`avatargen models list|show`: the catalog, as a table or as the seed's JSON records."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from avatargen.cli import state
+from avatargen.cli.options import Json, Quiet
+
+app = typer.Typer(help="The model catalog.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models(
+    tier: Annotated[str | None, typer.Option("--tier", help="Only models of this tier.")] = None,
+    quality: Annotated[str | None, typer.Option("--quality", help="Only models of this quality.")] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include disabled and coming-soon models.")] = False,
+    json_: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """List the models you can run (add --all for disabled and coming-soon ones)."""
+    from avatargen.catalog import QUALITIES
+    from avatargen.errors import UsageError
+    from avatargen.settings import TIERS
+
+    if tier and tier not in TIERS:
+        raise UsageError(f"unknown tier '{tier}' (--tier)", f"use one of {', '.join(TIERS)}")
+    if quality and quality not in QUALITIES:
+        raise UsageError(f"unknown quality '{quality}' (--quality)", f"use one of {', '.join(QUALITIES)}")
+    models = [
+        m
+        for m in state.load_catalog()
+        if (all_ or m.enabled) and (not tier or m.tier == tier) and (not quality or m.quality == quality)
+    ]
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json([m.to_seed() for m in models])
+        return
+    if quiet:
+        for m in models:
+            print(m.key)
+        return
+    from rich.table import Table
+
+    from avatargen.output import result_console
+
+    table = Table(title="avatargen models", title_justify="left")
+    for column in ("key", "name", "tier", "credits", "resolution", "quality", "typical time", "status"):
+        table.add_column(column, justify="right" if column == "credits" else "left")
+    for m in models:
+        status = m.status if m.enabled else f"{m.status}: {m.disabled_reason}".rstrip(": ")
+        table.add_row(m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, status)
+    result_console().print(table)
+
+
+@app.command("show")
+def show_model(
+    key: Annotated[str, typer.Argument(help="Model key or alias.")],
+    json_: Json = False,
+) -> None:
+    """Everything the catalog says about one model."""
+    model = state.load_catalog().lookup(key)
+    record = model.to_seed()
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json(record)
+        return
+    from rich.table import Table
+
+    from avatargen.output import result_console
+
+    table = Table(show_header=False, title=model.key, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for name, value in record.items():
+        if name == "defaults":
+            for sub, subvalue in value.items():
+                table.add_row(f"defaults.{sub}", str(subvalue))
+        else:
+            table.add_row(name, ", ".join(value) if isinstance(value, list) else str(value))
+    table.add_row("source", model.source)
+    result_console().print(table)

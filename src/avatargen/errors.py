@@ -1,0 +1,118 @@
+"""Every error a user can meet: one class each, one message, one fixed exit code.
+
+The CLI prints `error: <message> — <hint>` on one line of stderr and exits with the class's
+code; `AVATARGEN_DEBUG=1` adds the traceback. The README's exit-code table is checked
+against `EXIT_CODES` by a test.
+"""
+
+from __future__ import annotations
+
+OK = 0
+PARTIAL = 1
+USAGE = 2
+CONFIG = 3
+CREDITS = 4
+INPUT = 5
+UNAVAILABLE = 6
+AUTH = 7
+NETWORK = 8
+PROVIDER = 9
+LIMIT = 10
+MISSING_EXTRA = 11
+INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    OK: "success: everything asked for was done",
+    PARTIAL: "some jobs of a batch failed (the summary names them); the rest were done",
+    USAGE: "bad command line: unknown option, bad value, conflicting options, missing --yes",
+    CONFIG: "configuration problem: config.toml, a catalog file, or a setting",
+    CREDITS: "not enough credits, or the quote is over --max-credits: nothing ran",
+    INPUT: "an input file, pose or folder cannot be used",
+    UNAVAILABLE: "the model cannot run: disabled, coming soon, above your plan, or no endpoint",
+    AUTH: "the Hugging Face token is missing, invalid or lacks a permission (401/403)",
+    NETWORK: "the server could not be reached, or did not answer in time",
+    PROVIDER: "the server refused or failed the request (4xx/5xx, bad image, HF credits used up)",
+    LIMIT: "a configured usage limit (limits.daily_requests) would be crossed",
+    MISSING_EXTRA: "an optional extra is not installed (pip install 'avatargen[pose]' or '[serve]')",
+    INTERRUPTED: "interrupted (Ctrl-C); in-flight credits were refunded",
+}
+
+
+class AvatargenError(Exception):
+    """Base of every error meant for the user (never a bug)."""
+
+    exit_code = PROVIDER
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f" — {self.hint}"
+        return " ".join(text.split())  # one line, always
+
+    def to_dict(self) -> dict:
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
+
+
+class UsageError(AvatargenError):
+    exit_code = USAGE
+
+
+class ConfigError(AvatargenError):
+    exit_code = CONFIG
+
+
+class CatalogError(ConfigError):
+    """A catalog file is malformed; the message names the file, the model key and the field."""
+
+
+class CreditsError(AvatargenError):
+    exit_code = CREDITS
+
+
+class InputError(AvatargenError):
+    exit_code = INPUT
+
+
+class ModelUnavailable(AvatargenError):
+    exit_code = UNAVAILABLE
+
+
+class AuthError(AvatargenError):
+    exit_code = AUTH
+
+
+class NetworkError(AvatargenError):
+    exit_code = NETWORK
+
+
+class ProviderError(AvatargenError):
+    exit_code = PROVIDER
+
+
+class LimitError(AvatargenError):
+    exit_code = LIMIT
+
+
+class MissingExtra(AvatargenError):
+    exit_code = MISSING_EXTRA
+
+    def __init__(self, extra: str, what: str) -> None:
+        super().__init__(
+            f"{what} needs the optional extra '{extra}'",
+            f"install it with: pip install 'avatargen[{extra}]'",
+        )
+        self.extra = extra
+
+
+class Interrupted(AvatargenError):
+    exit_code = INTERRUPTED

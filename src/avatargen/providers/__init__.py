@@ -1,0 +1,1 @@
+"""Backends that turn one GenerationRequest into one image (see base.py for the protocol)."""

@@ -1,0 +1,95 @@
+"""The provider protocol: what every backend (hf-endpoint, hf-inference, local) offers.
+
+A provider generates one image for one request and reports its status. It never spends
+credits or writes files: the batch engine does that around it. Waits (cold starts, rate
+limits, retries) are announced through `on_event` so the progress display never looks frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from avatargen.catalog import Model
+    from avatargen.providers.gate import ModelGate
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: Model
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    controlnet_conditioning_scale: float
+    seed: int
+    pose_png: bytes | None = None  # the skeleton at width x height, PNG
+    pose_description: str = ""  # prompt text for a backend that cannot take a pose image
+    init_image_png: bytes | None = None  # the photo, when it should guide the look
+    strength: float | None = None
+
+    def __repr__(self) -> str:  # keep image bytes out of logs and tracebacks
+        return (
+            f"GenerationRequest(model={self.model.key!r}, {self.width}x{self.height}, "
+            f"steps={self.steps}, seed={self.seed})"
+        )
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    image: bytes  # encoded image bytes as the server sent them (PNG or JPEG)
+    content_type: str
+    seconds: float  # wall time of the successful attempt
+    attempts: int  # HTTP attempts made, retries included
+    backend: str
+    model_key: str
+
+    def __repr__(self) -> str:
+        return f"GenerationResult({self.backend}, {len(self.image)} bytes, attempts={self.attempts})"
+
+
+@dataclass(frozen=True)
+class WaitEvent:
+    """A wait the caller should show: state is 'loading', 'starting', 'rate-limited' or 'retrying'."""
+
+    state: str
+    seconds: float
+    reason: str
+    model_key: str = ""
+
+
+@dataclass
+class StatusReport:
+    backend: str
+    url: str | None
+    state: str  # ready | starting | unauthorized | unreachable | warm | cold | unknown | local
+    detail: str = ""
+    estimated_time: float | None = None
+    round_trip_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[WaitEvent], None]
+
+
+class Provider(Protocol):
+    name: str
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_event: EventSink | None = None,
+        gate: ModelGate | None = None,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> GenerationResult:
+        """One image. `gate` is shared by every worker calling the same model (cold-start and
+        rate-limit coordination); `on_attempt` is called before each HTTP attempt (usage counting)."""
+        ...
+
+    def status(self) -> StatusReport: ...
+
+    def close(self) -> None: ...

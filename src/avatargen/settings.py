@@ -1,0 +1,286 @@
+"""Where avatargen keeps things, its config.toml, and where the Hugging Face token comes from.
+
+One variable, AVATARGEN_HOME, moves both the config and the data folder (tests rely on it).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from avatargen.errors import ConfigError, UsageError
+
+APP = "avatargen"
+TIERS = ("free", "basic", "pro", "enterprise")
+PROVIDERS = ("hf-endpoint", "hf-inference", "local")
+
+
+# ---------------------------------------------------------------- folders
+def home_override() -> Path | None:
+    value = os.environ.get("AVATARGEN_HOME", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def config_dir() -> Path:
+    home = home_override()
+    if home:
+        return home
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP))
+
+
+def data_dir() -> Path:
+    home = home_override()
+    if home:
+        return home / "data"
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP))
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+# ---------------------------------------------------------------- config.toml
+# Known keys and how to parse a value given on the command line. A '*' segment is free
+# (a model key); everything else is checked so a typo is caught at `config set`.
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _tier(text: str) -> str:
+    if text not in TIERS:
+        raise ValueError(f"must be one of {', '.join(TIERS)}")
+    return text
+
+
+def _provider(text: str) -> str:
+    if text not in PROVIDERS:
+        raise ValueError(f"must be one of {', '.join(PROVIDERS)}")
+    return text
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return text.strip()
+
+
+CONFIG_KEYS: dict[str, tuple[Any, str]] = {
+    "token": (str, "Hugging Face token (prefer HF_TOKEN or `hf auth login`)"),
+    "plan": (_tier, "highest tier you may use: free, basic, pro, enterprise (unset = no cap)"),
+    "model": (str, "default model key or alias for generate"),
+    "provider": (_provider, "default backend: hf-endpoint, hf-inference or local"),
+    "endpoints.*": (_url, "Inference Endpoint URL for one model key"),
+    "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
+    "concurrency": (_positive_int, "parallel requests for generate"),
+    "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
+    "credits.starter": (_positive_int, "credits granted when a new ledger is created"),
+    "limits.daily_requests": (_positive_int, "HTTP requests allowed per day, all models"),
+    "limits.models.*": (_positive_int, "HTTP requests allowed per day for one model key"),
+    "confirm_above": (_positive_int, "ask before a batch of more images than this"),
+}
+SECRET_KEYS = {"token"}
+
+
+def _pattern_for(key: str) -> str | None:
+    if key in CONFIG_KEYS:
+        return key
+    for pattern in CONFIG_KEYS:
+        if pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if key.startswith(prefix) and len(key) > len(prefix) and "." not in key[len(prefix) :]:
+                return pattern
+    return None
+
+
+def _split_key(key: str) -> list[str]:
+    # Model keys contain ':' and '-' but never '.', so dots separate tables.
+    return key.split(".")
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    path = path or config_path()
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML ({exc})", f"fix the file or remove it: {path}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def save_config(data: dict[str, Any], path: Path | None = None) -> Path:
+    import tomli_w
+
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    # The file may hold a token: create it 0600 from the first byte, then swap it in.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        tomli_w.dump(data, fh)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def get_value(key: str, config: dict[str, Any] | None = None) -> Any:
+    node: Any = load_config() if config is None else config
+    for part in _split_key(key):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def parse_value(key: str, text: str) -> Any:
+    pattern = _pattern_for(key)
+    if pattern is None:
+        known = ", ".join(sorted(CONFIG_KEYS))
+        raise UsageError(f"unknown config key '{key}'", f"known keys: {known}")
+    parser = CONFIG_KEYS[pattern][0]
+    try:
+        return parser(text)
+    except ValueError as exc:
+        raise UsageError(f"bad value for config key '{key}': {exc}") from None
+
+
+def set_value(key: str, text: str) -> Any:
+    value = parse_value(key, text)
+    data = load_config()
+    node = data
+    *tables, leaf = _split_key(key)
+    for part in tables:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{config_path()}: '{part}' is not a table")
+    node[leaf] = value
+    save_config(data)
+    return value
+
+
+def unset_value(key: str) -> bool:
+    data = load_config()
+    node = data
+    *tables, leaf = _split_key(key)
+    for part in tables:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return False
+    if leaf not in node:
+        return False
+    del node[leaf]
+    save_config(data)
+    return True
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+# ---------------------------------------------------------------- token
+class Secret:
+    """A token that never shows itself: repr, str and f-strings give the masked form."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def masked(self) -> str:
+        return mask(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.masked()})"
+
+    __str__ = masked
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def mask(token: str) -> str:
+    if len(token) <= 8:
+        return "****"
+    return f"{token[:3]}…{token[-4:]}"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    token: Secret | None
+    source: str  # where it came from, e.g. "HF_TOKEN" or "file ~/.cache/huggingface/token"
+
+    @property
+    def found(self) -> bool:
+        return self.token is not None
+
+
+TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_API_KEY")
+
+
+def hf_token_file() -> Path:
+    explicit = os.environ.get("HF_TOKEN_PATH", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    hf_home = os.environ.get("HF_HOME", "").strip()
+    if hf_home:
+        return Path(hf_home).expanduser() / "token"
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
+    return base / "huggingface" / "token"
+
+
+def find_token(cli_token: str | None = None, config: dict[str, Any] | None = None) -> TokenInfo:
+    """The token, in the order users expect: --token, HF_TOKEN, HUGGING_FACE_HUB_TOKEN,
+    HUGGINGFACE_API_KEY (the seed's name), config.toml, then the Hugging Face token file."""
+    if cli_token and cli_token.strip():
+        return TokenInfo(Secret(cli_token.strip()), "--token")
+    for name in TOKEN_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return TokenInfo(Secret(value), name)
+    cfg = load_config() if config is None else config
+    value = str(cfg.get("token") or "").strip()
+    if value:
+        return TokenInfo(Secret(value), f"config {config_path()}")
+    path = hf_token_file()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        value = ""
+    if value:
+        return TokenInfo(Secret(value), f"file {path}")
+    return TokenInfo(None, "none")
