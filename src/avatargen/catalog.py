@@ -247,7 +247,7 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.models)
 
-    def lookup(self, name: str) -> Model:
+    def lookup(self, name: str, option: str = "--model") -> Model:
         """A model by full key or short alias; a typo gets a 'did you mean'."""
         if name in self.by_key:
             return self.by_key[name]
@@ -257,7 +257,7 @@ class Catalog:
         names = [m.alias for m in self.models] + list(self.by_key)
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'?" if close else "see `avatargen models list --all`"
-        raise UsageError(f"unknown model '{name}' (--model)", hint)
+        raise UsageError(f"unknown model '{name}' ({option})", hint)
 
     def enabled(self) -> list[Model]:
         return [m for m in self.models if m.enabled]

@@ -62,7 +62,7 @@ def show_model(
     json_: Json = False,
 ) -> None:
     """Everything the catalog says about one model."""
-    model = state.load_catalog().lookup(key)
+    model = state.load_catalog().lookup(key, option="KEY")
     record = model.to_seed()
     if json_:
         from avatargen.output import emit_json

@@ -1,0 +1,70 @@
+"""Shared fixtures: every test gets a fresh AVATARGEN_HOME and no Hugging Face token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+_CLEARED = (
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HUGGINGFACE_API_KEY",
+    "HF_TOKEN_PATH",
+    "AVATARGEN_CATALOG",
+    "AVATARGEN_ENDPOINT",
+    "AVATARGEN_DEBUG",
+)
+
+
+@pytest.fixture(autouse=True)
+def avatargen_home(tmp_path_factory, monkeypatch) -> Path:
+    """A fresh, empty user folder per test; the real home is never touched."""
+    home = tmp_path_factory.mktemp("avatargen-home")
+    monkeypatch.setenv("AVATARGEN_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in _CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def cli():
+    """Run the real CLI in-process (Typer's runner); returns the Result."""
+    from typer.testing import CliRunner
+
+    from avatargen.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def run_cli():
+    """Run the real CLI in a subprocess (`python -m avatargen`), with this test's environment."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 120, env: dict | None = None, cwd=None):
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        return subprocess.run(
+            [sys.executable, "-m", "avatargen", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            cwd=cwd,
+        )
+
+    return run
