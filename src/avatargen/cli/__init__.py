@@ -57,6 +57,14 @@ def _register() -> None:
 
     app.add_typer(models_cmds.app, name="models")
     app.add_typer(config_cmds.app, name="config")
+    from avatargen.cli import credits as credits_cmds
+    from avatargen.cli import generate as generate_cmds
+    from avatargen.cli import history as history_cmds
+
+    app.command("generate")(generate_cmds.generate)
+    app.command("retry")(generate_cmds.retry)
+    app.add_typer(credits_cmds.app, name="credits")
+    app.add_typer(history_cmds.app, name="history")
 
 
 _register()

@@ -1,0 +1,391 @@
+"""Running a planned batch: bounded concurrency, credits reserved per job, shared cold-start
+and rate-limit gates per model, fallbacks, progress, and a clean stop on Ctrl-C or a limit.
+
+Per job: reserve credits -> pose image at the model's size -> provider call (retries, waits)
+-> atomic write with metadata -> settle; any failure refunds and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avatargen.catalog import Catalog, Model
+from avatargen.errors import (
+    AvatargenError,
+    CreditsError,
+    LimitError,
+    ModelUnavailable,
+    NetworkError,
+    ProviderError,
+)
+from avatargen.ledger import Ledger
+from avatargen.plan import Job
+from avatargen.progress import Progress
+
+
+@dataclass
+class RunSettings:
+    concurrency: int = 4
+    overwrite: bool = False
+    fallback: bool = True
+    allow_upgrade: bool = False
+    json_lines: bool = False
+    live_progress: bool = False
+    endpoint: str | None = None
+    provider: str | None = None
+    token: str | None = None
+    wait_timeout: float | None = None
+    daily_limit: int | None = None
+    model_limits: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    batch_id: str
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    left_queued: int = 0
+    credits_spent: int = 0
+    failed_items: list[dict[str, str]] = field(default_factory=list)
+    duration_s: float = 0.0
+    output_dir: str = ""
+    stopped: str | None = None  # None, 'interrupted', 'limit', 'credits'
+    stop_message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Stop(Exception):
+    """Raised inside a worker when the batch is stopping: the job goes back to the queue."""
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        ledger: Ledger,
+        catalog: Catalog,
+        poses: dict[str, Any],
+        settings: RunSettings,
+        emit: Callable[[dict[str, Any]], None] | None = None,
+        provider_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.catalog = catalog
+        self.poses = poses  # pose spec -> PoseSource (see poses/sources.py)
+        self.settings = settings
+        self.emit = emit
+        self._provider_factory = provider_factory
+        self._providers: dict[str, Any] = {}
+        self._gates: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._emit_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._in_flight: set[str] = set()
+        self._pose_cache: dict[tuple[str, int, int], bytes] = {}
+
+    # ------------------------------------------------------------ shared per-model state
+    def provider_for(self, model: Model, primary: bool = True):
+        with self._lock:
+            if model.key not in self._providers:
+                from avatargen.providers.select import make_provider
+
+                factory = self._provider_factory or make_provider
+                # --endpoint names the server of the model asked for; fallbacks use their own.
+                self._providers[model.key] = factory(
+                    model,
+                    endpoint=self.settings.endpoint if primary else None,
+                    provider=self.settings.provider,
+                    token=self.settings.token,
+                    wait_timeout=self.settings.wait_timeout,
+                )
+            return self._providers[model.key]
+
+    def gate_for(self, model_key: str):
+        from avatargen.providers.gate import ModelGate
+
+        with self._lock:
+            return self._gates.setdefault(model_key, ModelGate())
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            with contextlib.suppress(Exception):  # closing must never hide the batch's own result
+                provider.close()
+
+    def preflight(self, model: Model, announce: Callable[[str], None]) -> None:
+        """One status probe before any job is sent: a cold model is announced once and every
+        worker waits at the gate instead of discovering it on its own."""
+        provider = self.provider_for(model)
+        try:
+            report = provider.status()
+        except AvatargenError as exc:
+            announce(f"pre-flight check of {model.alias} failed: {exc.message}")
+            return
+        if report.state == "starting":
+            seconds = report.estimated_time or 10.0
+            announce(f"model loading, ~{int(seconds)} s ({model.alias} at {report.url})")
+            self.gate_for(model.key).mark_loading(seconds)
+        elif report.state in ("unreachable", "unauthorized"):
+            announce(f"pre-flight: {model.alias} is {report.state}: {report.detail}")
+
+    # ------------------------------------------------------------ running
+    def run(self, batch_id: str, jobs: list[Job], output_dir: Path) -> Summary:
+        summary = Summary(batch_id, len(jobs), output_dir=str(output_dir))
+        progress = Progress(len(jobs), self.settings.live_progress)
+        started = time.monotonic()
+        queue = iter(jobs)
+        queue_lock = threading.Lock()
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                with queue_lock:
+                    job = next(queue, None)
+                if job is None:
+                    return
+                self._run_job(job, summary, progress)
+
+        threads = [
+            threading.Thread(target=worker, name=f"avatargen-worker-{i}", daemon=True)
+            for i in range(max(1, min(self.settings.concurrency, len(jobs))))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.2)  # short joins keep Ctrl-C deliverable
+        except KeyboardInterrupt:
+            self._stop.set()
+            summary.stopped = "interrupted"
+            self._refund_in_flight("interrupted")
+        finally:
+            progress.stop()
+            summary.duration_s = round(time.monotonic() - started, 3)
+        finished = summary.done + summary.failed + summary.skipped
+        summary.left_queued = summary.total - finished
+        return summary
+
+    def _refund_in_flight(self, why: str) -> None:
+        with self._lock:
+            keys = list(self._in_flight)
+        for key in keys:
+            self.ledger.mark_failed(key, why, status="queued")
+
+    def _models_to_try(self, model: Model) -> list[Model]:
+        chain = [model]
+        if self.settings.fallback:
+            for key in model.fallbacks:
+                candidate = self.catalog.by_key.get(key)
+                if candidate is None or not candidate.enabled or candidate in chain:
+                    continue
+                if candidate.credit_cost > model.credit_cost and not self.settings.allow_upgrade:
+                    continue
+                chain.append(candidate)
+        return chain
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        if self.emit is not None:
+            with self._emit_lock:
+                self.emit(record)
+
+    def _run_job(self, job: Job, summary: Summary, progress: Progress) -> None:
+        model = self.catalog.by_key[job.model]
+        record: dict[str, Any] = {
+            "input": str(job.input_path),
+            "output": str(job.output_path),
+            "pose": job.pose,
+            "model": job.model,
+            "seed": job.seed,
+            "job_key": job.job_key,
+        }
+        try:
+            self.ledger.reserve(job.job_key, model.key, model.credit_cost, summary.batch_id)
+        except CreditsError as exc:
+            # Another process spent the balance after our quote: stop cleanly, leave the rest queued.
+            self._stop.set()
+            with self._lock:
+                summary.stopped = summary.stopped or "credits"
+                summary.stop_message = exc.message
+            return
+        with self._lock:
+            self._in_flight.add(job.job_key)
+        self.ledger.mark_running(job.job_key)
+        state = "queued"
+        attempts = 0
+        try:
+            photo = self._load_photo(job)
+            ran: Model | None = None
+            result = None
+            chain = self._models_to_try(model)
+            for candidate in chain:
+                if candidate is not model:
+                    self.ledger.adjust_reservation(job.job_key, candidate.key, candidate.credit_cost)
+                request = self._request(job, candidate, photo)
+
+                def on_event(event, _c=candidate):
+                    nonlocal state
+                    if state == "generating":
+                        progress.move("generating", "waiting")
+                        state = "waiting"
+                    progress.waiting(f"{event.reason} (~{int(event.seconds)} s)")
+
+                def on_attempt(_c=candidate):
+                    nonlocal state, attempts
+                    if self._stop.is_set():
+                        raise _Stop()
+                    self.ledger.count_request(
+                        _c.key, self.settings.daily_limit, self.settings.model_limits.get(_c.key)
+                    )
+                    attempts += 1
+                    if state != "generating":
+                        progress.move(state, "generating")
+                        state = "generating"
+
+                try:
+                    result = self.provider_for(candidate, primary=candidate is model).generate(
+                        request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
+                    )
+                    ran = candidate
+                    break
+                except (ModelUnavailable, ProviderError, NetworkError) as exc:
+                    if not _fallback_worthy(exc) or candidate is chain[-1]:
+                        raise
+                    progress.waiting(f"{candidate.alias} failed ({exc.message}); trying a fallback")
+            assert result is not None and ran is not None
+            if self._stop.is_set():
+                raise _Stop()
+            meta = self._metadata(job, ran)
+            from avatargen.images import write_output
+
+            write_output(job.output_path, result.image, meta, overwrite=self.settings.overwrite)
+            credits = self.ledger.mark_done(
+                job.job_key,
+                ran.key,
+                attempts,
+                result.seconds,
+                note="generated" if ran is model else f"generated by fallback {ran.key}",
+            )
+            progress.move(state, "done")
+            progress.spent(credits)
+            with self._lock:
+                summary.done += 1
+                summary.credits_spent += credits
+            record.update(
+                status="done",
+                model_used=ran.key,
+                credits=credits,
+                seconds=round(result.seconds, 3),
+                attempts=attempts,
+            )
+            if ran is not model:
+                record["fallback_from"] = model.key
+            self._emit(record)
+        except _Stop:
+            self.ledger.mark_failed(job.job_key, "interrupted", attempts, status="queued")
+            progress.move(state, "queued")
+        except LimitError as exc:
+            self._stop.set()
+            self.ledger.mark_failed(job.job_key, exc.message, attempts, status="queued")
+            progress.move(state, "queued")
+            with self._lock:
+                summary.stopped = "limit"
+                summary.stop_message = exc.one_line()
+        except Exception as exc:  # one bad photo or call never stops the batch
+            message = (
+                exc.message
+                if isinstance(exc, AvatargenError)
+                else f"internal error: {type(exc).__name__}: {exc}"
+            )
+            self.ledger.mark_failed(job.job_key, message, attempts)
+            progress.move(state, "failed")
+            with self._lock:
+                summary.failed += 1
+                summary.failed_items.append({"input": str(job.input_path), "error": message})
+            record.update(status="failed", error=message, credits=0, attempts=attempts)
+            self._emit(record)
+        finally:
+            with self._lock:
+                self._in_flight.discard(job.job_key)
+
+    # ------------------------------------------------------------ pieces of a job
+    def _load_photo(self, job: Job):
+        if job.params.strength is None and not self.poses[job.params.pose_spec].per_photo:
+            return None
+        from avatargen.images import load_photo
+
+        return load_photo(job.input_path)
+
+    def _pose_png(self, spec: str, width: int, height: int, photo) -> bytes:
+        from avatargen.images import png_bytes
+
+        pose = self.poses[spec]
+        if pose.per_photo:
+            return png_bytes(pose.image(width, height, photo))
+        with self._lock:
+            cached = self._pose_cache.get((spec, width, height))
+        if cached is None:  # the same skeleton for every photo: render it once per size
+            cached = png_bytes(pose.image(width, height))
+            with self._lock:
+                self._pose_cache[(spec, width, height)] = cached
+        return cached
+
+    def _request(self, job: Job, model: Model, photo):
+        from avatargen.images import fit_to, png_bytes
+        from avatargen.providers.base import GenerationRequest
+
+        width, height = model.size if model.key != job.model else (job.params.width, job.params.height)
+        init = None
+        if job.params.strength is not None and photo is not None:
+            init = png_bytes(fit_to(photo, width, height))
+        return GenerationRequest(
+            model=model,
+            prompt=job.params.prompt,
+            negative_prompt=job.params.negative_prompt,
+            width=width,
+            height=height,
+            steps=job.params.steps,
+            guidance_scale=job.params.guidance_scale,
+            controlnet_conditioning_scale=job.params.controlnet_conditioning_scale,
+            seed=job.seed,
+            pose_png=self._pose_png(job.params.pose_spec, width, height, photo),
+            pose_description=self.poses[job.params.pose_spec].description,
+            init_image_png=init,
+            strength=job.params.strength if init else None,
+        )
+
+    def _metadata(self, job: Job, ran: Model) -> dict[str, Any]:
+        p = job.params
+        width, height = ran.size if ran.key != job.model else (p.width, p.height)
+        return {
+            "job_key": job.job_key,
+            "input": str(job.input_path),
+            "input_hash": job.input_hash,
+            "pose": job.pose,
+            "model": ran.key,
+            "model_requested": job.model,
+            "seed": job.seed,
+            "prompt": p.prompt,
+            "negative_prompt": p.negative_prompt,
+            "steps": p.steps,
+            "guidance_scale": p.guidance_scale,
+            "controlnet_conditioning_scale": p.controlnet_conditioning_scale,
+            "strength": p.strength,
+            "width": width,
+            "height": height,
+        }
+
+
+def _fallback_worthy(exc: AvatargenError) -> bool:
+    """A model that stayed unavailable, or 5xx / network failures beyond the retries."""
+    if isinstance(exc, ModelUnavailable | NetworkError):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 500

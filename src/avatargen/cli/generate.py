@@ -1,0 +1,374 @@
+"""`avatargen generate` and `avatargen retry`: options in, batch out (the work is in generate.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avatargen.cli import state
+from avatargen.cli.options import Json, ModelOpt, QualityOpt, TierOpt
+
+DEFAULT_POSE = "portrait"
+DEFAULT_OUTPUT = "avatars"
+DEFAULT_STRENGTH = 0.75
+
+
+def _run_settings(
+    config: dict,
+    *,
+    concurrency,
+    overwrite,
+    no_fallback,
+    allow_upgrade,
+    json_,
+    endpoint,
+    provider,
+    token,
+    wait_timeout,
+):
+    from avatargen.batch import RunSettings
+
+    limits = config.get("limits", {}) if isinstance(config.get("limits"), dict) else {}
+    return RunSettings(
+        concurrency=concurrency or int(config.get("concurrency") or 4),
+        overwrite=overwrite,
+        fallback=not no_fallback,
+        allow_upgrade=allow_upgrade,
+        json_lines=json_,
+        live_progress=sys.stderr.isatty() and not json_,
+        endpoint=endpoint,
+        provider=provider or config.get("provider"),
+        token=token,
+        wait_timeout=wait_timeout or config.get("wait_timeout"),
+        daily_limit=limits.get("daily_requests"),
+        model_limits=dict(limits.get("models", {})),
+    )
+
+
+def _finish(summary, json_: bool) -> None:
+    from avatargen.generate import raise_for_outcome, resume_command
+    from avatargen.output import err_console, result_console
+
+    code = raise_for_outcome(summary, resume_command(summary.batch_id))
+    if json_:
+        err_console().print(
+            f"batch {summary.batch_id}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped, "
+            f"{summary.credits_spent} credits",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"batch {summary.batch_id}", title_justify="left", show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        for name, value in (
+            ("done", summary.done),
+            ("failed", summary.failed),
+            ("skipped", summary.skipped),
+            ("credits spent", summary.credits_spent),
+            ("seconds", summary.duration_s),
+            ("output folder", summary.output_dir),
+        ):
+            table.add_row(name, str(value))
+        for item in summary.failed_items[:20]:
+            table.add_row("failed", f"{item['input']}: {item['error']}")
+        if len(summary.failed_items) > 20:
+            table.add_row(
+                "failed", f"... and {len(summary.failed_items) - 20} more (avatargen history --status failed)"
+            )
+        result_console().print(table)
+    if code:
+        from avatargen.output import warn
+
+        warn(f"{summary.failed} job(s) failed; re-run them with: {resume_command(summary.batch_id)}")
+        raise typer.Exit(code)
+
+
+def generate(
+    paths: Annotated[
+        list[str], typer.Argument(help="Photos, folders, globs, or - to read paths from stdin.")
+    ],
+    pose: Annotated[
+        str, typer.Option("--pose", "-p", help="Template name, pose .json/.png, URL, or 'auto'.")
+    ] = DEFAULT_POSE,
+    model: ModelOpt = None,
+    quality: QualityOpt = None,
+    tier: TierOpt = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the avatars.")] = Path(
+        DEFAULT_OUTPUT
+    ),
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt (default: the model's).")] = None,
+    negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Negative prompt.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, max=200, help="Inference steps.")] = None,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", min=0.0, max=50.0, help="Guidance scale.")
+    ] = None,
+    control_scale: Annotated[
+        float | None, typer.Option("--control-scale", min=0.0, max=2.0, help="ControlNet conditioning scale.")
+    ] = None,
+    strength: Annotated[
+        float,
+        typer.Option(
+            "--strength",
+            min=0.0,
+            max=1.0,
+            help="How far the avatar may move from the photo (0 = send the pose only).",
+        ),
+    ] = DEFAULT_STRENGTH,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="First seed (default: derived from each photo).")
+    ] = None,
+    num: Annotated[int, typer.Option("--num", "-n", min=1, max=100, help="Variants per photo.")] = 1,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, max=64, help="Parallel requests.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and quote only; nothing runs.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a large batch.")] = False,
+    max_credits: Annotated[
+        int | None, typer.Option("--max-credits", min=0, help="Refuse a batch quoting more.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option("--provider", help="hf-endpoint, hf-inference or local (default: by endpoint)."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Hugging Face token (prefer HF_TOKEN).")
+    ] = None,
+    wait_timeout: Annotated[
+        float | None, typer.Option("--wait-timeout", min=1.0, help="Seconds to wait for a cold model.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Output name template, e.g. {stem}-{seed}.png.")
+    ] = None,
+    no_fallback: Annotated[
+        bool, typer.Option("--no-fallback", help="Never switch to a fallback model.")
+    ] = False,
+    allow_upgrade: Annotated[bool, typer.Option("--allow-upgrade", help="Let a fallback cost more.")] = False,
+    notify_url: Annotated[
+        str | None, typer.Option("--notify-url", help="POST a JSON summary here at the end.")
+    ] = None,
+    on_complete: Annotated[
+        str | None, typer.Option("--on-complete", help="Run this command with the summary file.")
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
+    are skipped, failed ones are redone."""
+    from avatargen import settings as settings_mod
+    from avatargen.catalog import resolve_model
+    from avatargen.errors import InputError
+    from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
+    from avatargen.images import file_hash
+    from avatargen.inputs import collect_inputs
+    from avatargen.ledger import open_ledger
+    from avatargen.output import emit_json, info
+    from avatargen.plan import DEFAULT_TEMPLATE, Params, check_template, plan_jobs
+    from avatargen.poses.sources import resolve_pose
+
+    config = settings_mod.load_config()
+    catalog = state.load_catalog()
+    chosen = resolve_model(
+        catalog, model, quality, tier, plan=config.get("plan"), default=config.get("model")
+    )
+    template = name or config.get("output_template") or DEFAULT_TEMPLATE
+    check_template(template)
+    pose_source = resolve_pose(pose)
+    inputs = collect_inputs(paths, recursive)
+    if not inputs:
+        raise InputError(
+            f"no photos found in {' '.join(paths)}", "name image files or folders holding images"
+        )
+    hashes = {}
+    for path in inputs:
+        try:
+            hashes[path] = file_hash(path)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    width, height = chosen.size
+    params = Params(
+        pose_spec=pose,
+        prompt=prompt or chosen.prompt,
+        negative_prompt=negative_prompt if negative_prompt is not None else chosen.negative_prompt,
+        steps=steps or chosen.steps,
+        guidance_scale=guidance if guidance is not None else chosen.guidance_scale,
+        controlnet_conditioning_scale=control_scale
+        if control_scale is not None
+        else chosen.controlnet_conditioning_scale,
+        width=width,
+        height=height,
+        strength=strength or None,
+    )
+    jobs = plan_jobs(
+        inputs,
+        hashes=hashes,
+        pose_name=pose_source.name,
+        pose_identity=pose,
+        model_key=chosen.key,
+        model_alias=chosen.alias,
+        params=params,
+        num=num,
+        seed=seed,
+        output_dir=output,
+        template=template,
+    )
+    run_settings = _run_settings(
+        config,
+        concurrency=concurrency,
+        overwrite=overwrite,
+        no_fallback=no_fallback,
+        allow_upgrade=allow_upgrade,
+        json_=json_,
+        endpoint=endpoint,
+        provider=provider,
+        token=token,
+        wait_timeout=wait_timeout,
+    )
+    with open_ledger() as ledger:
+        result = execute(
+            ledger=ledger,
+            catalog=catalog,
+            jobs=jobs,
+            poses={pose: pose_source},
+            settings=run_settings,
+            output_dir=output,
+            argv=sys.argv[1:],
+            yes=yes,
+            dry_run=dry_run,
+            max_credits=max_credits,
+            confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
+            emit=emit_json if json_ else None,
+            say=info,
+            notify_url=notify_url,
+            on_complete=on_complete,
+        )
+    if dry_run:
+        _print_plan(result, chosen, json_)
+        return
+    _finish(result, json_)
+
+
+def _print_plan(plan: dict, model, json_: bool) -> None:
+    from avatargen.output import emit_json, result_console
+
+    quote = plan["quote"]
+    if json_:
+        emit_json({"dry_run": True, "model": model.key, **quote, "jobs": plan["jobs"]})
+        return
+    console = result_console()
+    for job in plan["jobs"]:
+        console.print(
+            f"{job['input_path']} -> {job['output_path']} (seed {job['seed']})", markup=False, highlight=False
+        )
+    console.print(
+        f"dry run: {quote['images']} image(s) with {model.key} for {quote['credits']} credits "
+        f"(balance {quote['balance']}); {quote['already_done']} already done",
+        markup=False,
+        highlight=False,
+    )
+
+
+def retry(
+    batch: Annotated[str | None, typer.Argument(help="Batch id (default: the last batch).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=64)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a large batch.")] = False,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="hf-endpoint, hf-inference or local.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Hugging Face token (prefer HF_TOKEN).")
+    ] = None,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=1.0)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    no_fallback: Annotated[bool, typer.Option("--no-fallback")] = False,
+    allow_upgrade: Annotated[bool, typer.Option("--allow-upgrade")] = False,
+    json_: Json = False,
+) -> None:
+    """Re-run the failed and unfinished jobs of the last (or a named) batch."""
+    import json as jsonlib
+
+    from avatargen import settings as settings_mod
+    from avatargen.errors import UsageError
+    from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
+    from avatargen.ledger import open_ledger
+    from avatargen.output import emit_json, info
+    from avatargen.plan import Job, Params
+    from avatargen.poses.sources import resolve_pose
+
+    config = settings_mod.load_config()
+    catalog = state.load_catalog()
+    with open_ledger() as ledger:
+        from avatargen.images import output_has_key
+
+        ledger.reconcile(output_has_key)
+        found = ledger.batch(batch)
+        if found is None:
+            raise UsageError(
+                f"no batch {batch!r} in history" if batch else "no batch in history yet",
+                "see `avatargen history`",
+            )
+        rows = [
+            r for r in ledger.jobs(batch_id=found["id"], limit=None) if r["status"] in ("failed", "queued")
+        ]
+        if not rows:
+            info(f"batch {found['id']}: nothing to retry")
+            if json_:
+                emit_json({"batch_id": found["id"], "retried": 0})
+            return
+        jobs, poses = [], {}
+        for row in rows:
+            params = Params(**jsonlib.loads(row["params"]))
+            if params.pose_spec not in poses:
+                poses[params.pose_spec] = resolve_pose(params.pose_spec)
+            catalog.lookup(row["model"])
+            jobs.append(
+                Job(
+                    row["job_key"],
+                    Path(row["input_path"]),
+                    row["input_hash"],
+                    row["pose"],
+                    row["model"],
+                    params,
+                    row["seed"],
+                    Path(row["output_path"]),
+                )
+            )
+        run_settings = _run_settings(
+            config,
+            concurrency=concurrency,
+            overwrite=overwrite,
+            no_fallback=no_fallback,
+            allow_upgrade=allow_upgrade,
+            json_=json_,
+            endpoint=endpoint,
+            provider=provider,
+            token=token,
+            wait_timeout=wait_timeout,
+        )
+        info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
+        summary = execute(
+            ledger=ledger,
+            catalog=catalog,
+            jobs=jobs,
+            poses=poses,
+            settings=run_settings,
+            output_dir=Path(found["output_dir"] or "."),
+            argv=sys.argv[1:],
+            yes=yes,
+            confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
+            emit=emit_json if json_ else None,
+            say=info,
+        )
+    _finish(summary, json_)

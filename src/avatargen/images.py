@@ -1,0 +1,180 @@
+"""Reading input photos safely and writing outputs atomically with their metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from avatargen.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Refuse anything over ~90 megapixels: a decompression bomb, not a photo.
+MAX_PIXELS = 90_000_000
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+
+
+def sniff_image(path: Path) -> str | None:
+    """The image format by content (not extension), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except OSError:
+        return None
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"avif", b"mif1"):
+        return "heif"
+    return None
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_photo(path: Path) -> Image.Image:
+    """An RGB photo the right way up: EXIF orientation applied, CMYK/palette/alpha/16-bit
+    converted, decompression bombs refused. Raises InputError naming the file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise InputError(
+                        f"{path}: image too large ({img.width}x{img.height})",
+                        f"photos up to {MAX_PIXELS // 1_000_000} megapixels are accepted",
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return to_rgb(img)
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path}: refused as a decompression bomb (too many pixels)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale down to 8 bits instead of clipping to white.
+        img = img.point(lambda v: v / 256).convert("L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        return background
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def fit_to(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Centre-crop to the target aspect ratio, then resize: what the model expects as init image."""
+    from PIL import ImageOps
+
+    return ImageOps.fit(img, (width, height))
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sd_parameters(meta: dict[str, Any]) -> str:
+    """The common Stable Diffusion ("A1111") parameters text."""
+    return (
+        f"{meta['prompt']}\n"
+        f"Negative prompt: {meta['negative_prompt']}\n"
+        f"Steps: {meta['steps']}, CFG scale: {meta['guidance_scale']}, Seed: {meta['seed']}, "
+        f"Size: {meta['width']}x{meta['height']}, Model: {meta['model']}, "
+        f"ControlNet: openpose, Control scale: {meta['controlnet_conditioning_scale']}, Pose: {meta['pose']}"
+    )
+
+
+def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool = False) -> Path:
+    """Write the generated image as PNG with `parameters` and `avatargen` text chunks, atomically:
+    a temporary file in the same folder, fsynced, then renamed. Never replaces an existing
+    file unless `overwrite`."""
+    from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image)) as decoded:
+            decoded.load()
+            picture = decoded.convert("RGB") if decoded.mode not in ("RGB", "RGBA") else decoded.copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"the server's answer is not a readable image ({exc})") from None
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", sd_parameters(meta))
+    info.add_text("avatargen", json.dumps(meta, sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            picture.save(fh, format="PNG", pnginfo=info)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name exists: no check-then-write race
+            except FileExistsError:
+                raise InputError(f"{path}: already exists", "pass --overwrite to replace it") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: Path | str) -> dict[str, Any] | None:
+    """The `avatargen` chunk of an output we wrote, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            raw = img.text.get("avatargen") if hasattr(img, "text") else None
+    except (OSError, ValueError):
+        return None
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+
+
+def output_has_key(path: str, job_key: str) -> bool:
+    meta = read_metadata(path)
+    return bool(meta and meta.get("job_key") == job_key)

@@ -1,0 +1,149 @@
+"""Planning a batch: one Job per photo x variant, with its seed, job key and output path.
+
+The job key is a hash of everything that decides the image (photo content, pose, model,
+parameters, seed), so running the same command again finds the same jobs: that is resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avatargen.errors import UsageError
+
+DEFAULT_TEMPLATE = "{stem}-{pose}-{model}-{seed}.png"
+TEMPLATE_FIELDS = ("stem", "pose", "model", "seed", "variant", "hash")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a job sends besides the photo and the pose image."""
+
+    pose_spec: str
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    controlnet_conditioning_scale: float
+    width: int
+    height: int
+    strength: float | None  # None: the photo is not sent, only the pose guides
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Job:
+    job_key: str
+    input_path: Path
+    input_hash: str
+    pose: str  # the pose's short name
+    model: str  # model key asked for (a fallback may run instead)
+    params: Params
+    seed: int
+    output_path: Path
+    status: str = "queued"
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "job_key": self.job_key,
+            "input_path": str(self.input_path),
+            "input_hash": self.input_hash,
+            "pose": self.pose,
+            "model": self.model,
+            "params": self.params.to_dict(),
+            "seed": self.seed,
+            "output_path": str(self.output_path),
+        }
+
+
+def check_template(template: str) -> None:
+    import string
+
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as exc:
+        raise UsageError(f"bad output name template '{template}': {exc}") from None
+    unknown = names - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise UsageError(
+            f"bad output name template '{template}': unknown field(s) {', '.join(sorted(unknown))}",
+            f"use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}",
+        )
+    if not template.lower().endswith(".png"):
+        raise UsageError(f"output name template '{template}' must end in .png")
+
+
+def derive_seed(input_hash: str, variant: int, base: int | None) -> int:
+    """--seed S gives S, S+1, ...; without it the seed comes from the photo, so a re-run matches."""
+    if base is not None:
+        return (base + variant) % 2**32
+    return int(hashlib.sha256(f"{input_hash}:{variant}".encode()).hexdigest()[:8], 16)
+
+
+def job_key(input_hash: str, pose_identity: str, model: str, params: Params, seed: int) -> str:
+    payload = json.dumps(
+        {
+            "input": input_hash,
+            "pose": pose_identity,
+            "model": model,
+            "params": params.to_dict(),
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def plan_jobs(
+    inputs: list[Path],
+    *,
+    hashes: dict[Path, str],
+    pose_name: str,
+    pose_identity: str,
+    model_key: str,
+    model_alias: str,
+    params: Params,
+    num: int,
+    seed: int | None,
+    output_dir: Path,
+    template: str = DEFAULT_TEMPLATE,
+) -> list[Job]:
+    jobs: list[Job] = []
+    for path in inputs:
+        digest = hashes[path]
+        for variant in range(num):
+            job_seed = derive_seed(digest, variant, seed)
+            name = template.format(
+                stem=_safe(path.stem),
+                pose=_safe(pose_name),
+                model=_safe(model_alias),
+                seed=job_seed,
+                variant=variant,
+                hash=digest[:8],
+            )
+            key = job_key(digest, pose_identity, model_key, params, job_seed)
+            jobs.append(Job(key, path, digest, pose_name, model_key, params, job_seed, output_dir / name))
+    _disambiguate(jobs)
+    return jobs
+
+
+def _disambiguate(jobs: list[Job]) -> None:
+    """Two photos with the same name in different folders must not share an output file."""
+    by_path: dict[Path, list[Job]] = {}
+    for job in jobs:
+        by_path.setdefault(job.output_path, []).append(job)
+    for clashing in by_path.values():
+        if len({j.job_key for j in clashing}) > 1:
+            for job in clashing:
+                out = job.output_path
+                job.output_path = out.with_name(f"{out.stem}-{job.input_hash[:8]}{out.suffix}")
