@@ -65,6 +65,9 @@ def _register() -> None:
     app.command("retry")(generate_cmds.retry)
     app.add_typer(credits_cmds.app, name="credits")
     app.add_typer(history_cmds.app, name="history")
+    from avatargen.cli import poses as poses_cmds
+
+    app.add_typer(poses_cmds.app, name="poses")
 
 
 _register()

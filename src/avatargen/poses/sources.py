@@ -1,0 +1,232 @@
+"""Where a generation's pose image comes from: `--pose NAME | FILE.json | FILE.png | auto | URL`.
+
+`resolve_pose(spec)` checks the spec once, before a batch starts (an unknown template, a missing
+file, an unreachable URL or a missing extra fail early), and returns a PoseSource whose
+`image(width, height, photo)` gives the RGB skeleton at the model's exact size. Sources that
+are the same for every photo cache their image per size; `auto` extracts from each photo.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from avatargen.errors import InputError, UsageError
+from avatargen.poses.keypoints import Pose, parse_pose_text
+from avatargen.poses.render import Fit, render_pose
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+URL_MAX_BYTES = 10 * 1024 * 1024
+URL_TIMEOUT_S = 30.0
+
+
+class PoseSource:
+    """Base class: a named pose that can be drawn at any size."""
+
+    name: str = ""
+    description: str = ""
+    per_photo: bool = False
+
+    def image(self, width: int, height: int, photo: Image.Image | str | Path | None = None) -> Image.Image:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class _CachedSource(PoseSource):
+    """A source whose image depends only on the size: drawn once per size, copies handed out."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, int], Image.Image] = {}
+        self._lock = threading.Lock()  # batch workers ask from several threads
+
+    def image(self, width: int, height: int, photo: Any = None) -> Image.Image:
+        _check_size(width, height)
+        with self._lock:
+            if (width, height) not in self._cache:
+                self._cache[(width, height)] = self._draw(width, height)
+            return self._cache[(width, height)].copy()
+
+    def _draw(self, width: int, height: int) -> Image.Image:
+        raise NotImplementedError
+
+
+class KeypointSource(_CachedSource):
+    """A template or an OpenPose JSON, rendered in the training style."""
+
+    def __init__(
+        self, name: str, description: str, pose: Pose, fit: Fit = "pose", framing: str | None = None
+    ):
+        super().__init__()
+        self.name, self.description, self.pose, self.fit = name, description, pose, fit
+        self.framing = framing or framing_of(pose)
+
+    def _draw(self, width: int, height: int) -> Image.Image:
+        return render_pose(self.pose, width, height, fit=self.fit)
+
+
+class ImageSource(_CachedSource):
+    """A ready skeleton image, letterboxed onto black at the requested size (proportions kept)."""
+
+    def __init__(self, name: str, picture: Image.Image, description: str = "a person in the pose shown"):
+        super().__init__()
+        self.name, self.description, self.picture = name, description, picture.convert("RGB")
+
+    def _draw(self, width: int, height: int) -> Image.Image:
+        return letterbox(self.picture, width, height)
+
+
+class AutoSource(PoseSource):
+    """The pose of the person in each input photo, so the avatar keeps the photo's pose."""
+
+    name = "auto"
+    description = "a person in the same pose as in the photo"
+    per_photo = True
+
+    def image(self, width: int, height: int, photo: Any = None) -> Image.Image:
+        """`photo` is a PIL image (ideally from Image.open, whose .filename names it) or a path."""
+        from avatargen.poses.extract import extract_pose
+
+        _check_size(width, height)
+        if photo is None:
+            raise ValueError("the auto pose needs the input photo")
+        source = (
+            str(photo) if isinstance(photo, str | Path) else getattr(photo, "filename", "") or "the photo"
+        )
+        pose = extract_pose(photo, source)
+        # Keep the photo's composition: its frame, letterboxed into the model's size.
+        return render_pose(pose, width, height, fit="canvas")
+
+
+def resolve_pose(spec: str) -> PoseSource:
+    """The PoseSource for a `--pose` value; every problem is raised here, before any work."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError(
+            "empty --pose", "give a template name (see `avatargen poses list`), a file, auto or a URL"
+        )
+    if spec.lower() == "auto":
+        from avatargen.poses.extract import require_mediapipe
+
+        require_mediapipe()
+        return AutoSource()
+    if spec.lower().startswith(("http://", "https://")):
+        return _from_url(spec)
+    suffix = Path(spec).suffix.lower()
+    if suffix == ".json":
+        return _from_json_bytes(_read_file(spec), spec, Path(spec).stem)
+    if suffix in IMAGE_SUFFIXES:
+        return _from_image_bytes(_read_file(spec), spec, Path(spec).stem)
+    from avatargen.poses.templates import get_template
+
+    t = get_template(spec)
+    return KeypointSource(t.name, t.description, t.pose, fit="pose", framing=t.framing)
+
+
+def framing_of(pose: Pose) -> str:
+    """full-body when a knee or ankle is present, else upper-body."""
+    lower = (9, 10, 12, 13)
+    return "full-body" if any(p.body[i] for p in pose.people for i in lower) else "upper-body"
+
+
+def _description_for(pose: Pose) -> str:
+    if framing_of(pose) == "full-body":
+        return "full-body shot of a person in a natural pose"
+    return "upper-body portrait of a person"
+
+
+def _read_file(spec: str) -> bytes:
+    path = Path(spec).expanduser()
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"pose file not found: {spec}", "check the path given to --pose") from None
+    except OSError as exc:
+        raise InputError(f"cannot read pose file {spec}: {exc.strerror or exc}") from None
+
+
+def _from_json_bytes(data: bytes, source: str, name: str) -> KeypointSource:
+    pose = parse_pose_text(data, source)
+    if not pose.people or not pose.all_points():
+        raise InputError(f"{source}: the pose has no keypoints", "export a pose with at least one person")
+    # A pose file was composed on its canvas: keep that framing rather than re-fitting the figure.
+    return KeypointSource(name, _description_for(pose), pose, fit="canvas")
+
+
+def _from_image_bytes(data: bytes, source: str, name: str) -> ImageSource:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            picture = im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(
+            f"{source} is not a readable image: {exc}", "give a PNG or JPEG skeleton image"
+        ) from None
+    return ImageSource(name, picture)
+
+
+def _from_url(url: str) -> PoseSource:
+    """Fetch a pose image or JSON once (size cap, timeout); every failure is an InputError naming the URL."""
+    import httpx
+
+    path = urlparse(url).path
+    name = Path(path).stem or "url-pose"
+    hint = "check the URL, or download the file and pass its path to --pose"
+    try:
+        with (
+            httpx.Client(timeout=URL_TIMEOUT_S, follow_redirects=True) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code >= 400:
+                raise InputError(f"cannot fetch pose {url}: HTTP {response.status_code}", hint)
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > URL_MAX_BYTES:
+                raise InputError(f"pose {url} is larger than {URL_MAX_BYTES // 2**20} MB", hint)
+            chunks, total = [], 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > URL_MAX_BYTES:
+                    raise InputError(f"pose {url} is larger than {URL_MAX_BYTES // 2**20} MB", hint)
+                chunks.append(chunk)
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    except httpx.TimeoutException:
+        raise InputError(f"cannot fetch pose {url}: no answer within {URL_TIMEOUT_S:g} s", hint) from None
+    except httpx.HTTPError as exc:
+        raise InputError(f"cannot fetch pose {url}: {type(exc).__name__}: {exc}", hint) from None
+    data = b"".join(chunks)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json" or (suffix not in IMAGE_SUFFIXES and "json" in content_type):
+        return _from_json_bytes(data, url, name)
+    if suffix in IMAGE_SUFFIXES or content_type.startswith("image/"):
+        return _from_image_bytes(data, url, name)
+    raise InputError(f"pose {url} is neither JSON nor an image ({content_type or 'no content type'})", hint)
+
+
+def letterbox(picture: Image.Image, width: int, height: int) -> Image.Image:
+    """Scale to fit inside width x height keeping proportions, centred on black."""
+    from PIL import Image
+
+    if picture.size == (width, height):
+        return picture.copy()
+    scale = min(width / picture.width, height / picture.height)
+    w, h = max(1, round(picture.width * scale)), max(1, round(picture.height * scale))
+    # NEAREST keeps the skeleton's exact colours (no blended edges the model never saw)
+    resized = picture.resize((w, h), Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX)
+    canvas = Image.new("RGB", (width, height), (0, 0, 0))
+    canvas.paste(resized, ((width - w) // 2, (height - h) // 2))
+    return canvas
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"pose image size must be positive, got {width}x{height}")
