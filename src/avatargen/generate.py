@@ -37,6 +37,21 @@ def new_batch_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
+def remove_stale_temps(folder: Path) -> int:
+    """Temporary outputs left by a killed run (`.NAME.PID.tmp` of a dead PID) are removed."""
+    from avatargen.ledger import _pid_alive
+
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def classify(ledger: Ledger, jobs: list[Job], overwrite: bool) -> Classified:
     from avatargen.images import output_has_key
 
@@ -100,6 +115,8 @@ def execute(
     settled, refunded = ledger.reconcile(output_has_key)
     if settled or refunded:
         say(f"reconciled a killed run: {settled} reservation(s) settled, {refunded} refunded")
+    for folder in {j.output_path.parent for j in jobs}:
+        remove_stale_temps(folder)
     groups = classify(ledger, jobs, settings.overwrite)
     cost = sum(catalog.by_key[j.model].credit_cost for j in groups.to_run)
     balance = ledger.balance()

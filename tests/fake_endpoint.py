@@ -1,0 +1,132 @@
+"""A loopback server speaking the Inference Endpoint contract, for end-to-end tests and bench/.
+
+It checks each request the way our handler does and answers with a small PNG whose colour
+comes from the seed. Behaviour knobs: a fixed delay per image, a loading phase answered
+`503 {"estimated_time"}`, prompts that fail with 500, and a counter of every request.
+Run it standalone with `python tests/fake_endpoint.py --port 0` (prints its URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeEndpoint:
+    def __init__(self, delay: float = 0.0, loading_for: float = 0.0, estimated_time: float | None = 1.0,
+                 fail_prompts: tuple[str, ...] = ("FAIL",), image_size: int = 32) -> None:
+        self.delay = delay
+        self.loading_until = time.monotonic() + loading_for
+        self.estimated_time = estimated_time
+        self.fail_prompts = fail_prompts
+        self.image_size = image_size
+        self.requests: list[dict] = []
+        self.count_lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> FakeEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FakeEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def posts(self) -> int:
+        return sum(1 for r in self.requests if r["method"] == "POST")
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self, status: int, data: dict, headers: dict | None = None) -> None:
+                self._send(status, json.dumps(data).encode(), "application/json", headers)
+
+            def do_GET(self) -> None:
+                with fake.count_lock:
+                    fake.requests.append({"method": "GET", "path": self.path})
+                if time.monotonic() < fake.loading_until:
+                    self._json(503, {"error": "Model is currently loading", "estimated_time": fake.estimated_time})
+                else:
+                    self._send(200, b"Ok", "text/plain")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                record = {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": raw,
+                          "time": time.monotonic()}
+                with fake.count_lock:
+                    fake.requests.append(record)
+                if time.monotonic() < fake.loading_until:
+                    body = {"error": "Model is currently loading"}
+                    if fake.estimated_time is not None:
+                        body["estimated_time"] = fake.estimated_time
+                    return self._json(503, body)
+                try:
+                    inputs = json.loads(raw)["inputs"]
+                    pose = base64.b64decode(inputs["image"], validate=True)
+                    prompt = inputs["prompt"]
+                    seed = int(inputs["seed"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    return self._json(400, {"error": f"bad request: {exc}"})
+                record["inputs"] = {k: v for k, v in inputs.items() if k not in ("image", "init_image")}
+                record["pose_bytes"] = len(pose)
+                record["has_init_image"] = "init_image" in inputs
+                if any(marker in prompt for marker in fake.fail_prompts):
+                    return self._json(500, {"error": "internal failure for this prompt"})
+                if fake.delay:
+                    time.sleep(fake.delay)
+                self._send(200, _png(seed, fake.image_size), "image/png")
+
+        return Handler
+
+
+def _png(seed: int, size: int) -> bytes:
+    from PIL import Image
+
+    colour = (seed % 256, (seed >> 8) % 256, (seed >> 16) % 256)
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--loading", type=float, default=0.0)
+    args = parser.parse_args()
+    endpoint = FakeEndpoint(delay=args.delay, loading_for=args.loading).start()
+    print(endpoint.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        endpoint.stop()
