@@ -321,7 +321,9 @@ class BatchRunner:
             return None
         from avatargen.images import load_photo
 
-        return load_photo(job.input_path)
+        photo = load_photo(job.input_path)
+        photo.filename = str(job.input_path)  # so `--pose auto` errors can name the file
+        return photo
 
     def _pose_png(self, spec: str, width: int, height: int, photo) -> bytes:
         from avatargen.images import png_bytes
