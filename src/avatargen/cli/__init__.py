@@ -68,6 +68,9 @@ def _register() -> None:
     from avatargen.cli import poses as poses_cmds
 
     app.add_typer(poses_cmds.app, name="poses")
+    from avatargen.cli import status as status_cmd
+
+    app.command("status")(status_cmd.status)
 
 
 _register()

@@ -1,0 +1,77 @@
+"""`avatargen status MODEL`: the catalog facts, which backend and URL a generation would use, and
+whether it answers now (the work is in providers/probe.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from avatargen.cli import state
+from avatargen.cli.options import Json
+
+
+def status(
+    model: Annotated[str, typer.Argument(help="Model key, or its alias without 'avatar-generator:'.")],
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Probe this endpoint URL instead of the configured one.")
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option("--provider", help="hf-endpoint, hf-inference or local (default: by endpoint)."),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Show which backend a model would run on and whether it is ready (exit 0 whatever the state)."""
+    from avatargen.output import emit_json, result_console
+    from avatargen.providers.probe import build_status
+
+    found = state.load_catalog().lookup(model, option="MODEL")
+    report = build_status(found, endpoint=endpoint, provider=provider, history_stats=history_stats(found))
+    if json_:
+        emit_json(report)
+        return
+    console = result_console()
+    for line in render(report):
+        console.print(line, markup=False, highlight=False)
+
+
+def history_stats(model: Any) -> dict[str, Any] | None:
+    """Hook for the lead: recent success rate and median latency from the ledger's history."""
+    return None
+
+
+def render(report: dict[str, Any]) -> list[str]:
+    m = report["model"]
+    lines = [
+        f"model     {m['key']}  ({m['name']}, {m['status']})",
+        f"          {m['huggingface_model']} on {m['base_model']}, {m['architecture']} {m['resolution']}, "
+        f"tier {m['tier']}, {m['credit_cost']} credits",
+    ]
+    backend = report["backend"] or "none"
+    where = f"  {report['url']}" if report["url"] else ""
+    lines.append(f"backend   {backend}{where}  (from {report['url_source']})")
+    line = f"state     {report['state']}"
+    if report.get("detail"):
+        line += f": {report['detail']}"
+    if report.get("round_trip_ms") is not None:
+        line += f"  ({report['round_trip_ms']:.0f} ms)"
+    lines.append(line)
+    if report.get("hint"):
+        lines.append(f"hint      {report['hint']}")
+    for model_id, info in report.get("hub", {}).items():
+        lines.append(f"hub       {model_id}: {info['state']}, {info['detail']}")
+    if report.get("note"):
+        lines.append(f"note      {report['note']}")
+    token = report["token"]
+    text = f"token     {token['source']}" if token["found"] else "token     none"
+    if token.get("detail"):
+        text += f": {token['detail']}"
+    if token.get("user"):
+        text += f" (user {token['user']})"
+    lines.append(text)
+    lines.append(f"waits     up to {report['wait_timeout']:g} s for a cold model (wait_timeout)")
+    history = report.get("history")
+    if history:
+        lines.append("history   " + ", ".join(f"{k} {v}" for k, v in history.items()))
+    return lines

@@ -1,0 +1,124 @@
+"""hf-endpoint: a dedicated Inference Endpoint, `avatargen serve`, or any URL running our handler.
+
+Wire format (the seed's): POST {"inputs": {prompt, negative_prompt, image (base64 PNG pose),
+num_inference_steps, guidance_scale, controlnet_conditioning_scale, width, height, seed
+[, init_image, strength]}} with `Accept: image/png`; the answer is the image bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import httpx
+
+from avatargen.catalog import Model
+from avatargen.errors import InputError
+from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport
+from avatargen.providers.gate import ModelGate
+from avatargen.providers.http_client import ENDPOINT_TOKEN_ENV, TokenScope, new_client
+from avatargen.providers.retry import DEFAULT_WAIT_TIMEOUT, RetryPolicy, Target
+
+# How long the Hugging Face proxy may hold one request while a scaled-to-zero replica starts.
+# Kept short so the progress display hears back (a 503) and says "starting" instead of freezing.
+SCALE_UP_HOLD_S = 60
+# A held request plus SDXL at 50 steps on a small GPU: the read timeout must cover both.
+GENERATION_READ_TIMEOUT_S = SCALE_UP_HOLD_S + 240.0
+
+
+class EndpointProvider:
+    name = "hf-endpoint"
+
+    def __init__(
+        self,
+        model: Model,
+        url: str,
+        *,
+        token: object = None,  # settings.TokenInfo, or None for no Hugging Face token
+        wait_timeout: float | None = None,
+        url_source: str = "",
+        client: httpx.Client | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.model = model
+        self.url = url
+        self.url_source = url_source
+        self.scope = TokenScope(token, endpoint_url=url)  # type: ignore[arg-type]
+        self.policy = policy or RetryPolicy(wait_timeout=wait_timeout or DEFAULT_WAIT_TIMEOUT)
+        self._client = client
+        self._own_client = client is None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = new_client(read_timeout=GENERATION_READ_TIMEOUT_S)
+        return self._client
+
+    def payload(self, request: GenerationRequest) -> dict:
+        if request.pose_png is None:
+            raise InputError(f"no pose image for {self.model.key}", "the endpoint needs a pose (--pose)")
+        inputs = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "image": base64.b64encode(request.pose_png).decode("ascii"),
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            "controlnet_conditioning_scale": request.controlnet_conditioning_scale,
+            "width": request.width,
+            "height": request.height,
+            "seed": request.seed,
+        }
+        if request.init_image_png is not None:
+            inputs["init_image"] = base64.b64encode(request.init_image_png).decode("ascii")
+            if request.strength is not None:
+                inputs["strength"] = request.strength
+        return {"inputs": inputs}
+
+    def headers(self) -> dict[str, str]:
+        hold = int(min(SCALE_UP_HOLD_S, self.policy.wait_timeout))
+        return {
+            "Accept": "image/png",
+            "X-Scale-Up-Timeout": str(max(hold, 1)),
+            **self.scope.headers_for(self.url),
+        }
+
+    def target(self) -> Target:
+        return Target(
+            backend=self.name,
+            url=self.url,
+            model_key=self.model.key,
+            label=f"endpoint {self.url}",
+            auth_hint=(
+                "check the token: HF_TOKEN or `hf auth login` for a Hugging Face endpoint (it needs access "
+                f"to the endpoint), {ENDPOINT_TOKEN_ENV} for `avatargen serve --token`"
+            ),
+            not_found_hint="check the endpoint URL (avatargen status MODEL shows which one is used)",
+            secrets=self.scope.secrets(),
+        )
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_event: EventSink | None = None,
+        gate: ModelGate | None = None,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> GenerationResult:
+        body = self.payload(request)
+        headers = self.headers()
+
+        def send() -> httpx.Response:
+            return self.client.post(self.url, json=body, headers=headers)
+
+        return self.policy.run(send, self.target(), on_event=on_event, gate=gate, on_attempt=on_attempt)
+
+    def status(self) -> StatusReport:
+        from avatargen.providers.probe import probe_endpoint
+
+        report = probe_endpoint(self.client, self.url, self.scope)
+        report.extra["url_source"] = self.url_source
+        return report
+
+    def close(self) -> None:
+        if self._own_client and self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,131 @@
+"""What both HTTP backends share: the client, which host may see which token, and error text.
+
+Token rule (the README documents it):
+- the Hugging Face token goes only to Hugging Face hosts over https: huggingface.co,
+  *.huggingface.co (the router) and *.huggingface.cloud (Inference Endpoints);
+- `AVATARGEN_ENDPOINT_TOKEN` (e.g. the `--token` of `avatargen serve`) goes only to the host
+  of the endpoint it was resolved with, whatever that host is;
+- redirects are never followed, so a token can never travel on to another host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from urllib.parse import urlsplit
+
+import httpx
+
+from avatargen.settings import Secret, TokenInfo
+
+ENDPOINT_TOKEN_ENV = "AVATARGEN_ENDPOINT_TOKEN"
+HF_HOST_SUFFIXES = (".huggingface.co", ".huggingface.cloud")
+HF_HOSTS = ("huggingface.co",)
+CONNECT_TIMEOUT = 10.0
+MESSAGE_LIMIT = 300
+
+
+def new_client(read_timeout: float = 60.0) -> httpx.Client:
+    """A sync client shared by the worker threads of one backend (httpx.Client is thread-safe)."""
+    timeout = httpx.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout, write=60.0, pool=None)
+    return httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": user_agent()})
+
+
+def user_agent() -> str:
+    from avatargen import __version__
+
+    return f"avatargen/{__version__}"
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def is_hf_host(url: str) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and (host in HF_HOSTS or host.endswith(HF_HOST_SUFFIXES))
+
+
+class TokenScope:
+    """Decides, per URL, which token (if any) goes into the Authorization header."""
+
+    def __init__(self, hf_token: TokenInfo | None, endpoint_url: str | None = None) -> None:
+        self.hf_token = hf_token.token if hf_token else None
+        raw = os.environ.get(ENDPOINT_TOKEN_ENV, "").strip()
+        self.endpoint_token = Secret(raw) if raw and endpoint_url else None
+        self.endpoint_host = host_of(endpoint_url) if endpoint_url else None
+
+    def token_for(self, url: str) -> Secret | None:
+        if self.endpoint_token is not None and host_of(url) == self.endpoint_host:
+            return self.endpoint_token
+        if self.hf_token is not None and is_hf_host(url):
+            return self.hf_token
+        return None
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        token = self.token_for(url)
+        return {"Authorization": f"Bearer {token.reveal()}"} if token else {}
+
+    def secrets(self) -> list[str]:
+        """Every token value this scope knows, for scrubbing text before it leaves."""
+        return [s.reveal() for s in (self.hf_token, self.endpoint_token) if s is not None]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return re.sub(r"hf_[A-Za-z0-9]{10,}", "hf_***", text)  # any HF token the server echoes back
+
+
+def server_message(response: httpx.Response) -> str:
+    """The server's own words, cleaned: JSON {"error": str|list}, X-Error-Message, or plain text."""
+    message = ""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error") or data.get("message") or data.get("detail")
+        if isinstance(error, list):
+            message = "; ".join(_as_text(item) for item in error)
+        elif error:
+            message = _as_text(error)
+    if not message:
+        message = response.headers.get("x-error-message", "")
+    if not message and data is None:
+        text = response.text.strip()
+        if "<html" in text[:500].lower() or "<!doctype" in text[:100].lower():
+            message = "an HTML page"  # a proxy or login page: its markup says nothing useful
+        else:
+            message = text
+    if not message:
+        message = response.reason_phrase or f"HTTP {response.status_code}"
+    message = " ".join(message.split())
+    if len(message) > MESSAGE_LIMIT:
+        message = message[: MESSAGE_LIMIT - 1] + "…"
+    return message
+
+
+def _as_text(item: object) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and "msg" in item:  # FastAPI-style validation entries
+        where = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+        return f"{where}: {item['msg']}" if where else str(item["msg"])
+    return json.dumps(item, default=str)
+
+
+def estimated_time(response: httpx.Response) -> float | None:
+    """The `estimated_time` of a 503 'loading' answer, if the body has one."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict):
+        value = data.get("estimated_time")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
