@@ -78,6 +78,9 @@ _register()
 
 def main() -> None:
     """Entry point: run the app, turning known errors into one line and a fixed exit code."""
+    from avatargen.dotenv import load_dotenv_file
+
+    load_dotenv_file()  # ./.env fills in variables the environment lacks (HUGGINGFACE_API_KEY...)
     debug = os.environ.get("AVATARGEN_DEBUG", "") not in ("", "0")
     try:
         app()
