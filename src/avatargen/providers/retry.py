@@ -177,6 +177,7 @@ class _Run:
             try:
                 gate.acquire(self.deadline)
             except GateTimeout:
+                gate.release()  # giving up: never leave another worker waiting on us as prober
                 return _Outcome("deadline", error=self._deadline_error(gate.loading))
         try:
             if self.on_attempt is not None:
