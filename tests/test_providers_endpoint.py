@@ -7,11 +7,11 @@ import json
 
 import httpx
 import pytest
-from provider_fakes import HF_ENDPOINT, TOKEN, FakeClock, model, png, policy, request
 
 from avatargen.errors import InputError, ProviderError
 from avatargen.providers.endpoint import SCALE_UP_HOLD_S, EndpointProvider
 from avatargen.settings import Secret, TokenInfo
+from provider_fakes import HF_ENDPOINT, TOKEN, FakeClock, model, png, policy, request
 
 HF_TOKEN_INFO = TokenInfo(Secret(TOKEN), "HF_TOKEN")
 

@@ -4,17 +4,17 @@ error says, and how it plays with the shared ModelGate. A fake clock: no test re
 from __future__ import annotations
 
 import logging
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import httpx
 import pytest
-from provider_fakes import HF_ENDPOINT, TOKEN, FakeClock, SpyGate, model, png, policy, request
 
 from avatargen.errors import AuthError, ModelUnavailable, NetworkError, ProviderError
 from avatargen.providers.endpoint import EndpointProvider
 from avatargen.providers.retry import RetryPolicy
 from avatargen.settings import Secret, TokenInfo
+from provider_fakes import HF_ENDPOINT, TOKEN, FakeClock, SpyGate, model, png, policy, request
 
 LOADING = {"error": "Model avatar is currently loading", "estimated_time": 20.0}
 
