@@ -71,9 +71,9 @@ def choose_backend(
     model: Model, *, endpoint: str | None = None, provider: str | None = None
 ) -> BackendChoice:
     forced = provider or settings.get_value("provider")
-    if forced is not None and forced not in BACKENDS:
-        raise UsageError(f"unknown provider '{forced}' (--provider)", f"use one of {', '.join(BACKENDS)}")
     forced_from = "--provider" if provider else "config provider"
+    if forced is not None and forced not in BACKENDS:
+        raise UsageError(f"unknown provider '{forced}' ({forced_from})", f"use one of {', '.join(BACKENDS)}")
     if forced == "local":
         return BackendChoice("local", None, forced_from)
     if forced == "hf-inference":

@@ -1,0 +1,160 @@
+"""Which backend and which URL: the resolution order, forced providers, the local default, the error."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from avatargen import settings
+from avatargen.errors import ConfigError, ModelUnavailable, UsageError
+from avatargen.providers import select
+from avatargen.providers.endpoint import EndpointProvider
+from avatargen.providers.inference import InferenceProvider
+from avatargen.providers.select import choose_backend, make_provider, resolve_endpoint, resolve_wait_timeout
+from provider_fakes import model
+
+KEY = "avatar-generator:controlnet-openpose-sd15"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture
+def no_serve_extra(monkeypatch):
+    monkeypatch.setattr(select, "serve_extra_available", lambda: False)
+
+
+@pytest.fixture
+def fake_local(monkeypatch):
+    """Stands in for avatargen.providers.local (the serve extra) so these tests load no weights."""
+    module = types.ModuleType("avatargen.providers.local")
+
+    class LocalProvider:
+        name = "local"
+
+        def __init__(self, model, model_dir=None, tiny=False):
+            self.model = model
+
+    module.LocalProvider = LocalProvider
+    monkeypatch.setitem(sys.modules, "avatargen.providers.local", module)
+    monkeypatch.setattr(select, "serve_extra_available", lambda: True)
+    return LocalProvider
+
+
+def with_catalog_endpoint(url):
+    from dataclasses import replace
+
+    return replace(model(), endpoint=url)
+
+
+def test_endpoint_order_first_match_wins(monkeypatch):
+    m = with_catalog_endpoint("https://catalog.example/")
+    assert resolve_endpoint(m) == ("https://catalog.example/", "catalog")
+    settings.set_value(f"endpoints.{KEY}", "https://config.example/")
+    assert resolve_endpoint(m) == ("https://config.example/", f"config endpoints.{KEY}")
+    monkeypatch.setenv("AVATARGEN_ENDPOINT", "https://env.example/")
+    assert resolve_endpoint(m) == ("https://env.example/", "AVATARGEN_ENDPOINT")
+    assert resolve_endpoint(m, "https://arg.example/") == ("https://arg.example/", "--endpoint")
+
+
+def test_no_endpoint_anywhere():
+    assert resolve_endpoint(model()) == (None, "none")
+
+
+def test_config_endpoint_of_another_model_is_not_used():
+    settings.set_value("endpoints.avatar-generator:controlnet-openpose-sdxl", "https://other.example/")
+    assert resolve_endpoint(model()) == (None, "none")
+
+
+def test_bad_endpoint_urls_name_their_source(monkeypatch):
+    with pytest.raises(UsageError, match="--endpoint"):
+        resolve_endpoint(model(), "ftp://x")
+    monkeypatch.setenv("AVATARGEN_ENDPOINT", "gpu-box:8000")
+    with pytest.raises(ConfigError, match="AVATARGEN_ENDPOINT"):
+        resolve_endpoint(model())
+
+
+def test_endpoint_url_gives_the_endpoint_backend(no_serve_extra):
+    provider = make_provider(model(), endpoint="https://e.example/", wait_timeout=33)
+    assert isinstance(provider, EndpointProvider)
+    assert provider.url == "https://e.example/" and provider.url_source == "--endpoint"
+    assert provider.policy.wait_timeout == 33
+
+
+def test_forced_hf_inference_uses_the_router(no_serve_extra):
+    provider = make_provider(model(), provider="hf-inference", endpoint="https://ignored.example/")
+    assert isinstance(provider, InferenceProvider)
+    assert (
+        provider.url
+        == "https://router.huggingface.co/hf-inference/models/stable-diffusion-v1-5/stable-diffusion-v1-5"
+    )
+
+
+def test_config_provider_forces_a_backend(no_serve_extra):
+    settings.set_value("provider", "hf-inference")
+    assert isinstance(make_provider(model()), InferenceProvider)
+    assert choose_backend(model()).source == "config provider"
+
+
+def test_forced_endpoint_without_url_is_the_no_endpoint_error(fake_local):
+    with pytest.raises(ModelUnavailable):
+        make_provider(model(), provider="hf-endpoint")
+
+
+def test_unknown_provider_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown provider 'replicate' \\(--provider\\)") as caught:
+        make_provider(model(), provider="replicate")
+    assert caught.value.hint == "use one of hf-endpoint, hf-inference, local"
+
+
+def test_no_endpoint_with_serve_extra_runs_locally(fake_local):
+    provider = make_provider(model())
+    assert isinstance(provider, fake_local) and provider.model.key == KEY
+
+
+def test_forced_local_wins_over_an_endpoint(fake_local):
+    assert isinstance(make_provider(model(), provider="local", endpoint="https://e.example/"), fake_local)
+
+
+def test_no_endpoint_without_serve_extra_explains_what_to_do(no_serve_extra):
+    with pytest.raises(ModelUnavailable) as caught:
+        make_provider(model())
+    err = caught.value
+    assert "serverless Hugging Face cannot run ControlNet" in err.message
+    assert "avatargen endpoint bundle controlnet-openpose-sd15 -o DIR" in err.hint
+    assert "avatargen serve" in err.hint and "--endpoint URL" in err.hint
+    assert f"avatargen config set endpoints.{KEY} URL" in err.hint
+    assert err.exit_code == 6
+
+
+def test_serve_extra_detection_follows_diffusers(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "diffusers" else object())
+    assert select.serve_extra_available() is False
+
+
+def test_token_from_the_environment_reaches_the_backend(monkeypatch, no_serve_extra):
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
+    provider = make_provider(model(), endpoint="https://x.endpoints.huggingface.cloud")
+    assert provider.headers()["Authorization"] == "Bearer hf_abcdefghijklmnop"
+    explicit = make_provider(
+        model(), endpoint="https://x.endpoints.huggingface.cloud", token="hf_given_on_cli_1"
+    )
+    assert explicit.headers()["Authorization"] == "Bearer hf_given_on_cli_1"
+
+
+def test_wait_timeout_order():
+    assert resolve_wait_timeout() == 600.0
+    settings.set_value("wait_timeout", "90")
+    assert resolve_wait_timeout() == 90.0
+    assert resolve_wait_timeout(15) == 15.0
+    with pytest.raises(UsageError):
+        resolve_wait_timeout(0)
+
+
+def test_no_source_file_names_the_retired_host():
+    retired = "api-inference" + ".huggingface.co"
+    offenders = [str(p) for p in SRC.rglob("*") if p.is_file() and retired in p.read_text(errors="ignore")]
+    assert offenders == []
