@@ -84,3 +84,39 @@ def show_model(
             table.add_row(name, ", ".join(value) if isinstance(value, list) else str(value))
     table.add_row("source", model.source)
     result_console().print(table)
+
+
+@app.command("export")
+def export_models(
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="json (the seed's records) or sql (upserts).")
+    ] = "json",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout.")
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """The whole catalog (disabled models too) for the backend it came from: JSON records or SQL for psql."""
+    from avatargen.export import DIALECT, export_catalog, write_text_atomic
+    from avatargen.output import emit_json, info
+
+    models = list(state.load_catalog())
+    text = export_catalog(models, format_)
+    if output and output != "-":
+        path = write_text_atomic(output, text)
+        summary = {"path": str(path), "format": format_, "models": len(models)}
+        if format_ == "sql":
+            summary["dialect"] = DIALECT
+        if json_:
+            emit_json(summary)
+        else:
+            info(f"wrote {len(models)} models as {format_} to {path}")
+        return
+    if json_ and format_ == "sql":
+        # --json promises one JSON document on stdout, so the SQL travels inside one.
+        emit_json({"format": "sql", "dialect": DIALECT, "models": len(models), "sql": text})
+        return
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.flush()
