@@ -1,0 +1,214 @@
+"""`avatargen status MODEL`, in-process, for every backend and state, human and --json."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from avatargen import settings
+from avatargen.errors import UsageError
+from avatargen.providers import probe, select
+from provider_fakes import HF_ENDPOINT, TOKEN
+
+MODEL = "controlnet-openpose-sd15"
+KEY = f"avatar-generator:{MODEL}"
+WHOAMI = "https://huggingface.co/api/whoami-v2"
+HUB = "https://huggingface.co/api/models/{}?expand%5B%5D=inference&expand%5B%5D=inferenceProviderMapping"
+BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+CONTROLNET = "lllyasviel/control_v11p_sd15_openpose"
+
+
+@pytest.fixture
+def token(monkeypatch, httpx_mock):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    httpx_mock.add_response(url=WHOAMI, json={"name": "alice", "auth": {"accessToken": {"role": "read"}}})
+
+
+@pytest.fixture
+def no_serve_extra(monkeypatch):
+    monkeypatch.setattr(select, "serve_extra_available", lambda: False)
+
+
+def status_json(cli, *args) -> dict:
+    result = cli("status", MODEL, *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.stdout and TOKEN not in result.stderr
+    return json.loads(result.stdout)
+
+
+def status_text(cli, *args) -> str:
+    result = cli("status", MODEL, *args)
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.stdout and TOKEN not in result.stderr
+    assert "Traceback" not in result.output
+    return result.stdout
+
+
+# ---------------------------------------------------------------- endpoint
+def test_endpoint_ready_json(cli, httpx_mock, token):
+    httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", text="Ok")
+    report = status_json(cli, "--endpoint", HF_ENDPOINT)
+    assert report["backend"] == "hf-endpoint" and report["url"] == HF_ENDPOINT
+    assert report["url_source"] == "--endpoint" and report["state"] == "ready"
+    assert isinstance(report["round_trip_ms"], float)
+    assert report["model"]["key"] == KEY and report["model"]["base_model"] == BASE
+    assert report["model"]["huggingface_model"] == CONTROLNET and report["model"]["credit_cost"] == 3
+    assert report["token"] == {
+        "found": True,
+        "source": "HF_TOKEN",
+        "valid": True,
+        "user": "alice",
+        "role": "read",
+        "detail": "valid",
+    }
+    assert report["wait_timeout"] == 600.0 and "history" not in report
+    health, whoami = httpx_mock.get_requests()
+    assert health.headers["authorization"] == whoami.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_endpoint_ready_human(cli, httpx_mock, token):
+    httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", text="Ok")
+    out = status_text(cli, "--endpoint", HF_ENDPOINT)
+    assert f"model     {KEY}" in out
+    assert f"{CONTROLNET} on {BASE}, sd15 512x512, tier free, 3 credits" in out
+    assert f"backend   hf-endpoint  {HF_ENDPOINT}  (from --endpoint)" in out
+    assert "state     ready" in out and " ms)" in out
+    assert "token     HF_TOKEN: valid (user alice)" in out
+
+
+def test_endpoint_from_config_is_named(cli, httpx_mock, no_serve_extra):
+    settings.set_value(f"endpoints.{KEY}", "http://gpu-box.lan:8000/")
+    httpx_mock.add_response(url="http://gpu-box.lan:8000/health", text="Ok")
+    report = status_json(cli)
+    assert report["url"] == "http://gpu-box.lan:8000/" and report["url_source"] == f"config endpoints.{KEY}"
+    assert report["token"]["found"] is False and report["token"]["valid"] is None  # no whoami without a token
+
+
+def test_endpoint_starting(cli, httpx_mock):
+    httpx_mock.add_response(
+        url=f"{HF_ENDPOINT}/health", status_code=503, json={"error": "loading", "estimated_time": 30}
+    )
+    report = status_json(cli, "--endpoint", HF_ENDPOINT)
+    assert report["state"] == "starting" and report["estimated_time"] == 30.0
+    httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", status_code=503, json={"estimated_time": 30})
+    assert "state     starting: loading, ~30 s" in status_text(cli, "--endpoint", HF_ENDPOINT)
+
+
+def test_endpoint_unauthorized_and_token_rejected(cli, httpx_mock, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    httpx_mock.add_response(
+        url=f"{HF_ENDPOINT}/health", status_code=401, json={"error": "Unauthorized"}, is_reusable=True
+    )
+    httpx_mock.add_response(
+        url=WHOAMI, status_code=401, json={"error": "Invalid credentials"}, is_reusable=True
+    )
+    report = status_json(cli, "--endpoint", HF_ENDPOINT)
+    assert report["state"] == "unauthorized" and "Unauthorized" in report["detail"]
+    assert report["token"]["valid"] is False and report["token"]["source"] == "HF_TOKEN"
+    out = status_text(cli, "--endpoint", HF_ENDPOINT)
+    assert "state     unauthorized: HTTP 401: Unauthorized" in out
+    assert "token     HF_TOKEN: rejected by huggingface.co (HTTP 401)" in out
+
+
+def test_endpoint_unreachable_is_a_state_not_a_traceback(cli, httpx_mock, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    httpx_mock.add_exception(httpx.ConnectError("Connection refused"), is_reusable=True)
+    report = status_json(cli, "--endpoint", HF_ENDPOINT)
+    assert report["state"] == "unreachable" and "Connection refused" in report["detail"]
+    assert report["token"]["valid"] is None and "could not be checked" in report["token"]["detail"]
+    out = status_text(cli, "--endpoint", HF_ENDPOINT)
+    assert "state     unreachable: ConnectError: Connection refused" in out
+
+
+# ---------------------------------------------------------------- router
+def test_router_warm_json(cli, httpx_mock, token):
+    httpx_mock.add_response(
+        url=HUB.format(BASE),
+        json={
+            "id": BASE,
+            "inference": "warm",
+            "inferenceProviderMapping": {
+                "hf-inference": {"status": "live", "providerId": BASE, "task": "text-to-image"}
+            },
+        },
+    )
+    httpx_mock.add_response(url=HUB.format(CONTROLNET), json={"id": CONTROLNET})
+    report = status_json(cli, "--provider", "hf-inference")
+    assert report["backend"] == "hf-inference" and report["url_source"] == "--provider"
+    assert report["url"] == f"https://router.huggingface.co/hf-inference/models/{BASE}"
+    assert report["state"] == "warm"
+    assert report["hub"][BASE]["providers"] == {"hf-inference": "live"}
+    assert report["hub"][CONTROLNET]["state"] == "cold"
+    assert "pose control needs an endpoint" in report["note"]
+
+
+def test_router_cold_human(cli, httpx_mock, no_serve_extra):
+    httpx_mock.add_response(url=HUB.format(BASE), json={"id": BASE})
+    httpx_mock.add_response(
+        url=HUB.format(CONTROLNET), status_code=404, json={"error": "Repository not found"}
+    )
+    out = status_text(cli, "--provider", "hf-inference")
+    assert "state     cold: no inference provider serves it" in out
+    assert f"hub       {BASE}: cold, no inference provider serves it" in out
+    assert f"hub       {CONTROLNET}: not-found, HTTP 404: Repository not found" in out
+    assert "token     none" in out
+
+
+def test_router_unreachable(cli, httpx_mock):
+    httpx_mock.add_exception(httpx.ConnectError("Name or service not known"), is_reusable=True)
+    report = status_json(cli, "--provider", "hf-inference")
+    assert report["state"] == "unreachable" and report["hub"][CONTROLNET]["state"] == "unreachable"
+
+
+# ---------------------------------------------------------------- local and nothing
+def test_local_backend_reports_the_device(cli, monkeypatch):
+    monkeypatch.setattr(select, "serve_extra_available", lambda: True)
+    monkeypatch.setattr(probe, "local_device", lambda: "cuda")
+    report = status_json(cli)
+    assert report["backend"] == "local" and report["state"] == "local" and report["device"] == "cuda"
+    assert report["url"] is None
+    monkeypatch.setattr(probe, "local_device", lambda: "cpu")
+    out = status_text(cli, "--provider", "local")
+    assert (
+        "backend   local  (from --provider)" in out
+        and "state     local: runs in-process on cpu (slow)" in out
+    )
+
+
+def test_local_device_check_is_real():
+    assert probe.local_device() in ("cuda", "mps", "cpu", "unavailable")
+
+
+def test_no_backend_is_reported_with_what_to_do(cli, no_serve_extra):
+    report = status_json(cli)
+    assert report["backend"] is None and report["state"] == "no-backend"
+    assert "cannot run ControlNet" in report["detail"] and "avatargen serve" in report["hint"]
+    out = status_text(cli)
+    assert "backend   none  (from none)" in out and "hint      deploy one" in out
+
+
+def test_history_hook_is_shown_when_present(cli, monkeypatch, no_serve_extra):
+    from avatargen.cli import status as status_cmd
+
+    monkeypatch.setattr(status_cmd, "history_stats", lambda model: {"success_rate": 0.95, "median_s": 21.5})
+    assert status_json(cli)["history"] == {"success_rate": 0.95, "median_s": 21.5}
+    assert "history   success_rate 0.95, median_s 21.5" in status_text(cli)
+
+
+def test_unknown_model_is_a_usage_error(cli):
+    with pytest.raises(UsageError, match="unknown model 'nope' \\(MODEL\\)"):
+        cli("status", "nope", "--json")
+
+
+def test_bad_provider_is_a_usage_error(cli):
+    with pytest.raises(UsageError, match="unknown provider"):
+        cli("status", MODEL, "--provider", "replicate")
+
+
+def test_status_subprocess_exit_code_and_no_network(run_cli, monkeypatch):
+    # The real entry point: unreachable endpoint on a closed local port is a state, exit 0.
+    result = run_cli("status", MODEL, "--endpoint", "http://127.0.0.1:9/", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "unreachable"
