@@ -12,7 +12,9 @@ from avatargen.cli.options import Json
 
 
 def status(
-    model: Annotated[str, typer.Argument(help="Model key, or its alias without 'avatar-generator:'.")],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Model key, or its alias without 'avatar-generator:'.")
+    ],
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="Probe this endpoint URL instead of the configured one.")
     ] = None,

@@ -197,10 +197,10 @@ class _Run:
             if gate is not None:
                 gate.release()
             raise
+        self.last_kind = outcome.kind
         self._decide(outcome)
         if not outcome.retry and gate is not None and outcome.kind != "ok":
             gate.release()
-        self.last_kind = outcome.kind
         return outcome
 
     def announce(self, event: WaitEvent | None) -> None:
