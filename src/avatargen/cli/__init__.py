@@ -71,6 +71,9 @@ def _register() -> None:
     from avatargen.cli import status as status_cmd
 
     app.command("status")(status_cmd.status)
+    from avatargen.cli import sheet as sheet_cmd
+
+    app.command("sheet")(sheet_cmd.sheet)
 
 
 _register()
