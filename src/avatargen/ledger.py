@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import statistics
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -452,13 +453,14 @@ class Ledger:
         return dict(row) if row else None
 
     def find_job(self, ref: str) -> dict[str, Any] | None:
-        """A job by numeric id or by a prefix of its key."""
+        """A job by numeric id or by a prefix of its key (a hex key may start with digits only)."""
         with self._lock:
+            row = None
             if ref.isdigit():
                 row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(ref),)).fetchone()
-            else:
+            if row is None:
                 row = self._db.execute(
-                    "SELECT * FROM jobs WHERE job_key LIKE ? LIMIT 1", (ref + "%",)
+                    "SELECT * FROM jobs WHERE job_key LIKE ? ORDER BY id DESC LIMIT 1", (ref + "%",)
                 ).fetchone()
         return dict(row) if row else None
 
@@ -564,7 +566,7 @@ class Ledger:
         if not rows:
             return None
         done = [r["seconds"] for r in rows if r["status"] == "done" and r["seconds"] is not None]
-        median = sorted(done)[len(done) // 2] if done else None
+        median = statistics.median(done) if done else None  # even count: mean of the middle two
         return {
             "jobs": len(rows),
             "success_rate": round(sum(1 for r in rows if r["status"] == "done") / len(rows), 3),

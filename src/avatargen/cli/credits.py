@@ -96,7 +96,7 @@ def history(
 
     table = Table(title="credit movements", title_justify="left")
     for column in ("time", "kind", "amount", "model", "job", "note"):
-        table.add_column(column, justify="right" if column == "amount" else "left")
+        table.add_column(column, justify="right" if column == "amount" else "left", overflow="fold")
     for row in rows:
         table.add_row(
             row["created_at"][:19],

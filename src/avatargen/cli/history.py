@@ -45,7 +45,9 @@ def history(
 
     table = Table(title="jobs", title_justify="left")
     for column in ("id", "status", "input", "pose", "model", "seed", "seconds", "credits", "output / error"):
-        table.add_column(column)
+        # Paths and errors wrap instead of being cut with '…' (a pipe gets 80 columns).
+        short = column in ("id", "status", "seed", "seconds", "credits")
+        table.add_column(column, no_wrap=short, overflow="fold")
     for row in rows:
         table.add_row(
             str(row["id"]),
