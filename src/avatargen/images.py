@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,12 @@ _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"GIF87a", "gif"),
     (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
 )
+
+
+_BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 
 
 def sniff_image(path: Path) -> str | None:
@@ -39,6 +42,9 @@ def sniff_image(path: Path) -> str | None:
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
+    # 'BM' alone starts plenty of text files: also check the DIB header size of a real BMP.
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
+        return "bmp"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"avif", b"mif1"):
@@ -81,14 +87,26 @@ def load_photo(path: Path) -> Image.Image:
         raise InputError(f"{path}: file not found") from None
     except OSError as exc:
         raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
+    except (ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
+        # Pillow's decoders raise these too on damaged files; still one failed job, not a crash.
+        raise InputError(f"{path}: corrupt image ({exc})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     from PIL import Image
 
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode.startswith("I;16"):
+        img = img.convert("I")  # point() cannot work on I;16B (big-endian TIFF), I can
+    if img.mode == "I":
         # 16/32-bit greyscale: scale down to 8 bits instead of clipping to white.
-        img = img.point(lambda v: v / 256).convert("L")
+        if img.getextrema()[1] > 255:
+            img = img.point(lambda v: v / 256)
+        img = img.convert("L")
+    if img.mode == "F":
+        # Float greyscale (TIFF) usually holds 0..1: stretch it instead of rounding to black.
+        if img.getextrema()[1] <= 1.0:
+            img = img.point(lambda v: v * 255)
+        img = img.convert("L")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -133,9 +151,12 @@ def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool
     try:
         with Image.open(io.BytesIO(image)) as decoded:
             decoded.load()
-            picture = decoded.convert("RGB") if decoded.mode not in ("RGB", "RGBA") else decoded.copy()
-    except (UnidentifiedImageError, OSError) as exc:
+            # to_rgb: a 16-bit or float answer is scaled, not clipped to white by convert("RGB").
+            picture = decoded.copy() if decoded.mode in ("RGB", "RGBA") else to_rgb(decoded)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise InputError(f"the server's answer is not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise InputError("the server's answer is far too large an image (decompression bomb)") from None
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", sd_parameters(meta))
     info.add_text("avatargen", json.dumps(meta, sort_keys=True))
@@ -165,7 +186,7 @@ def read_metadata(path: Path | str) -> dict[str, Any] | None:
     try:
         with Image.open(path) as img:
             raw = img.text.get("avatargen") if hasattr(img, "text") else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError):
         return None
     if not raw:
         return None
