@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,8 +17,10 @@ _GLOB_CHARS = set("*?[")
 def _folder_images(folder: Path, recursive: bool) -> Iterable[Path]:
     entries = folder.rglob("*") if recursive else folder.iterdir()
     for path in sorted(entries):
-        if path.name.startswith(".") or not path.is_file():
-            continue  # hidden files include our own temporary outputs
+        # Hidden files (our own temporary outputs among them) and anything inside a hidden
+        # folder (.git, .thumbnails) are not photos to process.
+        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+            continue
         if sniff_image(path):  # recognised by content, not by extension
             yield path
 
@@ -31,7 +34,7 @@ def collect_inputs(specs: list[str], recursive: bool = False, stdin=None) -> lis
         if spec == "-":
             stream = stdin or sys.stdin
             named = [line.strip() for line in stream if line.strip()]
-            found.extend(collect_inputs(named, recursive))
+            found.extend(collect_inputs(named, recursive, stream))
             continue
         path = Path(spec).expanduser()
         if path.is_dir():
@@ -39,10 +42,10 @@ def collect_inputs(specs: list[str], recursive: bool = False, stdin=None) -> lis
         elif path.is_file():
             found.append(path)
         elif _GLOB_CHARS & set(spec):
-            matches = sorted(glob.glob(spec, recursive=recursive))
+            matches = sorted(glob.glob(os.path.expanduser(spec), recursive=recursive))
             if not matches:
                 raise InputError(f"{spec}: the pattern matches no file", "check the pattern and its quoting")
-            found.extend(collect_inputs(matches, recursive))
+            found.extend(collect_inputs(matches, recursive, stdin))
         else:
             raise InputError(f"{spec}: no such file or folder", "check the path")
     unique: dict[Path, Path] = {}
