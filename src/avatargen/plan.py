@@ -66,17 +66,23 @@ def check_template(template: str) -> None:
     import string
 
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        # '{}' parses as the name '' (refused below); literal text gives None.
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise UsageError(f"bad output name template '{template}': {exc}") from None
     unknown = names - set(TEMPLATE_FIELDS)
     if unknown:
         raise UsageError(
-            f"bad output name template '{template}': unknown field(s) {', '.join(sorted(unknown))}",
+            f"bad output name template '{template}': unknown field(s) {', '.join('{' + n + '}' for n in sorted(unknown))}",
             f"use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}",
         )
     if not template.lower().endswith(".png"):
         raise UsageError(f"output name template '{template}' must end in .png")
+    sample = {"stem": "photo", "pose": "wave", "model": "sd15", "seed": 1, "variant": 0, "hash": "0123abcd"}
+    try:
+        template.format(**sample)  # a bad format spec ('{seed:q}') fails here, not mid-plan
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise UsageError(f"bad output name template '{template}': {exc}") from None
 
 
 def derive_seed(input_hash: str, variant: int, base: int | None) -> int:
@@ -144,6 +150,12 @@ def _disambiguate(jobs: list[Job]) -> None:
         by_path.setdefault(job.output_path, []).append(job)
     for clashing in by_path.values():
         if len({j.job_key for j in clashing}) > 1:
+            photos = {j.input_hash for j in clashing}
             for job in clashing:
+                # Different photos: tell them apart by content; variants of one photo (a template
+                # without {seed} or {variant}) by seed.
+                tags = [job.input_hash[:8]] if len(photos) > 1 else []
+                if sum(1 for j in clashing if j.input_hash == job.input_hash) > 1:
+                    tags.append(str(job.seed))
                 out = job.output_path
-                job.output_path = out.with_name(f"{out.stem}-{job.input_hash[:8]}{out.suffix}")
+                job.output_path = out.with_name(f"{out.stem}-{'-'.join(tags)}{out.suffix}")
