@@ -74,6 +74,11 @@ def _register() -> None:
     from avatargen.cli import sheet as sheet_cmd
 
     app.command("sheet")(sheet_cmd.sheet)
+    from avatargen.cli import endpoint as endpoint_cmds
+    from avatargen.cli import serve as serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(endpoint_cmds.app, name="endpoint")
 
 
 _register()

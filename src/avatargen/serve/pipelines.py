@@ -1,0 +1,430 @@
+"""The diffusers side of every backend that runs a model itself: the Inference Endpoint handler,
+`avatargen serve` and the in-process `local` backend all call this one module, so what the CLI
+sends is exactly what the server reads.
+
+- `ModelSpec`: which ControlNet and base model to load, and the model's defaults.
+- `parse_request(data, spec)`: the wire contract -> validated `Params` (raises `RequestError`
+  with the HTTP status it deserves: 400 malformed, 422 invalid values).
+- `ControlNetService`: loads the pipeline once (Hub ids or a local folder, fp16 on CUDA, fp32
+  elsewhere), then `generate(params) -> PIL.Image`, one request at a time on the device.
+
+This file must not import avatargen: `avatargen endpoint bundle` copies its text into a
+standalone handler.py for an endpoint container that has only torch, diffusers and Pillow.
+"""
+
+# No `from __future__ import annotations`: string annotations make dataclasses look the module up in
+# sys.modules, which a handler loaded by file path may not be registered in.
+# ---- bundle: body below (avatargen endpoint bundle copies everything after this line) ----
+import base64
+import binascii
+import io
+import json
+import secrets
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURES = ("sd15", "sdxl")
+MIN_SIDE, MAX_SIDE = 64, 2048
+MAX_STEPS = 150
+MAX_SEED = 2**63 - 1
+SPEC_FILE = "avatargen-model.json"  # the catalog facts an endpoint bundle carries
+
+
+class RequestError(ValueError):
+    """A request the server refuses; `status` is 400 (malformed) or 422 (invalid values)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LoadError(RuntimeError):
+    """The pipeline could not be built (missing weights, unsupported architecture, no network)."""
+
+
+# ---------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    architecture: str  # sd15 | sdxl
+    controlnet: str  # Hub id of the ControlNet
+    base_model: str  # Hub id of the base pipeline
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    guidance_scale: float = 7.5
+    controlnet_conditioning_scale: float = 1.0
+    negative_prompt: str = ""
+    tiny: bool = False  # a random-weight test model: its images are noise
+
+    @classmethod
+    def from_catalog(cls, model: Any, tiny: bool = False) -> "ModelSpec":
+        """From an avatargen catalog Model (duck-typed, so this module needs no avatargen import)."""
+        if model.architecture not in ARCHITECTURES:
+            raise LoadError(
+                f"model '{model.key}' has architecture '{model.architecture}'; "
+                f"this server runs {', '.join(ARCHITECTURES)} ControlNet pipelines only"
+            )
+        width, height = model.size
+        return cls(
+            key=model.key,
+            architecture=model.architecture,
+            controlnet=model.huggingface_model,
+            base_model=model.base_model,
+            width=width,
+            height=height,
+            steps=model.steps,
+            guidance_scale=model.guidance_scale,
+            controlnet_conditioning_scale=model.controlnet_conditioning_scale,
+            negative_prompt=model.negative_prompt,
+            tiny=tiny,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def spec_for_folder(folder: str | Path, key: str = "") -> ModelSpec:
+    """A spec read from a folder: its avatargen-model.json, else guessed from a saved pipeline's
+    model_index.json (SDXL or SD 1.5, with that architecture's usual defaults)."""
+    folder = Path(folder)
+    spec_file = folder / SPEC_FILE
+    if spec_file.is_file():
+        return ModelSpec.from_dict(json.loads(spec_file.read_text(encoding="utf-8")))
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise LoadError(f"{folder}: neither {SPEC_FILE} nor a saved pipeline (model_index.json)")
+    class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    sdxl = "XL" in class_name
+    side = 1024 if sdxl else 512
+    return ModelSpec(
+        key=key or folder.name,
+        architecture="sdxl" if sdxl else "sd15",
+        controlnet=str(folder),
+        base_model=str(folder),
+        width=side,
+        height=side,
+        tiny=(folder / "TINY.txt").is_file(),
+    )
+
+
+# ---------------------------------------------------------------- the request
+@dataclass
+class Params:
+    prompt: str
+    pose: Any  # PIL.Image, RGB, at width x height
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    guidance_scale: float = 7.5
+    controlnet_conditioning_scale: float = 1.0
+    seed: int = 0
+    init_image: Any = None  # PIL.Image or None
+    strength: float = 0.75
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # keep images and long prompts out of logs
+        return f"Params({self.width}x{self.height}, steps={self.steps}, seed={self.seed}, img2img={self.init_image is not None})"
+
+
+def _merged_fields(data: Any) -> dict[str, Any]:
+    """Accept `{"inputs": {...}}` (ours), `{"inputs": "prompt", "parameters": {...}}` (HF style) and
+    the public ControlNet handler's `{"inputs": "prompt", "image": ..., ...}` (top-level fields)."""
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object", 400)
+    if "inputs" not in data:
+        raise RequestError("the request has no 'inputs'", 400)
+    inputs = data["inputs"]
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise RequestError("'parameters' must be an object", 400)
+    merged = {k: v for k, v in data.items() if k not in ("inputs", "parameters")}
+    merged.update(parameters)
+    if isinstance(inputs, dict):
+        merged.update(inputs)
+    elif isinstance(inputs, str):
+        merged["prompt"] = inputs
+    else:
+        raise RequestError("'inputs' must be an object (or the prompt as a string)", 400)
+    return merged
+
+
+def decode_image(value: Any, name: str) -> Any:
+    """A PIL image (RGB) from base64 text (a data: URI is fine) or raw bytes."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(value, bytes | bytearray):
+        raw = bytes(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("data:"):
+            text = text.partition(",")[2]
+        try:
+            raw = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"'{name}' is not valid base64", 400) from None
+    else:
+        raise RequestError(f"'{name}' must be a base64-encoded PNG or JPEG", 400)
+    if not raw:
+        raise RequestError(f"'{name}' is empty", 400)
+    try:
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+        raise RequestError(f"'{name}' is not a readable image (PNG or JPEG expected)", 400) from None
+    return image.convert("RGB")
+
+
+def _number(fields: dict[str, Any], name: str, default: Any, kind: type, low: float, high: float) -> Any:
+    value = fields.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(f"'{name}' must be a number, got {type(value).__name__}")
+    if kind is int:
+        if value != int(value):
+            raise RequestError(f"'{name}' must be a whole number, got {value}")
+        value = int(value)
+    else:
+        value = float(value)
+    if not low <= value <= high:
+        raise RequestError(f"'{name}' must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def parse_request(data: Any, spec: ModelSpec) -> Params:
+    """The wire contract, checked: every refusal names the field and says what is allowed."""
+    fields = _merged_fields(data)
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise RequestError("'prompt' is required: a non-empty string")
+    negative = fields.get("negative_prompt", spec.negative_prompt)
+    if negative is None:
+        negative = ""
+    if not isinstance(negative, str):
+        raise RequestError("'negative_prompt' must be a string")
+    width = _number(fields, "width", spec.width, int, MIN_SIDE, MAX_SIDE)
+    height = _number(fields, "height", spec.height, int, MIN_SIDE, MAX_SIDE)
+    for name, side in (("width", width), ("height", height)):
+        if side % 8:
+            raise RequestError(f"'{name}' must be a multiple of 8, got {side}")
+    steps = _number(fields, "num_inference_steps", spec.steps, int, 1, MAX_STEPS)
+    guidance = _number(fields, "guidance_scale", spec.guidance_scale, float, 0, 50)
+    cn_scale = _number(
+        fields, "controlnet_conditioning_scale", spec.controlnet_conditioning_scale, float, 0, 5
+    )
+    seed = _number(fields, "seed", None, int, 0, MAX_SEED)
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    if fields.get("image") is None:
+        raise RequestError("'image' is required: the pose image as base64 PNG", 422)
+    pose = decode_image(fields["image"], "image")
+    if pose.size != (width, height):
+        pose = pose.resize((width, height))
+    init_image = None
+    strength = _number(fields, "strength", 0.75, float, 0, 1)
+    if fields.get("init_image") is not None:
+        init_image = decode_image(fields["init_image"], "init_image")
+        if init_image.size != (width, height):
+            init_image = init_image.resize((width, height))
+        if strength <= 0:
+            raise RequestError("'strength' must be more than 0 with an init_image")
+    return Params(
+        prompt=prompt,
+        negative_prompt=negative,
+        pose=pose,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance_scale=guidance,
+        controlnet_conditioning_scale=cn_scale,
+        seed=seed,
+        init_image=init_image,
+        strength=strength,
+    )
+
+
+# ---------------------------------------------------------------- the pipeline
+_TEXT2IMG = {"sd15": "StableDiffusionControlNetPipeline", "sdxl": "StableDiffusionXLControlNetPipeline"}
+_IMG2IMG = {
+    "sd15": "StableDiffusionControlNetImg2ImgPipeline",
+    "sdxl": "StableDiffusionXLControlNetImg2ImgPipeline",
+}
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_pipeline_folder(folder: str | Path | None) -> bool:
+    return folder is not None and (Path(folder) / "model_index.json").is_file()
+
+
+class ControlNetService:
+    """One loaded ControlNet pipeline serving many requests, one at a time on the device.
+
+    `source` is a folder holding a saved ControlNet pipeline (model_index.json with a controlnet
+    part, as `save_pretrained` writes it, e.g. a tiny model); without one the ControlNet and the
+    base model are fetched from the Hub by `spec.controlnet` and `spec.base_model`.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        source: str | Path | None = None,
+        device: str | None = None,
+        optimize: bool = True,
+        progress: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.source = Path(source) if source else None
+        self.requested_device = device
+        self.device = ""
+        self.dtype_name = ""
+        self.optimize = optimize
+        self.progress = progress  # diffusers' per-step bar (off on a server)
+        self.pipe: Any = None
+        self._img2img: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one generation at a time on the device
+        self.load_seconds: float | None = None
+        self.seconds_per_image: float | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.pipe is not None
+
+    def load(self) -> None:
+        """Build the pipeline once; later calls return at once (thread-safe)."""
+        if self.pipe is not None:
+            return
+        with self._load_lock:
+            if self.pipe is None:
+                started = time.monotonic()
+                self.pipe = self._build()
+                self.load_seconds = time.monotonic() - started
+
+    def _build(self) -> Any:
+        import diffusers
+        import torch
+
+        if self.spec.architecture not in ARCHITECTURES:
+            raise LoadError(
+                f"unsupported architecture '{self.spec.architecture}' (have {', '.join(ARCHITECTURES)})"
+            )
+        self.device = pick_device(self.requested_device)
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.dtype_name = str(dtype).removeprefix("torch.")
+        cls = getattr(diffusers, _TEXT2IMG[self.spec.architecture])
+        extra: dict[str, Any] = {"torch_dtype": dtype}
+        if self.spec.architecture == "sd15":
+            extra.update(safety_checker=None, requires_safety_checker=False)
+        else:
+            extra["add_watermarker"] = False
+        try:
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            if is_pipeline_folder(self.source):
+                pipe = cls.from_pretrained(str(self.source), **extra)
+            elif self.source is not None:
+                raise LoadError(f"{self.source}: not a saved diffusers pipeline (no model_index.json)")
+            else:
+                variant = "fp16" if dtype == torch.float16 else None
+                controlnet = _from_hub(
+                    diffusers.ControlNetModel, self.spec.controlnet, variant, torch_dtype=dtype
+                )
+                pipe = _from_hub(cls, self.spec.base_model, variant, controlnet=controlnet, **extra)
+        except LoadError:
+            raise
+        except (OSError, ValueError) as exc:
+            where = self.source or f"{self.spec.controlnet} + {self.spec.base_model}"
+            raise LoadError(
+                f"could not load {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
+        pipe.to(self.device)
+        if self.optimize and self.device.startswith("cuda"):
+            # PyTorch 2's SDPA attention is diffusers' default; channels_last speeds up the convs.
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.controlnet.to(memory_format=torch.channels_last)
+        pipe.set_progress_bar_config(disable=not self.progress)
+        return pipe
+
+    def img2img_pipe(self) -> Any:
+        """The matching ControlNet img2img pipeline over the same loaded parts (no second copy)."""
+        if self._img2img is None:
+            import diffusers
+
+            cls = getattr(diffusers, _IMG2IMG[self.spec.architecture])
+            parts = dict(self.pipe.components)
+            if self.spec.architecture == "sd15":
+                self._img2img = cls(**parts, requires_safety_checker=False)
+            else:
+                self._img2img = cls(**parts, add_watermarker=False)
+            self._img2img.set_progress_bar_config(disable=not self.progress)
+        return self._img2img
+
+    def generate(self, params: Params) -> Any:
+        """One image (PIL) for validated params; the same seed gives the same image on a device."""
+        import torch
+
+        self.load()
+        with self._run_lock:
+            started = time.monotonic()
+            # A CPU generator gives the same latents whatever the device, so seeds reproduce.
+            generator = torch.Generator(device="cpu").manual_seed(params.seed)
+            common = {
+                "prompt": params.prompt,
+                "negative_prompt": params.negative_prompt or None,
+                "num_inference_steps": params.steps,
+                "guidance_scale": params.guidance_scale,
+                "controlnet_conditioning_scale": params.controlnet_conditioning_scale,
+                "width": params.width,
+                "height": params.height,
+                "generator": generator,
+            }
+            with torch.inference_mode():
+                if params.init_image is not None:
+                    out = self.img2img_pipe()(
+                        image=params.init_image, control_image=params.pose, strength=params.strength, **common
+                    )
+                else:
+                    out = self.pipe(image=params.pose, **common)
+            image = out.images[0]
+            elapsed = time.monotonic() - started
+            self.seconds_per_image = (
+                elapsed if self.seconds_per_image is None else (0.7 * self.seconds_per_image + 0.3 * elapsed)
+            )
+        return image
+
+    def describe(self) -> str:
+        what = "tiny random-weight model (images are noise)" if self.spec.tiny else self.spec.key
+        return f"{what} on {self.device or pick_device(self.requested_device)}"
+
+
+def _from_hub(cls: Any, repo_id: str, variant: str | None, **kwargs: Any) -> Any:
+    """Hub weights, preferring the half-size fp16 files where a repo has them."""
+    if variant:
+        try:
+            return cls.from_pretrained(repo_id, variant=variant, **kwargs)
+        except (OSError, ValueError):
+            pass  # this repo has no fp16 variant: take the full weights, cast on load
+    return cls.from_pretrained(repo_id, **kwargs)
+
+
+def png_bytes(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,309 @@
+"""`avatargen serve`: the Inference Endpoint contract over HTTP, for self-hosting and for tests.
+
+Routes (as the Hugging Face serving toolkit has them): `POST /` and `POST /predict` take the
+request of pipelines.parse_request and answer image/png; `GET /` and `GET /health` answer "Ok".
+While the pipeline loads in a background thread every route answers
+`503 {"error": "Model K is currently loading", "estimated_time": N}`, so the client's cold-start
+wait works unchanged. GPU work runs in a worker thread, one image at a time, behind a bounded
+queue: when it is full the answer is 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from avatargen.serve.pipelines import ModelSpec, RequestError, parse_request, png_bytes
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
+MIN_LOAD_ENV = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: keep the loading phase open at least this long
+
+
+class ModelHost:
+    """The model behind the server: loads in a background thread, then serves.
+
+    `loader` returns an object with `generate(params) -> PIL.Image` (a ControlNetService, or a
+    stand-in in tests) and may take minutes; `expected_load_s` feeds estimated_time meanwhile.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        loader: Callable[[], Any],
+        expected_load_s: float = 60.0,
+        min_load_s: float = 0.0,
+        on_ready: Callable[[float], None] | None = None,
+        on_failed: Callable[[BaseException], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.loader = loader
+        self.expected_load_s = expected_load_s
+        self.min_load_s = min_load_s
+        self.on_ready = on_ready
+        self.on_failed = on_failed
+        self.clock = clock
+        self.state = "loading"  # loading | ready | failed
+        self.error = ""
+        self.service: Any = None
+        self.started = clock()
+        self.seconds_per_image: float | None = None
+
+    def start(self) -> threading.Thread:
+        self.started = self.clock()
+        thread = threading.Thread(target=self._load, name="avatargen-model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def _load(self) -> None:
+        try:
+            service = self.loader()
+            rest = self.min_load_s - (self.clock() - self.started)
+            if rest > 0:
+                time.sleep(rest)
+        except BaseException as exc:  # noqa: BLE001 - any failure must reach the user, not kill a thread silently
+            self.error = _first_line(exc)
+            self.state = "failed"
+            if self.on_failed:
+                self.on_failed(exc)
+            return
+        self.service = service
+        self.state = "ready"
+        if self.on_ready:
+            self.on_ready(self.clock() - self.started)
+
+    def estimated_time(self) -> float:
+        left = self.expected_load_s - (self.clock() - self.started)
+        return float(max(1, math.ceil(left))) if left > 1 else 5.0
+
+    def generate_png(self, params: Any) -> bytes:
+        started = time.monotonic()
+        image = self.service.generate(params)
+        data = png_bytes(image)
+        elapsed = time.monotonic() - started
+        self.seconds_per_image = (
+            elapsed if self.seconds_per_image is None else 0.7 * self.seconds_per_image + 0.3 * elapsed
+        )
+        return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -> Starlette:
+    """The ASGI app. `queue_size` counts requests accepted at once (the one running included)."""
+    pending = 0  # touched only on the event loop thread
+
+    def loading_response() -> JSONResponse:
+        wait = host.estimated_time()
+        return _error(
+            503,
+            f"Model {host.spec.key} is currently loading",
+            {"Retry-After": str(int(wait))},
+            estimated_time=wait,
+        )
+
+    def failed_response() -> JSONResponse:
+        return _error(500, f"Model {host.spec.key} failed to load: {host.error}")
+
+    def authorized(request: Request) -> bool:
+        if not token:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # Constant-time comparison: the answer's timing says nothing about how much matched.
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+    async def health(request: Request) -> Response:
+        if host.state == "ready":
+            return PlainTextResponse("Ok")
+        return failed_response() if host.state == "failed" else loading_response()
+
+    async def predict(request: Request) -> Response:
+        nonlocal pending
+        if not authorized(request):
+            return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the request body is not valid JSON")
+        try:
+            # Checked before the loading test: a bad request is refused at once, never waited on.
+            params = await run_in_threadpool(parse_request, data, host.spec)
+        except RequestError as exc:
+            return _error(exc.status, str(exc))
+        if host.state == "loading":
+            return loading_response()
+        if host.state == "failed":
+            return failed_response()
+        if pending >= queue_size:
+            per_image = host.seconds_per_image or 5.0
+            wait = max(1, math.ceil(per_image * pending))
+            return _error(
+                429,
+                f"the server is busy ({pending} requests queued or running); retry in {wait}s",
+                {"Retry-After": str(wait)},
+            )
+        pending += 1
+        try:
+            data_png = await run_in_threadpool(host.generate_png, params)
+        except RequestError as exc:
+            return _error(exc.status, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the client gets a message, the console the traceback
+            traceback.print_exc(file=sys.stderr)
+            return _error(500, f"generation failed: {_first_line(exc)}")
+        finally:
+            pending -= 1
+        return Response(data_png, media_type="image/png")
+
+    routes = [
+        Route("/", health, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/", predict, methods=["POST"]),
+        Route("/predict", predict, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+# ---------------------------------------------------------------- running it
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class ServeOptions:
+    spec: ModelSpec
+    source: Any = None  # a folder of weights, a function returning one (run while loading), or None: the Hub
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    queue_size: int = 4
+    json_output: bool = False
+    device: str | None = None
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    # Listening before the URL is printed: a client that connects at once waits in the backlog.
+    sock.listen(128)
+    return sock
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logs, all on stderr (its default sends the access log to stdout)."""
+    fmt = {"format": "%(levelprefix)s %(message)s", "use_colors": None}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"()": "uvicorn.logging.DefaultFormatter", **fmt},
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                "fmt": '%(levelprefix)s %(client_addr)s "%(request_line)s" %(status_code)s',
+            },
+        },
+        "handlers": {
+            "default": {
+                "formatter": "default",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+            },
+            "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def run_server(options: ServeOptions, say: Callable[[str], None]) -> None:
+    """Bind, print the URL as the first stdout line, load in the background, serve until Ctrl-C.
+    Raises LoadError when the model cannot be loaded (the server stops)."""
+    import uvicorn
+
+    from avatargen.serve.pipelines import ControlNetService, LoadError
+
+    spec = options.spec
+    sock = _bind(options.host, options.port)
+    port = sock.getsockname()[1]
+    url = _url(options.host, port)
+    if options.json_output:
+        sys.stdout.write(json.dumps({"url": url, "model": spec.key, "tiny": spec.tiny}) + "\n")
+    else:
+        sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+
+    def load() -> Any:
+        source = options.source() if callable(options.source) else options.source
+        service = ControlNetService(spec, source=source, device=options.device)
+        service.load()
+        return service
+
+    failure: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def ready(seconds: float) -> None:
+        say(
+            f"ready: {spec.key}{' (tiny random weights: images are noise)' if spec.tiny else ''} "
+            f"loaded in {seconds:.1f}s; POST {url}"
+        )
+
+    def failed(exc: BaseException) -> None:
+        failure.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    min_load = float(os.environ.get(MIN_LOAD_ENV, "0") or 0)
+    expected = 15.0 if spec.tiny else 120.0
+    host = ModelHost(
+        spec, load, expected_load_s=expected, min_load_s=min_load, on_ready=ready, on_failed=failed
+    )
+    app = create_app(host, token=options.token, queue_size=options.queue_size)
+    config = uvicorn.Config(app, log_config=_log_config(), timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    say(f"loading {spec.key} in the background; answering 503 until it is ready")
+    host.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if failure:
+        exc = failure[0]
+        raise exc if isinstance(exc, LoadError) else LoadError(_first_line(exc)) from exc

@@ -1,0 +1,215 @@
+"""Tiny random-weight pipelines of the real architectures, for trying and testing without a GPU.
+
+`build_tiny(architecture, folder)` creates an SD 1.5 or SDXL ControlNet pipeline whose parts
+are the real classes at toy sizes (32/64 channels, a 5-layer CLIP with a 514-token byte-level
+vocabulary written here, since no tokenizer can be downloaded), and saves it with
+`save_pretrained`. pipelines.py loads it back with `from_pretrained`, the very same path as
+real weights. Its images are noise: the weights are random.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_VERSION = 1  # bump when the configs change, so cached folders are rebuilt
+TINY_ARCHITECTURES = ("sd15", "sdxl")
+_SEED = 0
+
+
+def tiny_models_dir() -> Path:
+    from avatargen.settings import data_dir
+
+    return data_dir() / "tiny-models"
+
+
+def tiny_folder(architecture: str, root: Path | None = None) -> Path:
+    return (root or tiny_models_dir()) / f"{architecture}-controlnet-v{TINY_VERSION}"
+
+
+def ensure_tiny(architecture: str, root: Path | None = None) -> Path:
+    """The cached tiny folder for `architecture`, built on first use (about a second)."""
+    folder = tiny_folder(architecture, root)
+    if (folder / "model_index.json").is_file():
+        return folder
+    return build_tiny(architecture, folder)
+
+
+def build_tiny(architecture: str, folder: Path) -> Path:
+    if architecture not in TINY_ARCHITECTURES:
+        raise ValueError(
+            f"no tiny model for architecture '{architecture}' (have {', '.join(TINY_ARCHITECTURES)})"
+        )
+    import torch
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: two processes building at once never see half a folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        torch.manual_seed(_SEED)
+        pipe = _build_sdxl(staging) if architecture == "sdxl" else _build_sd15(staging)
+        pipe.save_pretrained(staging / "pipe", safe_serialization=True)
+        (staging / "pipe" / "TINY.txt").write_text(
+            "Random-weight tiny pipeline built by avatargen for tests: its images are noise.\n"
+        )
+        try:
+            os.replace(staging / "pipe", folder)
+        except OSError:
+            if not (folder / "model_index.json").is_file():  # lost a race only if the winner finished
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+# ---------------------------------------------------------------- tokenizer
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+def write_tiny_tokenizer(folder: Path) -> Path:
+    """A CLIP tokenizer with no merges: every byte, with and without '</w>', plus the two specials
+    (514 tokens), so any prompt tokenizes without an unknown token."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return folder
+
+
+TOKENIZER_VOCAB = 514
+BOS_ID, EOS_ID = 512, 513
+
+
+def _tokenizer(staging: Path, name: str):
+    from transformers import CLIPTokenizer
+
+    folder = write_tiny_tokenizer(staging / name)
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+def _text_config(**extra):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=EOS_ID,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=TOKENIZER_VOCAB,
+        hidden_act="gelu",
+        max_position_embeddings=77,
+        **extra,
+    )
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    )
+
+
+def _scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
+def _build_sd15(staging: Path):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    blocks = {
+        "block_out_channels": (32, 64),
+        "layers_per_block": 2,
+        "in_channels": 4,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "cross_attention_dim": 32,
+        "norm_num_groups": 1,
+    }
+    unet = UNet2DConditionModel(
+        sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
+    )
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32), **blocks)
+    return StableDiffusionControlNetPipeline(
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config()),
+        tokenizer=_tokenizer(staging, "tok"),
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _build_sdxl(staging: Path):
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    # SDXL's extras: two text encoders (concatenated 32+32 = 64 for cross-attention) and the
+    # "text_time" embedding of pooled text (32) + six size/crop numbers (6 x 8).
+    blocks = {
+        "block_out_channels": (32, 64),
+        "layers_per_block": 2,
+        "in_channels": 4,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "attention_head_dim": (2, 4),
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 8,
+        "transformer_layers_per_block": (1, 2),
+        "projection_class_embeddings_input_dim": 80,
+        "cross_attention_dim": 64,
+    }
+    unet = UNet2DConditionModel(
+        sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
+    )
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32), **blocks)
+    return StableDiffusionXLControlNetPipeline(
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config()),
+        tokenizer=_tokenizer(staging, "tok"),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(projection_dim=32)),
+        tokenizer_2=_tokenizer(staging, "tok2"),
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=_scheduler(),
+        add_watermarker=False,
+    )
