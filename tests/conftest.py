@@ -50,8 +50,9 @@ def cli():
 
 
 @pytest.fixture
-def run_cli():
-    """Run the real CLI in a subprocess (`python -m avatargen`), with this test's environment."""
+def run_cli(tmp_path):
+    """Run the real CLI in a subprocess (`python -m avatargen`), with this test's environment,
+    from a temporary folder by default (so a developer's own ./.env never leaks in)."""
 
     def run(*args: str, input: str | None = None, timeout: float = 120, env: dict | None = None, cwd=None):
         full_env = dict(os.environ)
@@ -64,7 +65,7 @@ def run_cli():
             text=True,
             timeout=timeout,
             env=full_env,
-            cwd=cwd,
+            cwd=cwd or tmp_path,
         )
 
     return run
