@@ -32,7 +32,9 @@ def make_photos(folder: Path, count: int) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        Image.new("RGB", (64, 64), (i % 256, (i // 256) % 256, (i // 65536) % 256)).save(folder / f"p{i:05d}.png")
+        Image.new("RGB", (64, 64), (i % 256, (i // 256) % 256, (i // 65536) % 256)).save(
+            folder / f"p{i:05d}.png"
+        )
 
 
 def run_cli(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
@@ -51,11 +53,30 @@ def fresh_env(root: Path, **extra: str) -> dict:
 def batch_wall_time(root: Path, photos: Path, url: str, concurrency: int, n: int) -> tuple[float, float]:
     """(whole CLI run, the batch engine's own duration from the ledger) in seconds."""
     env = fresh_env(root)
-    subprocess.run([sys.executable, "-m", "avatargen", "credits", "add", str(n * 10)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "avatargen", "credits", "add", str(n * 10)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     # Time the engine itself: the CLI reports its batch duration in the history summary.
-    wall, done = run_cli(["generate", str(photos), "--endpoint", url, "-o", str(root / f"out-{concurrency}-{time.time()}"),
-                          "--concurrency", str(concurrency), "--strength", "0", "--yes", "--json"], env)
+    wall, done = run_cli(
+        [
+            "generate",
+            str(photos),
+            "--endpoint",
+            url,
+            "-o",
+            str(root / f"out-{concurrency}-{time.time()}"),
+            "--concurrency",
+            str(concurrency),
+            "--strength",
+            "0",
+            "--yes",
+            "--json",
+        ],
+        env,
+    )
     if done.returncode != 0:
         raise SystemExit(f"batch failed: {done.stderr}")
     import sqlite3
@@ -74,9 +95,19 @@ def sequential_loop(url: str, n: int) -> float:
     started = time.perf_counter()
     with httpx.Client(timeout=60) as client:
         for i in range(n):
-            body = {"inputs": {"prompt": "p", "negative_prompt": "", "image": pose, "num_inference_steps": 30,
-                               "guidance_scale": 7.5, "controlnet_conditioning_scale": 1.0, "width": 512,
-                               "height": 512, "seed": i}}
+            body = {
+                "inputs": {
+                    "prompt": "p",
+                    "negative_prompt": "",
+                    "image": pose,
+                    "num_inference_steps": 30,
+                    "guidance_scale": 7.5,
+                    "controlnet_conditioning_scale": 1.0,
+                    "width": 512,
+                    "height": 512,
+                    "seed": i,
+                }
+            }
             client.post(url, json=body, headers={"Accept": "image/png"}).raise_for_status()
     return time.perf_counter() - started
 
@@ -85,8 +116,12 @@ def peak_rss_mb(root: Path, n: int, url: str, concurrency: int) -> float:
     photos = root / f"mem-{n}"
     make_photos(photos, n)
     env = fresh_env(root)
-    subprocess.run([sys.executable, "-m", "avatargen", "credits", "add", str(n * 10)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "avatargen", "credits", "add", str(n * 10)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     code = (
         "import resource, sys, runpy\n"
         "sys.argv = ['avatargen'] + sys.argv[1:]\n"
@@ -95,9 +130,28 @@ def peak_rss_mb(root: Path, n: int, url: str, concurrency: int) -> float:
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, "generate", str(photos), "--endpoint", url, "-o",
-                           str(root / f"mem-out-{n}"), "--concurrency", str(concurrency), "--strength", "0",
-                           "--yes", "--json"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "generate",
+            str(photos),
+            "--endpoint",
+            url,
+            "-o",
+            str(root / f"mem-out-{n}"),
+            "--concurrency",
+            str(concurrency),
+            "--strength",
+            "0",
+            "--yes",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB")]
     if done.returncode != 0 or not peak:
         raise SystemExit(f"memory batch failed: {done.stderr[-2000:]}")
@@ -123,28 +177,51 @@ def main() -> None:
             wall, measured = batch_wall_time(root, photos, fake.url, args.concurrency, args.n)
             sequential = sequential_loop(fake.url, args.n)
         ideal = args.n * args.delay / args.concurrency
-        print(f"[1] N={args.n} delay={args.delay}s concurrency={args.concurrency}: ideal {ideal:.2f}s, "
-              f"batch engine {measured:.2f}s -> efficiency {ideal / measured:.2f} (target >= 0.9); "
-              f"whole CLI run {wall:.2f}s -> {ideal / wall:.2f}")
-        print(f"[2] one-at-a-time loop: {sequential:.2f}s -> speedup {sequential / wall:.1f}x (whole CLI run)")
+        print(
+            f"[1] N={args.n} delay={args.delay}s concurrency={args.concurrency}: ideal {ideal:.2f}s, "
+            f"batch engine {measured:.2f}s -> efficiency {ideal / measured:.2f} (target >= 0.9); "
+            f"whole CLI run {wall:.2f}s -> {ideal / wall:.2f}"
+        )
+        print(
+            f"[2] one-at-a-time loop: {sequential:.2f}s -> speedup {sequential / wall:.1f}x (whole CLI run)"
+        )
 
         loading_photos = root / "loading"
         make_photos(loading_photos, args.concurrency * 4)
         with FakeEndpoint(delay=args.delay, loading_for=args.loading, estimated_time=args.poll) as fake:
             env = fresh_env(root)
-            _, done = run_cli(["generate", str(loading_photos), "--endpoint", fake.url, "-o", str(root / "lo"),
-                               "--concurrency", str(args.concurrency), "--strength", "0", "--yes", "--json"], env)
+            _, done = run_cli(
+                [
+                    "generate",
+                    str(loading_photos),
+                    "--endpoint",
+                    fake.url,
+                    "-o",
+                    str(root / "lo"),
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--strength",
+                    "0",
+                    "--yes",
+                    "--json",
+                ],
+                env,
+            )
             if done.returncode != 0:
                 raise SystemExit(f"loading batch failed: {done.stderr}")
             during = [r for r in fake.requests if r["time"] < fake.loading_until]
         target = args.concurrency + args.loading / args.poll
-        print(f"[3] model loading for {args.loading}s (poll {args.poll}s): {len(during)} requests sent while "
-              f"loading (target <= {target:.0f})")
+        print(
+            f"[3] model loading for {args.loading}s (poll {args.poll}s): {len(during)} requests sent while "
+            f"loading (target <= {target:.0f})"
+        )
 
         with FakeEndpoint() as fake:
             small, large = (peak_rss_mb(root, n, fake.url, args.concurrency) for n in args.memory_n)
-        print(f"[4] peak RSS: N={args.memory_n[0]}: {small:.0f} MB, N={args.memory_n[1]}: {large:.0f} MB "
-              f"-> ratio {large / small:.2f} (target flat, < 200 MB)")
+        print(
+            f"[4] peak RSS: N={args.memory_n[0]}: {small:.0f} MB, N={args.memory_n[1]}: {large:.0f} MB "
+            f"-> ratio {large / small:.2f} (target flat, < 200 MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeEndpoint:
-    def __init__(self, delay: float = 0.0, loading_for: float = 0.0, estimated_time: float | None = 1.0,
-                 fail_prompts: tuple[str, ...] = ("FAIL",), image_size: int = 32) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        loading_for: float = 0.0,
+        estimated_time: float | None = 1.0,
+        fail_prompts: tuple[str, ...] = ("FAIL",),
+        image_size: int = 32,
+    ) -> None:
         self.delay = delay
         self.loading_until = time.monotonic() + loading_for
         self.estimated_time = estimated_time
@@ -75,15 +81,22 @@ class FakeEndpoint:
                 with fake.count_lock:
                     fake.requests.append({"method": "GET", "path": self.path})
                 if time.monotonic() < fake.loading_until:
-                    self._json(503, {"error": "Model is currently loading", "estimated_time": fake.estimated_time})
+                    self._json(
+                        503, {"error": "Model is currently loading", "estimated_time": fake.estimated_time}
+                    )
                 else:
                     self._send(200, b"Ok", "text/plain")
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                record = {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": raw,
-                          "time": time.monotonic()}
+                record = {
+                    "method": "POST",
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": raw,
+                    "time": time.monotonic(),
+                }
                 with fake.count_lock:
                     fake.requests.append(record)
                 if time.monotonic() < fake.loading_until:

@@ -55,8 +55,17 @@ def endpoint():
 def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, endpoint, avatargen_home):
     make_photos(tmp_path / "photos", 3)
     out = tmp_path / "out"
-    result = run_cli("generate", str(tmp_path / "photos"), "--pose", "wave", "--endpoint", endpoint.url,
-                     "-o", str(out), "--json")
+    result = run_cli(
+        "generate",
+        str(tmp_path / "photos"),
+        "--pose",
+        "wave",
+        "--endpoint",
+        endpoint.url,
+        "-o",
+        str(out),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     lines = json_lines(result.stdout)
     assert [line["status"] for line in lines] == ["done"] * 3
@@ -79,7 +88,11 @@ def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, end
     sent = posts[0]["inputs"]
     assert sent["prompt"] == "professional portrait, high quality, detailed face"
     assert sent["negative_prompt"] == "ugly, blurry, low quality, distorted"
-    assert (sent["num_inference_steps"], sent["guidance_scale"], sent["controlnet_conditioning_scale"]) == (30, 7.5, 1.0)
+    assert (sent["num_inference_steps"], sent["guidance_scale"], sent["controlnet_conditioning_scale"]) == (
+        30,
+        7.5,
+        1.0,
+    )
     assert (sent["width"], sent["height"]) == (512, 512)
     assert posts[0]["has_init_image"] and sent["strength"] == 0.75
     assert posts[0]["pose_bytes"] > 100
@@ -89,8 +102,17 @@ def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, end
     assert report["balance"] == 100 - 9 and report["reserved"] == 0 and report["spent_today"] == 9
 
     # Same command again: everything is skipped, nothing is sent or charged (resume).
-    again = run_cli("generate", str(tmp_path / "photos"), "--pose", "wave", "--endpoint", endpoint.url,
-                    "-o", str(out), "--json")
+    again = run_cli(
+        "generate",
+        str(tmp_path / "photos"),
+        "--pose",
+        "wave",
+        "--endpoint",
+        endpoint.url,
+        "-o",
+        str(out),
+        "--json",
+    )
     assert again.returncode == 0, again.stderr
     assert [line["status"] for line in json_lines(again.stdout)] == ["skipped"] * 3
     assert len([r for r in endpoint.requests if r["method"] == "POST"]) == 3
@@ -104,8 +126,16 @@ def test_bad_inputs_fail_alone_and_refund(tmp_path, run_cli, endpoint):
     not_image = tmp_path / "notes.png"
     not_image.write_text("this is not a picture")
     out = tmp_path / "out"
-    result = run_cli("generate", str(tmp_path / "photos"), str(not_image), "--endpoint", endpoint.url,
-                     "-o", str(out), "--json")
+    result = run_cli(
+        "generate",
+        str(tmp_path / "photos"),
+        str(not_image),
+        "--endpoint",
+        endpoint.url,
+        "-o",
+        str(out),
+        "--json",
+    )
     assert result.returncode == 1, result.stderr
     lines = {Path(line["input"]).name: line for line in json_lines(result.stdout)}
     assert lines["person000.jpg"]["status"] == lines["person001.jpg"]["status"] == "done"
@@ -113,7 +143,8 @@ def test_bad_inputs_fail_alone_and_refund(tmp_path, run_cli, endpoint):
     assert lines["notes.png"]["status"] == "failed" and "notes.png" in lines["notes.png"]["error"]
     assert "2 job(s) failed" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        Path(lines[n]["output"]).name for n in ("person000.jpg", "person001.jpg"))
+        Path(lines[n]["output"]).name for n in ("person000.jpg", "person001.jpg")
+    )
     assert credits(run_cli)["balance"] == 100 - 6  # the failed two were refunded
     failed = run_cli("history", "--status", "failed", "--json")
     assert {Path(r["input_path"]).name for r in json_lines(failed.stdout)} == {"broken.jpg", "notes.png"}
@@ -122,8 +153,17 @@ def test_bad_inputs_fail_alone_and_refund(tmp_path, run_cli, endpoint):
 def test_cold_start_is_waited_through_by_one_prober(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 4)
     with FakeEndpoint(loading_for=2.0, estimated_time=0.5) as fake:
-        result = run_cli("generate", str(tmp_path / "photos"), "--endpoint", fake.url, "-o", str(tmp_path / "out"),
-                         "--concurrency", "4", "--json")
+        result = run_cli(
+            "generate",
+            str(tmp_path / "photos"),
+            "--endpoint",
+            fake.url,
+            "-o",
+            str(tmp_path / "out"),
+            "--concurrency",
+            "4",
+            "--json",
+        )
         assert result.returncode == 0, result.stderr
         assert [line["status"] for line in json_lines(result.stdout)] == ["done"] * 4
         assert "loading" in result.stderr
@@ -136,8 +176,20 @@ def test_kill_9_mid_batch_then_resume_charges_once(tmp_path, run_cli, avatargen_
     make_photos(tmp_path / "photos", 6)
     out = tmp_path / "out"
     with FakeEndpoint(delay=0.4) as fake:
-        args = [sys.executable, "-m", "avatargen", "generate", str(tmp_path / "photos"), "--endpoint", fake.url,
-                "-o", str(out), "--concurrency", "2", "--json"]
+        args = [
+            sys.executable,
+            "-m",
+            "avatargen",
+            "generate",
+            str(tmp_path / "photos"),
+            "--endpoint",
+            fake.url,
+            "-o",
+            str(out),
+            "--concurrency",
+            "2",
+            "--json",
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 2:
@@ -147,7 +199,9 @@ def test_kill_9_mid_batch_then_resume_charges_once(tmp_path, run_cli, avatargen_
         proc.wait(timeout=10)
         done_before = len(list(out.glob("*.png")))
         assert 2 <= done_before < 6
-        result = run_cli("generate", str(tmp_path / "photos"), "--endpoint", fake.url, "-o", str(out), "--json")
+        result = run_cli(
+            "generate", str(tmp_path / "photos"), "--endpoint", fake.url, "-o", str(out), "--json"
+        )
     assert result.returncode == 0, result.stderr
     assert len(list(out.glob("*.png"))) == 6
     assert not list(out.glob(".*.tmp"))
@@ -155,7 +209,9 @@ def test_kill_9_mid_batch_then_resume_charges_once(tmp_path, run_cli, avatargen_
         assert read_metadata(png)["job_key"]  # every file whole, with its key
     report = credits(run_cli)
     assert report["balance"] == 100 - 6 * 3 and report["reserved"] == 0
-    settles = db_rows(avatargen_home, "SELECT job_key, COUNT(*) FROM movements WHERE kind = 'settle' GROUP BY job_key")
+    settles = db_rows(
+        avatargen_home, "SELECT job_key, COUNT(*) FROM movements WHERE kind = 'settle' GROUP BY job_key"
+    )
     assert len(settles) == 6 and all(count == 1 for _, count in settles)
 
 
@@ -167,9 +223,25 @@ def test_two_clis_share_a_balance_for_exactly_k_images(tmp_path, run_cli, avatar
     with FakeEndpoint(delay=0.1) as fake:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "avatargen", "generate", str(tmp_path / name), "--endpoint", fake.url,
-                 "-o", str(tmp_path / f"out-{name}"), "--concurrency", "2", "--json"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                [
+                    sys.executable,
+                    "-m",
+                    "avatargen",
+                    "generate",
+                    str(tmp_path / name),
+                    "--endpoint",
+                    fake.url,
+                    "-o",
+                    str(tmp_path / f"out-{name}"),
+                    "--concurrency",
+                    "2",
+                    "--json",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=dict(os.environ),
+            )
             for name in ("a", "b")
         ]
         outputs = [proc.communicate(timeout=120) for proc in procs]
@@ -198,7 +270,9 @@ def test_quote_refusals_run_nothing(tmp_path, run_cli, endpoint):
     assert endpoint.posts == 0
     assert run_cli("config", "set", "confirm_above", "100").returncode == 0
     many = make_photos(tmp_path / "many", 40)
-    short = run_cli("generate", str(tmp_path / "many"), "--endpoint", endpoint.url, "-o", str(tmp_path / "o2"))
+    short = run_cli(
+        "generate", str(tmp_path / "many"), "--endpoint", endpoint.url, "-o", str(tmp_path / "o2")
+    )
     assert short.returncode == 4 and "120 credits" in short.stderr and "credits add" in short.stderr
     assert endpoint.posts == 0 and len(many) == 40
     assert credits(run_cli)["balance"] == 100
@@ -207,8 +281,16 @@ def test_quote_refusals_run_nothing(tmp_path, run_cli, endpoint):
 def test_retry_redoes_failed_jobs(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 3)
     with FakeEndpoint(fail_prompts=("",)) as fake:  # every prompt fails at first
-        first = run_cli("generate", str(tmp_path / "photos"), "--endpoint", fake.url, "-o", str(tmp_path / "out"),
-                        "--json", env={"AVATARGEN_RETRY_SCALE": "0.01"})
+        first = run_cli(
+            "generate",
+            str(tmp_path / "photos"),
+            "--endpoint",
+            fake.url,
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+            env={"AVATARGEN_RETRY_SCALE": "0.01"},
+        )
         assert first.returncode == 1
         assert credits(run_cli)["balance"] == 100
         fake.fail_prompts = ()
@@ -221,8 +303,17 @@ def test_retry_redoes_failed_jobs(tmp_path, run_cli):
 def test_daily_limit_stops_cleanly_and_resumes_next_day(tmp_path, run_cli, avatargen_home, endpoint):
     make_photos(tmp_path / "photos", 5)
     assert run_cli("config", "set", "limits.daily_requests", "2").returncode == 0
-    cmd = ["generate", str(tmp_path / "photos"), "--endpoint", endpoint.url, "-o", str(tmp_path / "out"),
-           "--json", "--concurrency", "1"]
+    cmd = [
+        "generate",
+        str(tmp_path / "photos"),
+        "--endpoint",
+        endpoint.url,
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+        "--concurrency",
+        "1",
+    ]
     first = run_cli(*cmd)
     assert first.returncode == 10 and "limits.daily_requests" in first.stderr
     assert [line["status"] for line in json_lines(first.stdout)] == ["done", "done"]
@@ -238,7 +329,9 @@ def test_daily_limit_stops_cleanly_and_resumes_next_day(tmp_path, run_cli, avata
     assert second.returncode == 10  # two more today, one still left
     third_day = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     with sqlite3.connect(avatargen_home / "data" / "ledger.db") as db:
-        db.execute("UPDATE requests SET day = ? WHERE day = ?", (third_day, datetime.now(UTC).date().isoformat()))
+        db.execute(
+            "UPDATE requests SET day = ? WHERE day = ?", (third_day, datetime.now(UTC).date().isoformat())
+        )
     third = run_cli(*cmd)
     assert third.returncode == 0, third.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 5
@@ -254,13 +347,30 @@ def test_fallback_taken_recorded_and_charged_at_its_cost(tmp_path, run_cli, avat
     make_photos(tmp_path / "photos", 2)
     with FakeEndpoint(fail_prompts=("",)) as broken, FakeEndpoint() as good:
         env = {"AVATARGEN_CATALOG": str(catalog), "AVATARGEN_RETRY_SCALE": "0.01"}
-        assert run_cli("config", "set", "endpoints.avatar-generator:controlnet-openpose-sdxl", good.url).returncode == 0
-        result = run_cli("generate", str(tmp_path / "photos"), "--model", "controlnet-openpose-sdxl-ultra",
-                         "--endpoint", broken.url, "-o", str(tmp_path / "out"), "--json", env=env)
+        assert (
+            run_cli(
+                "config", "set", "endpoints.avatar-generator:controlnet-openpose-sdxl", good.url
+            ).returncode
+            == 0
+        )
+        result = run_cli(
+            "generate",
+            str(tmp_path / "photos"),
+            "--model",
+            "controlnet-openpose-sdxl-ultra",
+            "--endpoint",
+            broken.url,
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+            env=env,
+        )
         assert result.returncode == 0, result.stderr
         lines = json_lines(result.stdout)
         assert {line["model_used"] for line in lines} == {"avatar-generator:controlnet-openpose-sdxl"}
-        assert {line["fallback_from"] for line in lines} == {"avatar-generator:controlnet-openpose-sdxl-ultra"}
+        assert {line["fallback_from"] for line in lines} == {
+            "avatar-generator:controlnet-openpose-sdxl-ultra"
+        }
         assert {line["credits"] for line in lines} == {5}
         for line in lines:
             assert read_metadata(line["output"])["model"] == "avatar-generator:controlnet-openpose-sdxl"
@@ -270,8 +380,19 @@ def test_fallback_taken_recorded_and_charged_at_its_cost(tmp_path, run_cli, avat
         assert {row["model_used"] for row in history} == {"avatar-generator:controlnet-openpose-sdxl"}
         # --no-fallback: the failure stands and is refunded.
         make_photos(tmp_path / "more", 1, start=50)
-        strict = run_cli("generate", str(tmp_path / "more"), "--model", "controlnet-openpose-sdxl-ultra",
-                         "--endpoint", broken.url, "-o", str(tmp_path / "out"), "--json", "--no-fallback", env=env)
+        strict = run_cli(
+            "generate",
+            str(tmp_path / "more"),
+            "--model",
+            "controlnet-openpose-sdxl-ultra",
+            "--endpoint",
+            broken.url,
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+            "--no-fallback",
+            env=env,
+        )
         assert strict.returncode == 1
         assert credits(run_cli)["balance"] == 90
 
@@ -281,9 +402,25 @@ def test_interrupt_refunds_in_flight_and_prints_resume(tmp_path, run_cli):
     out = tmp_path / "out"
     with FakeEndpoint(delay=1.0) as fake:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "avatargen", "generate", str(tmp_path / "photos"), "--endpoint", fake.url,
-             "-o", str(out), "--concurrency", "2", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+            [
+                sys.executable,
+                "-m",
+                "avatargen",
+                "generate",
+                str(tmp_path / "photos"),
+                "--endpoint",
+                fake.url,
+                "-o",
+                str(out),
+                "--concurrency",
+                "2",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and fake.posts < 2:
             time.sleep(0.05)
@@ -301,8 +438,18 @@ def test_completion_notice_posted_and_command_run(tmp_path, run_cli, endpoint):
     with FakeEndpoint() as receiver:
         marker = tmp_path / "summary-copy.json"
         hook = f"{sys.executable} -c \"import shutil,sys; shutil.copy(sys.argv[1], r'{marker}')\""
-        result = run_cli("generate", str(tmp_path / "photos"), "--endpoint", endpoint.url, "-o", str(tmp_path / "out"),
-                         "--notify-url", receiver.url, "--on-complete", hook)
+        result = run_cli(
+            "generate",
+            str(tmp_path / "photos"),
+            "--endpoint",
+            endpoint.url,
+            "-o",
+            str(tmp_path / "out"),
+            "--notify-url",
+            receiver.url,
+            "--on-complete",
+            hook,
+        )
         assert result.returncode == 0, result.stderr
         summary = json.loads(marker.read_text())
         assert summary["done"] == 2 and summary["failed"] == 0 and summary["credits_spent"] == 6

@@ -88,7 +88,8 @@ class BatchRunner:
         self._gates: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # start no new job (credits or limit ran out, or Ctrl-C)
+        self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
 
@@ -163,6 +164,7 @@ class BatchRunner:
                 while thread.is_alive():
                     thread.join(timeout=0.2)  # short joins keep Ctrl-C deliverable
         except KeyboardInterrupt:
+            self._abort.set()
             self._stop.set()
             summary.stopped = "interrupted"
             self._refund_in_flight("interrupted")
@@ -239,7 +241,7 @@ class BatchRunner:
 
                 def on_attempt(_c=candidate):
                     nonlocal state, attempts
-                    if self._stop.is_set():
+                    if self._abort.is_set():
                         raise _Stop()
                     self.ledger.count_request(
                         _c.key, self.settings.daily_limit, self.settings.model_limits.get(_c.key)
@@ -260,7 +262,7 @@ class BatchRunner:
                         raise
                     progress.waiting(f"{candidate.alias} failed ({exc.message}); trying a fallback")
             assert result is not None and ran is not None
-            if self._stop.is_set():
+            if self._abort.is_set():
                 raise _Stop()
             meta = self._metadata(job, ran)
             from avatargen.images import write_output
