@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fake_endpoint import FakeEndpoint
 
 from avatargen.images import read_metadata
+from fake_endpoint import FakeEndpoint
 
 
 def make_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
@@ -100,6 +100,13 @@ def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, end
     # The ledger: 3 images x 3 credits, nothing left reserved.
     report = credits(run_cli)
     assert report["balance"] == 100 - 9 and report["reserved"] == 0 and report["spent_today"] == 9
+
+    # `status` now knows this model's record from the history.
+    status = run_cli("status", "controlnet-openpose-sd15", "--endpoint", endpoint.url, "--json")
+    assert status.returncode == 0, status.stderr
+    history = json.loads(status.stdout)["history"]
+    assert history["success_rate"] == 1.0 and history["jobs"] == 3 and history["median_seconds"] is not None
+    assert history["requests_today"] == 3
 
     # Same command again: everything is skipped, nothing is sent or charged (resume).
     again = run_cli(

@@ -39,8 +39,23 @@ def status(
 
 
 def history_stats(model: Any) -> dict[str, Any] | None:
-    """Hook for the lead: recent success rate and median latency from the ledger's history."""
-    return None
+    """Recent success rate and median latency of this model, from the ledger's job history
+    (None before the first job; a status check never creates a ledger)."""
+    from avatargen.ledger import Ledger, default_path
+
+    path = default_path()
+    if not path.is_file():
+        return None
+    from avatargen.settings import get_value, load_config
+
+    config = load_config()
+    with Ledger(path) as ledger:
+        stats = ledger.model_stats(model.key) or {}
+        stats["requests_today"] = ledger.requests_today(model.key)
+        stats["requests_today_all_models"] = ledger.requests_today()
+    stats["daily_request_limit"] = get_value("limits.daily_requests", config)
+    stats["daily_request_limit_model"] = get_value(f"limits.models.{model.key}", config)
+    return stats
 
 
 def render(report: dict[str, Any]) -> list[str]:
