@@ -8,12 +8,13 @@ import multiprocessing
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from avatargen.errors import CreditsError, LimitError, UsageError
+from avatargen.errors import ConfigError, CreditsError, LimitError, UsageError
 from avatargen.ledger import DEFAULT_STARTER_CREDITS, Ledger, default_path, open_ledger
 
 
@@ -87,6 +88,34 @@ def test_starter_is_granted_once_and_migrations_recorded_once(tmp_path):
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 1
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
+
+
+def test_opening_waits_for_another_process_creating_the_file(tmp_path):
+    # Switching a file to WAL while another connection holds a write lock answers SQLITE_BUSY
+    # at once (the busy timeout does not apply): a first run racing another one must wait.
+    path = tmp_path / "ledger.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE early (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO early VALUES (1)")
+    release = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with Ledger(path, starter_credits=5) as ledger:
+            assert ledger.balance() == 5
+            assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        release.join()
+        other.close()
+
+
+def test_a_damaged_ledger_file_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not an SQLite database, just some bytes " * 100)
+    with pytest.raises(ConfigError) as refused:
+        Ledger(path)
+    assert str(path) in refused.value.message
+    assert "new ledger" in refused.value.hint
 
 
 def test_wal_mode_and_busy_timeout(ledger):

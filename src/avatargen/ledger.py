@@ -16,6 +16,7 @@ import os
 import sqlite3
 import statistics
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from avatargen.errors import CreditsError, LimitError
+from avatargen.errors import ConfigError, CreditsError, LimitError
 
 DEFAULT_STARTER_CREDITS = 100
 BUSY_TIMEOUT_S = 30.0
@@ -142,15 +143,22 @@ class Ledger:
         self.path = Path(path) if path else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._migrate(starter_credits)
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            _enable_wal(self._db)
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate(starter_credits)
+        except sqlite3.DatabaseError as exc:
+            # A damaged or unreadable file: one line naming it, not a traceback.
+            raise ConfigError(
+                f"{self.path}: the credit ledger cannot be opened ({exc})",
+                "restore it from a backup, or move it away to start a new ledger (its history is lost)",
+            ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -572,6 +580,20 @@ class Ledger:
             "success_rate": round(sum(1 for r in rows if r["status"] == "done") / len(rows), 3),
             "median_seconds": round(median, 2) if median is not None else None,
         }
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL. Processes racing to create a new ledger can get SQLITE_BUSY here
+    at once, without the busy timeout being applied: retry for up to that long."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _pid_alive(pid: int) -> bool:
