@@ -26,7 +26,7 @@ EXIT_CODES: dict[int, str] = {
     PARTIAL: "some jobs of a batch failed (the summary names them); the rest were done",
     USAGE: "bad command line: unknown option, bad value, conflicting options, missing --yes",
     CONFIG: "configuration problem: config.toml, a catalog file, or a setting",
-    CREDITS: "not enough credits, or the quote is over --max-credits: nothing ran",
+    CREDITS: "not enough credits or over --max-credits (nothing ran), or the balance ran out mid-batch (the rest stays queued)",
     INPUT: "an input file, pose or folder cannot be used",
     UNAVAILABLE: "the model cannot run: disabled, coming soon, above your plan, or no endpoint",
     AUTH: "the Hugging Face token is missing, invalid or lacks a permission (401/403)",
