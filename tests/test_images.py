@@ -393,3 +393,19 @@ def test_a_failed_write_removes_its_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_output(out, answer(), META)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_filesystem_without_hard_links_still_gets_the_file(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # what exFAT answers
+
+    monkeypatch.setattr(images.os, "link", no_links)
+    out = tmp_path / "x.png"
+    write_output(out, answer(), META)
+    assert output_has_key(str(out), META["job_key"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+    with pytest.raises(InputError, match="already exists"):
+        write_output(out, answer((9, 9, 9)), META)
+    with Image.open(out) as kept:
+        assert kept.getpixel((0, 0)) == (10, 120, 200)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]

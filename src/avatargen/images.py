@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -142,6 +143,9 @@ def sd_parameters(meta: dict[str, Any]) -> str:
     )
 
 
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
 def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool = False) -> Path:
     """Write the generated image as PNG with `parameters` and `avatargen` text chunks, atomically:
     a temporary file in the same folder, fsynced, then renamed. Never replaces an existing
@@ -174,6 +178,13 @@ def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool
                 os.link(tmp, path)  # fails if the name exists: no check-then-write race
             except FileExistsError:
                 raise InputError(f"{path}: already exists", "pass --overwrite to replace it") from None
+            except OSError as exc:
+                # exFAT/FAT USB drives and some network shares have no hard links: check, then rename.
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                if os.path.lexists(path):
+                    raise InputError(f"{path}: already exists", "pass --overwrite to replace it") from None
+                os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
