@@ -170,6 +170,8 @@ def test_grant_refuses_non_positive(ledger):
         ledger.grant(0)
     with pytest.raises(CreditsError):
         ledger.grant(-5)
+    with pytest.raises(CreditsError, match="cannot add"):
+        ledger.grant(10**20)  # would not fit SQLite's integers
     assert ledger.balance() == 100
 
 
@@ -527,6 +529,8 @@ def test_credits_add_and_history(cli):
     human = cli("credits", "add", "5")
     assert human.exit_code == 0 and "balance 130" in human.stdout
     assert cli("credits", "add", "0").exit_code == 2  # not a positive number
+    with pytest.raises(CreditsError):
+        cli("credits", "add", "99999999999999999999")
 
     moves = json.loads(cli("credits", "history", "--json").stdout)
     assert [(m["kind"], m["amount"], m["note"]) for m in moves] == [

@@ -28,6 +28,7 @@ from avatargen.errors import ConfigError, CreditsError, LimitError
 
 DEFAULT_STARTER_CREDITS = 100
 BUSY_TIMEOUT_S = 30.0
+MAX_GRANT = 10**12
 
 
 def _now() -> str:
@@ -225,8 +226,9 @@ class Ledger:
             return self._balance(self._db)
 
     def grant(self, amount: int, note: str | None = None) -> int:
-        if amount <= 0:
-            raise CreditsError(f"cannot add {amount} credits", "give a positive whole number")
+        if amount <= 0 or amount > MAX_GRANT:
+            # The upper bound keeps sums inside SQLite's 64-bit integers.
+            raise CreditsError(f"cannot add {amount} credits", f"give a whole number from 1 to {MAX_GRANT}")
         with self._tx() as db:
             self._move(db, "grant", amount, note=note or "added")
             return self._balance(db)
