@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--loading", type=float, default=4.0)
     parser.add_argument("--poll", type=float, default=1.0, help="estimated_time the loading server announces")
     parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 5000])
+    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4], help="which measurements")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,55 +174,67 @@ def main() -> None:
         photos = root / "photos"
         make_photos(photos, args.n)
 
-        with FakeEndpoint(delay=args.delay) as fake:
-            wall, measured = batch_wall_time(root, photos, fake.url, args.concurrency, args.n)
-            sequential = sequential_loop(fake.url, args.n)
-        ideal = args.n * args.delay / args.concurrency
-        print(
-            f"[1] N={args.n} delay={args.delay}s concurrency={args.concurrency}: ideal {ideal:.2f}s, "
-            f"batch engine {measured:.2f}s -> efficiency {ideal / measured:.2f} (target >= 0.9); "
-            f"whole CLI run {wall:.2f}s -> {ideal / wall:.2f}"
-        )
-        print(
-            f"[2] one-at-a-time loop: {sequential:.2f}s -> speedup {sequential / wall:.1f}x (whole CLI run)"
-        )
-
-        loading_photos = root / "loading"
-        make_photos(loading_photos, args.concurrency * 4)
-        with FakeEndpoint(delay=args.delay, loading_for=args.loading, estimated_time=args.poll) as fake:
-            env = fresh_env(root)
-            _, done = run_cli(
-                [
-                    "generate",
-                    str(loading_photos),
-                    "--endpoint",
-                    fake.url,
-                    "-o",
-                    str(root / "lo"),
-                    "--concurrency",
-                    str(args.concurrency),
-                    "--strength",
-                    "0",
-                    "--yes",
-                    "--json",
-                ],
-                env,
+        if 1 in args.only or 2 in args.only:
+            measure_throughput(root, photos, args)
+        if 3 in args.only:
+            measure_loading(root, args)
+        if 4 in args.only:
+            with FakeEndpoint() as fake:
+                small, large = (peak_rss_mb(root, n, fake.url, args.concurrency) for n in args.memory_n)
+            print(
+                f"[4] peak RSS: N={args.memory_n[0]}: {small:.0f} MB, N={args.memory_n[1]}: {large:.0f} MB "
+                f"-> ratio {large / small:.2f} (target flat, < 200 MB)"
             )
-            if done.returncode != 0:
-                raise SystemExit(f"loading batch failed: {done.stderr}")
-            during = [r for r in fake.requests if r["time"] < fake.loading_until]
-        target = args.concurrency + args.loading / args.poll
+
+
+def measure_throughput(root: Path, photos: Path, args) -> None:
+    with FakeEndpoint(delay=args.delay) as fake:
+        wall, measured = batch_wall_time(root, photos, fake.url, args.concurrency, args.n)
+        sequential = sequential_loop(fake.url, args.n) if 2 in args.only else None
+    ideal = args.n * args.delay / args.concurrency
+    print(
+        f"[1] N={args.n} delay={args.delay}s concurrency={args.concurrency}: ideal {ideal:.2f}s, "
+        f"batch engine {measured:.2f}s -> efficiency {ideal / measured:.2f} (target >= 0.9); "
+        f"whole CLI run {wall:.2f}s -> {ideal / wall:.2f}",
+        flush=True,
+    )
+    if sequential is not None:
         print(
-            f"[3] model loading for {args.loading}s (poll {args.poll}s): {len(during)} requests sent while "
-            f"loading (target <= {target:.0f})"
+            f"[2] one-at-a-time loop, same calls: {sequential:.2f}s -> speedup {sequential / wall:.1f}x "
+            f"(whole CLI run)",
+            flush=True,
         )
 
-        with FakeEndpoint() as fake:
-            small, large = (peak_rss_mb(root, n, fake.url, args.concurrency) for n in args.memory_n)
-        print(
-            f"[4] peak RSS: N={args.memory_n[0]}: {small:.0f} MB, N={args.memory_n[1]}: {large:.0f} MB "
-            f"-> ratio {large / small:.2f} (target flat, < 200 MB)"
-        )
+
+def measure_loading(root: Path, args) -> None:
+    photos = root / "loading"
+    make_photos(photos, args.concurrency * 4)
+    with FakeEndpoint(delay=args.delay, loading_for=args.loading, estimated_time=args.poll) as fake:
+        env = fresh_env(root)
+        cmd = [
+            "generate",
+            str(photos),
+            "--endpoint",
+            fake.url,
+            "-o",
+            str(root / "lo"),
+            "--concurrency",
+            str(args.concurrency),
+            "--strength",
+            "0",
+            "--yes",
+            "--json",
+        ]
+        _, done = run_cli(cmd, env)
+        if done.returncode != 0:
+            raise SystemExit(f"loading batch failed: {done.stderr}")
+        during = [r for r in fake.requests if r["time"] < fake.loading_until]
+    target = args.concurrency + args.loading / args.poll
+    print(
+        f"[3] model loading for {args.loading}s (announcing estimated_time {args.poll}s): {len(during)} requests "
+        f"sent while loading (target <= {target:.0f})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

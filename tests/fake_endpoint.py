@@ -61,6 +61,7 @@ class FakeEndpoint:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
@@ -79,7 +80,7 @@ class FakeEndpoint:
 
             def do_GET(self) -> None:
                 with fake.count_lock:
-                    fake.requests.append({"method": "GET", "path": self.path})
+                    fake.requests.append({"method": "GET", "path": self.path, "time": time.monotonic()})
                 if time.monotonic() < fake.loading_until:
                     self._json(
                         503, {"error": "Model is currently loading", "estimated_time": fake.estimated_time}
