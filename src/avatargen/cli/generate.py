@@ -208,11 +208,14 @@ def generate(
         height=height,
         strength=strength or None,
     )
+    pose_file = Path(pose)
+    # A pose file's content is part of the job key: editing it makes new images, not "already done".
+    pose_identity = f"{pose}:{file_hash(pose_file)}" if pose_file.is_file() else pose
     jobs = plan_jobs(
         inputs,
         hashes=hashes,
         pose_name=pose_source.name,
-        pose_identity=pose,
+        pose_identity=pose_identity,
         model_key=chosen.key,
         model_alias=chosen.alias,
         params=params,
