@@ -302,8 +302,11 @@ def run_server(options: ServeOptions, say: Callable[[str], None]) -> None:
     host.start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a foreground server is stopped: uvicorn has already shut down cleanly
     finally:
         sock.close()
+    say("stopped")
     if failure:
         exc = failure[0]
         raise exc if isinstance(exc, LoadError) else LoadError(_first_line(exc)) from exc
