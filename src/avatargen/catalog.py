@@ -6,15 +6,14 @@ configuration code. `--json` speaks the seed's field names (see `Model.to_seed`)
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from avatargen.errors import CatalogError, ModelUnavailable, UsageError
-from avatargen.settings import TIERS, config_dir
+from avatargen.errors import CatalogError, ConfigError, ModelUnavailable, UsageError
+from avatargen.settings import TIERS, config_dir, config_path
 
 APP_ID = "avatar-generator"
 KEY_PREFIX = f"{APP_ID}:"
@@ -111,9 +110,20 @@ class Model:
 _DEFAULT_FIELDS = {"steps", "guidance_scale", "controlnet_conditioning_scale", "prompt", "negative_prompt"}
 _FIELD_TYPES: dict[str, type] = {}
 for _f in fields(Model):
-    _FIELD_TYPES[_f.name] = {"int": int, "float": float, "bool": bool, "str": str}.get(_f.type, tuple)
-_REQUIRED = ["key", "name", "huggingface_model", "base_model", "tier", "credit_cost", "resolution",
-             "quality", "processing_time", "architecture"]
+    if _f.name != "source":  # set by the loader, never by a file
+        _FIELD_TYPES[_f.name] = {"int": int, "float": float, "bool": bool, "str": str}.get(_f.type, tuple)
+_REQUIRED = [
+    "key",
+    "name",
+    "huggingface_model",
+    "base_model",
+    "tier",
+    "credit_cost",
+    "resolution",
+    "quality",
+    "processing_time",
+    "architecture",
+]
 
 
 # ---------------------------------------------------------------- loading
@@ -143,6 +153,8 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
     where = f"{path}: model '{key}', field '{name}'"
     expected = _FIELD_TYPES.get(name)
     if expected is None:
+        import difflib  # only on an error: start-up stays lean
+
         close = difflib.get_close_matches(name, _FIELD_TYPES, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "remove it"
         raise CatalogError(f"{where}: unknown field", hint)
@@ -153,9 +165,7 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not expected:
-        raise CatalogError(
-            f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
-        )
+        raise CatalogError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
     if name == "tier" and value not in TIERS:
         raise CatalogError(f"{where}: unknown tier '{value}'", f"use one of {', '.join(TIERS)}")
     if name == "quality" and value not in QUALITIES:
@@ -165,18 +175,23 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
             f"{where}: unknown architecture '{value}'", f"use one of {', '.join(ARCHITECTURES)}"
         )
     if name == "resolution":
-        parse_resolution(value, where)
-    if name in ("credit_cost", "quota_cost", "steps") and value < (1 if name == "steps" else 0):
+        width, height = parse_resolution(value, where)
+        value = f"{width}x{height}"  # normalised, so Model.size can always split it
+    if name in ("credit_cost", "quota_cost") and value < 0:
         raise CatalogError(f"{where}: must not be negative, got {value}")
+    if name == "steps" and value < 1:
+        raise CatalogError(f"{where}: must be at least 1, got {value}")
     return value
 
 
 def parse_resolution(text: str, where: str = "resolution") -> tuple[int, int]:
-    parts = text.lower().split("x")
+    parts = text.strip().lower().split("x")
     try:
         width, height = (int(p) for p in parts)
     except ValueError:
-        raise CatalogError(f"{where}: bad resolution '{text}'", "write it as WIDTHxHEIGHT, e.g. 1024x1024")
+        raise CatalogError(
+            f"{where}: bad resolution '{text}'", "write it as WIDTHxHEIGHT, e.g. 1024x1024"
+        ) from None
     if not (64 <= width <= 4096 and 64 <= height <= 4096) or width % 8 or height % 8:
         raise CatalogError(
             f"{where}: bad resolution '{text}'", "both sides must be multiples of 8 between 64 and 4096"
@@ -192,10 +207,16 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
         raise CatalogError(f"{path}: catalog file not found", "check --catalog / AVATARGEN_CATALOG") from None
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise CatalogError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    except OSError as exc:  # a folder, no permission...
+        raise CatalogError(f"{path}: catalog file cannot be read ({exc.strerror})") from None
     unknown = set(data) - {"models"}
     if unknown:
-        raise CatalogError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}",
-                           "a catalog holds [[models]] entries only")
+        raise CatalogError(
+            f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}",
+            "a catalog holds [[models]] entries only",
+        )
     entries = data.get("models", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise CatalogError(f"{path}: 'models' must be an array of tables ([[models]])")
@@ -209,7 +230,9 @@ def load_catalog(extra: Path | str | None = None) -> Catalog:
         for index, entry in enumerate(_read_entries(path)):
             key = entry.get("key")
             if not isinstance(key, str) or not key:
-                raise CatalogError(f"{path}: model #{index + 1} has no 'key'", "every [[models]] needs key = \"...\"")
+                raise CatalogError(
+                    f"{path}: model #{index + 1} has no 'key'", 'every [[models]] needs key = "..."'
+                )
             if key in seen:
                 raise CatalogError(f"{path}: model '{key}', field 'key': duplicate key in this file")
             seen.add(key)
@@ -254,10 +277,31 @@ class Catalog:
         full = KEY_PREFIX + name
         if full in self.by_key:
             return self.by_key[full]
-        names = [m.alias for m in self.models] + list(self.by_key)
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else "see `avatargen models list --all`"
+        close = self.suggest(name)
+        hint = f"did you mean '{close}'?" if close else "see `avatargen models list --all`"
         raise UsageError(f"unknown model '{name}' ({option})", hint)
+
+    def suggest(self, name: str) -> str | None:
+        """The alias a user most likely meant: one that contains what they typed (`sdxl-ultra`),
+        else the closest spelling of an alias or of its tail (`contrlnet-openpose-sd15`, `sdxl-ulta`)."""
+        import difflib
+
+        wanted = name.strip().lower().removeprefix(KEY_PREFIX)
+        if not wanted:
+            return None
+        aliases = [m.alias for m in self.models]
+        containing = [a for a in aliases if wanted in a.lower()]
+        if containing:
+            # The shortest holder is the closest: 'sdxl' means ...-sdxl, not ...-sdxl-ultra.
+            return min(containing, key=lambda a: (len(a), a))
+        # Compare with every tail of every alias, so a typo in a short name still matches.
+        tails: dict[str, str] = {}
+        for alias in sorted(aliases, key=len):
+            parts = alias.lower().split("-")
+            for i in range(len(parts)):
+                tails.setdefault("-".join(parts[i:]), alias)
+        close = difflib.get_close_matches(wanted, list(tails), n=1, cutoff=0.6)
+        return tails[close[0]] if close else None
 
     def enabled(self) -> list[Model]:
         return [m for m in self.models if m.enabled]
@@ -267,7 +311,9 @@ def _check_runnable(model: Model, plan: str | None) -> Model:
     if not model.enabled:
         why = model.disabled_reason or "it is disabled in the catalog"
         state = "coming soon" if model.coming_soon else "disabled"
-        raise ModelUnavailable(f"model '{model.key}' is {state}: {why}", "pick another with `avatargen models list`")
+        raise ModelUnavailable(
+            f"model '{model.key}' is {state}: {why}", "pick another with `avatargen models list`"
+        )
     if plan and model.tier_rank > TIERS.index(plan):
         raise ModelUnavailable(
             f"model '{model.key}' is tier '{model.tier}', above your plan '{plan}'",
@@ -290,7 +336,10 @@ def resolve_model(
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} cannot be used together", "give one of them")
     if plan is not None and plan not in TIERS:
-        raise UsageError(f"unknown plan '{plan}' in config", f"use one of {', '.join(TIERS)}")
+        raise ConfigError(
+            f"{config_path()}: unknown plan '{plan}'",
+            f"use one of {', '.join(TIERS)}: avatargen config set plan TIER",
+        )
     cap = TIERS.index(plan) if plan else len(TIERS) - 1
     if model:
         return _check_runnable(catalog.lookup(model), plan)
@@ -313,7 +362,11 @@ def resolve_model(
             raise ModelUnavailable(f"no enabled model at or below tier '{TIERS[limit]}'")
         return max(runnable, key=lambda m: (m.tier_rank, QUALITIES.index(m.quality), m.credit_cost, m.key))
     if default:
-        return _check_runnable(catalog.lookup(default), plan)
+        try:
+            chosen = catalog.lookup(default, option=f"config key 'model' in {config_path()}")
+        except UsageError as exc:  # the config is wrong, not the command line
+            raise ConfigError(exc.message, exc.hint) from None
+        return _check_runnable(chosen, plan)
     runnable = [m for m in catalog.enabled() if m.tier_rank <= cap]
     if not runnable:
         raise ModelUnavailable("no enabled model within your plan", "see `avatargen models list --all`")

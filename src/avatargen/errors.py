@@ -19,6 +19,7 @@ NETWORK = 8
 PROVIDER = 9
 LIMIT = 10
 MISSING_EXTRA = 11
+INTERNAL = 70  # EX_SOFTWARE: a bug, never a user mistake
 INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -34,6 +35,7 @@ EXIT_CODES: dict[int, str] = {
     PROVIDER: "the server refused or failed the request (4xx/5xx, bad image, HF credits used up)",
     LIMIT: "a configured usage limit (limits.daily_requests) would be crossed",
     MISSING_EXTRA: "an optional extra is not installed (pip install 'avatargen[pose]' or '[serve]')",
+    INTERNAL: "a bug in avatargen: rerun with AVATARGEN_DEBUG=1 and report the traceback",
     INTERRUPTED: "interrupted (Ctrl-C); in-flight credits were refunded",
 }
 
@@ -116,3 +118,9 @@ class MissingExtra(AvatargenError):
 
 class Interrupted(AvatargenError):
     exit_code = INTERRUPTED
+
+
+class InternalError(AvatargenError):
+    """An unexpected exception (a bug): reported in one line like the others."""
+
+    exit_code = INTERNAL

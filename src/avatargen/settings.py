@@ -5,6 +5,7 @@ One variable, AVATARGEN_HOME, moves both the config and the data folder (tests r
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -50,16 +51,29 @@ def config_path() -> Path:
 # Known keys and how to parse a value given on the command line. A '*' segment is free
 # (a model key); everything else is checked so a typo is caught at `config set`.
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got '{text}'") from None
     if value < 0:
         raise ValueError("must be 0 or more")
     return value
 
 
+def _at_least_one(text: str) -> int:
+    value = _positive_int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError("must be more than 0")
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:  # 'nan' and 'inf' parse as floats
+        raise ValueError("must be a finite number more than 0")
     return value
 
 
@@ -76,9 +90,10 @@ def _provider(text: str) -> str:
 
 
 def _url(text: str) -> str:
+    text = text.strip()
     if not text.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
-    return text.strip()
+    return text
 
 
 CONFIG_KEYS: dict[str, tuple[Any, str]] = {
@@ -88,7 +103,7 @@ CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     "provider": (_provider, "default backend: hf-endpoint, hf-inference or local"),
     "endpoints.*": (_url, "Inference Endpoint URL for one model key"),
     "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
-    "concurrency": (_positive_int, "parallel requests for generate"),
+    "concurrency": (_at_least_one, "parallel requests for generate"),
     "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
     "credits.starter": (_positive_int, "credits granted when a new ledger is created"),
     "limits.daily_requests": (_positive_int, "HTTP requests allowed per day, all models"),
@@ -109,6 +124,18 @@ def _pattern_for(key: str) -> str | None:
     return None
 
 
+def check_key(key: str) -> None:
+    """Refuse a key `config get/set/unset` cannot mean: not a known key nor a table holding one
+    (`endpoints`, `limits`); a typo gets the list of keys."""
+    if _pattern_for(key) is not None:
+        return
+    tables = {p.rsplit(".", n)[0] for p in CONFIG_KEYS for n in range(1, p.count(".") + 1)}
+    if key in tables - {"*"}:
+        return
+    known = ", ".join(sorted(CONFIG_KEYS))
+    raise UsageError(f"unknown config key '{key}'", f"known keys: {known}")
+
+
 def _split_key(key: str) -> list[str]:
     # Model keys contain ':' and '-' but never '.', so dots separate tables.
     return key.split(".")
@@ -122,8 +149,10 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", f"fix the file or remove it: {path}") from None
+    except UnicodeDecodeError:
         raise ConfigError(
-            f"{path}: not valid TOML ({exc})", f"fix the file or remove it: {path}"
+            f"{path}: not valid TOML (not UTF-8 text)", f"fix the file or remove it: {path}"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
@@ -159,6 +188,10 @@ def parse_value(key: str, text: str) -> Any:
         known = ", ".join(sorted(CONFIG_KEYS))
         raise UsageError(f"unknown config key '{key}'", f"known keys: {known}")
     parser = CONFIG_KEYS[pattern][0]
+    if parser is str and not text.strip():
+        raise UsageError(
+            f"bad value for config key '{key}': empty", f"to remove it: avatargen config unset {key}"
+        )
     try:
         return parser(text)
     except ValueError as exc:
@@ -181,6 +214,8 @@ def set_value(key: str, text: str) -> Any:
 
 def unset_value(key: str) -> bool:
     data = load_config()
+    if get_value(key, data) is None:
+        check_key(key)  # absent: a typo deserves an error, a known key is simply not set
     node = data
     *tables, leaf = _split_key(key)
     for part in tables:

@@ -15,7 +15,7 @@ import typer
 
 from avatargen import __version__
 from avatargen.cli import state
-from avatargen.errors import AvatargenError, Interrupted
+from avatargen.errors import AvatargenError, InternalError, Interrupted, UsageError
 
 app = typer.Typer(
     name="avatargen",
@@ -91,13 +91,34 @@ def main() -> None:
     load_dotenv_file()  # ./.env fills in variables the environment lacks (HUGGINGFACE_API_KEY...)
     debug = os.environ.get("AVATARGEN_DEBUG", "") not in ("", "0")
     try:
-        app()
+        # Not standalone: Typer hands us its usage errors, so they follow our one-line
+        # (or --json) error format too. (Typer itself turns Ctrl-C into exit code 130.)
+        code = app(standalone_mode=False)
     except AvatargenError as exc:
         _report(exc, debug)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C or Ctrl-D at a prompt
         _report(Interrupted("interrupted"), debug)
         sys.exit(Interrupted.exit_code)
+    except typer.TyperException as exc:  # Typer's own errors: unknown option, missing argument...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f"see '{ctx.command_path} --help'" if ctx is not None else None
+        error = UsageError(exc.format_message(), hint)
+        error.exit_code = exc.exit_code  # 2 for every usage error; Typer's file errors say 1
+        _report(error, debug)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: still one line (AVATARGEN_DEBUG=1 shows the traceback)
+        error = InternalError(
+            f"unexpected {type(exc).__name__}: {exc}",
+            "this is a bug in avatargen; rerun with AVATARGEN_DEBUG=1 and report the traceback",
+        )
+        _report(error, debug)
+        sys.exit(error.exit_code)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)  # a typer.Exit(code) raised by a command
 
 
 def _report(exc: AvatargenError, debug: bool) -> None:

@@ -29,7 +29,11 @@ def show(json_: Json = False) -> None:
         "config_file": str(settings.config_path()),
         "data_dir": str(settings.data_dir()),
         "settings": values,
-        "token": {"found": token.found, "source": token.source, "masked": token.token.masked() if token.token else None},
+        "token": {
+            "found": token.found,
+            "source": token.source,
+            "masked": token.token.masked() if token.token else None,
+        },
     }
     if json_:
         from avatargen.output import emit_json
@@ -51,11 +55,14 @@ def show(json_: Json = False) -> None:
 
 
 @app.command("get")
-def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. endpoints.<model key>.")], json_: Json = False) -> None:
+def get(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. endpoints.<model key>.")], json_: Json = False
+) -> None:
     """One setting's value (exit 3 when unset)."""
     from avatargen import settings
     from avatargen.errors import ConfigError
 
+    settings.check_key(key)
     value = settings.get_value(key)
     if value is None:
         raise ConfigError(f"config key '{key}' is not set", f"set it with: avatargen config set {key} VALUE")

@@ -16,7 +16,9 @@ app = typer.Typer(help="The model catalog.", no_args_is_help=True)
 def list_models(
     tier: Annotated[str | None, typer.Option("--tier", help="Only models of this tier.")] = None,
     quality: Annotated[str | None, typer.Option("--quality", help="Only models of this quality.")] = None,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Include disabled and coming-soon models.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Include disabled and coming-soon models.")
+    ] = False,
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -48,12 +50,20 @@ def list_models(
     from avatargen.output import result_console
 
     table = Table(title="avatargen models", title_justify="left")
-    for column in ("key", "name", "tier", "credits", "resolution", "quality", "typical time", "status"):
+    # A key is what users copy into --model: on a narrow terminal it folds, never ends in '…'.
+    table.add_column("key", overflow="fold", min_width=max((len(m.key) for m in models), default=3))
+    for column in ("name", "tier", "credits", "resolution", "quality", "typical time", "status"):
         table.add_column(column, justify="right" if column == "credits" else "left")
     for m in models:
-        status = m.status if m.enabled else f"{m.status}: {m.disabled_reason}".rstrip(": ")
-        table.add_row(m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, status)
-    result_console().print(table)
+        table.add_row(
+            m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, m.status
+        )
+    console = result_console()
+    console.print(table)
+    # Reasons are sentences: below the table they stay readable on a narrow terminal.
+    for m in models:
+        if not m.enabled and m.disabled_reason:
+            console.print(f"{m.key}: {m.status}: {m.disabled_reason}", markup=False, highlight=False)
 
 
 @app.command("show")
