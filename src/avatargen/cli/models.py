@@ -51,7 +51,9 @@ def list_models(
 
     table = Table(title="avatargen models", title_justify="left")
     # A key is what users copy into --model: on a narrow terminal it folds, never ends in '…'.
-    table.add_column("key", overflow="fold", min_width=max((len(m.key) for m in models), default=3))
+    # Whole when the terminal allows, yet leaving ~60 columns for the rest.
+    longest = max((len(m.key) for m in models), default=3)
+    table.add_column("key", overflow="fold", min_width=max(12, min(longest, result_console().width - 60)))
     for column in ("name", "tier", "credits", "resolution", "quality", "typical time", "status"):
         table.add_column(column, justify="right" if column == "credits" else "left")
     for m in models:
