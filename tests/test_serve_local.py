@@ -46,7 +46,13 @@ def test_tiny_local_generation_says_once_where_it_runs(tiny_home):
     said: list[str] = []
     events = []
     provider = LocalProvider(_model(), tiny=True, say=said.append)
-    result = provider.generate(_request(provider.model), on_event=events.append)
+    attempts = []
+    result = provider.generate(
+        _request(provider.model),
+        on_event=events.append,
+        on_attempt=lambda: attempts.append(provider._service),
+    )
+    assert len(attempts) == 1 and attempts[0] is not None  # called once, after loading
     assert (result.backend, result.content_type, result.attempts) == ("local", "image/png", 1)
     assert result.model_key == "avatar-generator:controlnet-openpose-sd15"
     assert Image.open(io.BytesIO(result.image)).size == (64, 64)

@@ -124,7 +124,8 @@ class LocalProvider:
         gate: ModelGate | None = None,
         on_attempt: Callable[[], None] | None = None,
     ) -> GenerationResult:
-        """One image in-process. `gate` and `on_attempt` concern HTTP requests: nothing to do here."""
+        """One image in-process. `gate` coordinates HTTP waits: nothing to share here. `on_attempt` is
+        called once, after the weights are loaded and before the image is made."""
         from avatargen.serve.pipelines import RequestError, parse_request, png_bytes
 
         if request.pose_png is None:
@@ -149,6 +150,8 @@ class LocalProvider:
             params = parse_request({"inputs": inputs}, service.spec)
         except RequestError as exc:
             raise InputError(f"{self.model.key}: {exc}", "check the size, steps and pose image") from None
+        if on_attempt is not None:
+            on_attempt()  # the batch's "generating now" signal (and its stop check), once per image
         started = time.monotonic()
         try:
             image = service.generate(params)

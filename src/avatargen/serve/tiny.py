@@ -1,7 +1,7 @@
 """Tiny random-weight pipelines of the real architectures, for trying and testing without a GPU.
 
 `build_tiny(architecture, folder)` creates an SD 1.5 or SDXL ControlNet pipeline whose parts
-are the real classes at toy sizes (32/64 channels, a 5-layer CLIP with a 514-token byte-level
+are the real classes at toy sizes (32/64 channels, a VAE that downsamples by 8 as the real one, a 5-layer CLIP with a 514-token byte-level
 vocabulary written here, since no tokenizer can be downloaded), and saves it with
 `save_pretrained`. pipelines.py loads it back with `from_pretrained`, the very same path as
 real weights. Its images are noise: the weights are random.
@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = 1  # bump when the configs change, so cached folders are rebuilt
+TINY_VERSION = 2  # bump when the configs change, so cached folders are rebuilt
 TINY_ARCHITECTURES = ("sd15", "sdxl")
 _SEED = 0
 
@@ -125,16 +125,25 @@ def _text_config(**extra):
     )
 
 
+# The ControlNet's pose encoder downsamples len-1 times: it must match the VAE's factor of 8.
+_CONDITIONING = (16, 16, 32, 32)
+
+
 def _vae():
     from diffusers import AutoencoderKL
 
+    # Four blocks, like the real VAE: latents are 1/8 of the image, so a 512x512 request costs
+    # a 64x64 latent (with two blocks it would be 256x256 and attention alone takes a minute).
     return AutoencoderKL(
-        block_out_channels=[32, 64],
+        block_out_channels=[16, 32, 32, 32],
         in_channels=3,
         out_channels=3,
         latent_channels=4,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        norm_num_groups=16,
+        layers_per_block=1,
+        mid_block_add_attention=False,  # attention over every latent pixel is what makes 1024x1024 slow
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
     )
 
 
@@ -165,7 +174,7 @@ def _build_sd15(staging: Path):
     unet = UNet2DConditionModel(
         sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
     )
-    controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32), **blocks)
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
     return StableDiffusionControlNetPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config()),
@@ -201,7 +210,7 @@ def _build_sdxl(staging: Path):
     unet = UNet2DConditionModel(
         sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
     )
-    controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32), **blocks)
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
     return StableDiffusionXLControlNetPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config()),
