@@ -173,7 +173,11 @@ def test_cold_start_is_waited_through_by_one_prober(tmp_path, run_cli):
         )
         assert result.returncode == 0, result.stderr
         assert [line["status"] for line in json_lines(result.stdout)] == ["done"] * 4
-        assert "loading" in result.stderr
+        # Pre-flight: announced once before any job is sent.
+        assert "model loading, ~" in result.stderr
+        first_post = min(r["time"] for r in fake.requests if r["method"] == "POST")
+        first_get = min(r["time"] for r in fake.requests if r["method"] == "GET")
+        assert first_get < first_post
         loading_posts = [r for r in fake.requests if r["method"] == "POST" and "inputs" not in r]
         # One prober at a time while loading: about one request per estimated_time, not one per worker.
         assert 1 <= len(loading_posts) <= 4 + 2.0 / 0.5
