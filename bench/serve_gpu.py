@@ -1,0 +1,200 @@
+"""GPU figure for the server half (issue 6, item 8): seconds per 512x512, 20-step image of the
+SD 1.5 ControlNet architecture, diffusers' defaults against avatargen's settings, in one run.
+
+Random weights at the real sizes (UNet 320/640/1280/1280, ControlNet of the same shape, the SD
+VAE, a 12-layer 768-wide CLIP text encoder): speed does not depend on the weights, and nothing
+is downloaded. Configurations timed:
+  defaults  what `StableDiffusionControlNetPipeline.from_pretrained(...)` gives: float32, the
+            default attention processor, no memory-format change
+  ours      what avatargen.serve.pipelines does on CUDA: float16, SDPA attention (explicit),
+            channels_last UNet + ControlNet; with --compile also torch.compile on the UNet
+The median of --runs timed images follows one warm-up image (compile happens there).
+Prints one line per configuration and the ratio defaults / ours.
+
+Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile]
+       python bench/serve_gpu.py --tiny     # CPU smoke check: tiny model, 64x64, 2 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def build_full_sd15(staging: Path, dtype):
+    """SD 1.5 + ControlNet at real sizes with random weights (the tokenizer is the tiny one)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        PNDMScheduler,
+        StableDiffusionControlNetPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from avatargen.serve.tiny import BOS_ID, EOS_ID, TOKENIZER_VOCAB, write_tiny_tokenizer
+
+    torch.manual_seed(0)
+    blocks = {
+        "block_out_channels": (320, 640, 1280, 1280),
+        "layers_per_block": 2,
+        "in_channels": 4,
+        "down_block_types": (
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        "cross_attention_dim": 768,
+        "attention_head_dim": 8,
+    }
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        out_channels=4,
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        **blocks,
+    )
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32, 96, 256), **blocks)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TOKENIZER_VOCAB,
+            bos_token_id=BOS_ID,
+            eos_token_id=EOS_ID,
+            pad_token_id=EOS_ID,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+        )
+    )
+    folder = write_tiny_tokenizer(staging / "tok")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True
+    )
+    pipe = StableDiffusionControlNetPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return pipe.to(dtype=dtype)
+
+
+def build_tiny_sd15(staging: Path, dtype):
+    from diffusers import StableDiffusionControlNetPipeline
+
+    from avatargen.serve.tiny import build_tiny
+
+    folder = build_tiny("sd15", staging / "tiny")
+    return StableDiffusionControlNetPipeline.from_pretrained(str(folder), torch_dtype=dtype)
+
+
+def time_pipeline(pipe, size: int, steps: int, runs: int) -> tuple[float, float]:
+    """(warm-up seconds, median seconds per image)."""
+    import torch
+    from PIL import Image
+
+    pose = Image.new("RGB", (size, size), "black")
+    device = pipe.device
+
+    def one() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            pipe(
+                "a portrait",
+                image=pose,
+                width=size,
+                height=size,
+                num_inference_steps=steps,
+                guidance_scale=7.5,
+                generator=torch.Generator("cpu").manual_seed(0),
+            )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    warm = one()
+    return warm, statistics.median(one() for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="default 20 (2 with --tiny)")
+    parser.add_argument("--size", type=int, default=None, help="default 512 (64 with --tiny)")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile the UNet in 'ours'")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke check on the tiny model")
+    args = parser.parse_args()
+
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    steps = args.steps or (2 if args.tiny else 20)
+    size = args.size or (64 if args.tiny else 512)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not args.tiny:
+        parser.error("no CUDA device: this figure needs a GPU (use --tiny for a CPU smoke check)")
+    build = build_tiny_sd15 if args.tiny else build_full_sd15
+    ours_dtype = torch.float16 if device == "cuda" else torch.float32  # as pipelines.py decides
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"device: {name}; torch {torch.__version__}; {size}x{size}, {steps} steps, median of {args.runs}")
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # diffusers' defaults
+        pipe = build(Path(tmp) / "a", torch.float32).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        processor = type(next(iter(pipe.unet.attn_processors.values()))).__name__
+        warm, per_image = time_pipeline(pipe, size, steps, args.runs)
+        results["defaults"] = per_image
+        print(f"defaults: float32, {processor}: {per_image:.3f} s/image (warm-up {warm:.2f} s)")
+        del pipe
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+        # ours
+        pipe = build(Path(tmp) / "b", ours_dtype).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+        pipe.controlnet.set_attn_processor(AttnProcessor2_0())
+        if device == "cuda":
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.controlnet.to(memory_format=torch.channels_last)
+        if args.compile:
+            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+        warm, per_image = time_pipeline(pipe, size, steps, args.runs)
+        results["ours"] = per_image
+        label = f"{str(ours_dtype).removeprefix('torch.')}, SDPA"
+        label += (", channels_last" if device == "cuda" else "") + (", compile" if args.compile else "")
+        print(f"ours: {label}: {per_image:.3f} s/image (warm-up {warm:.2f} s)")
+
+    print(f"ratio defaults/ours: {results['defaults'] / results['ours']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
