@@ -109,7 +109,7 @@ Defaults: {width}x{height}, {spec.steps} steps, guidance {spec.guidance_scale}, 
 
 ## Deploy
 
-1. `hf repo create YOUR_NAME/{model.alias}-endpoint` then upload this folder:
+1. `hf repos create YOUR_NAME/{model.alias}-endpoint` then upload this folder:
    `hf upload YOUR_NAME/{model.alias}-endpoint . .`
 2. On https://endpoints.huggingface.co create an endpoint from that repository: task **Custom**,
    container **Default** (PyTorch), a GPU instance ({"an L4 or A10G (24 GB)" if spec.architecture == "sdxl" else "a T4 (16 GB) or L4"}),
