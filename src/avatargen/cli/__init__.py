@@ -93,7 +93,8 @@ def main() -> None:
     try:
         # Not standalone: Typer hands us its usage errors, so they follow our one-line
         # (or --json) error format too. (Typer itself turns Ctrl-C into exit code 130.)
-        code = app(standalone_mode=False)
+        # prog_name: `python -m avatargen` speaks (help, hints, completion) as `avatargen`.
+        code = app(prog_name="avatargen", standalone_mode=False)
     except AvatargenError as exc:
         _report(exc, debug)
         sys.exit(exc.exit_code)
