@@ -56,8 +56,11 @@ def model_source(model: Any, model_dir: str | Path | None = None, tiny: bool = F
 
 def load_error(exc: BaseException, model: Any) -> ModelUnavailable:
     """A LoadError (or any failure to build the pipeline) as the user's error, with what to do."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not text.startswith("could not load"):
+        text = f"could not load {model.key}: {text}"
     return ModelUnavailable(
-        f"could not load {model.key}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+        text,
         "the first run downloads the weights from the Hugging Face Hub (check the network and HF_TOKEN), "
         "or give a local copy with --model-dir; try --tiny to check the setup without downloads",
     )
