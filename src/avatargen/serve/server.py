@@ -291,7 +291,7 @@ def run_server(options: ServeOptions, say: Callable[[str], None]) -> None:
             server.should_exit = True
 
     min_load = float(os.environ.get(MIN_LOAD_ENV, "0") or 0)
-    expected = 15.0 if spec.tiny else 120.0
+    expected = 5.0 if spec.tiny else 120.0  # tiny: mostly the torch + diffusers imports
     host = ModelHost(
         spec, load, expected_load_s=expected, min_load_s=min_load, on_ready=ready, on_failed=failed
     )
