@@ -38,3 +38,29 @@ def warn(message: str) -> None:
 
 def info(message: str) -> None:
     err_console().print(message, markup=False, highlight=False)
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]], right: tuple[str, ...] = ()) -> None:
+    """A table on stdout: drawn by Rich on a terminal; in a pipe, plain aligned columns, one line
+    per row (nothing folded, easy to grep or cut, and no Rich import on the way)."""
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        result_console().print(table)
+        return
+    widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    lines = [columns, *rows]
+    out = []
+    for line in lines:
+        cells = [
+            cell.rjust(w) if col in right else cell.ljust(w)
+            for cell, w, col in zip(line, widths, columns, strict=True)
+        ]
+        out.append("  ".join(cells).rstrip())
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()

@@ -17,14 +17,22 @@ from avatargen import __version__
 from avatargen.cli import state
 from avatargen.errors import AvatargenError, InternalError, Interrupted, UsageError
 
-app = typer.Typer(
-    name="avatargen",
-    help="Pose-guided avatars from photos with ControlNet OpenPose models, with an exact credit ledger.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# Every command: name -> (module, attribute, kind). A run imports and builds only the command
+# it names (building all of them costs more start-up than Typer itself); --help, completion
+# and the tests get the whole app.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "generate": ("generate", "generate", "command"),
+    "retry": ("generate", "retry", "command"),
+    "models": ("models", "app", "group"),
+    "poses": ("poses", "app", "group"),
+    "status": ("status", "status", "command"),
+    "credits": ("credits", "app", "group"),
+    "history": ("history", "app", "group"),
+    "config": ("config", "app", "group"),
+    "sheet": ("sheet", "sheet", "command"),
+    "serve": ("serve", "serve", "command"),
+    "endpoint": ("endpoint", "app", "group"),
+}
 
 
 def _version(value: bool) -> None:
@@ -38,7 +46,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
@@ -51,37 +58,52 @@ def root(
     state.catalog_path = catalog
 
 
-def _register() -> None:
-    from avatargen.cli import config as config_cmds
-    from avatargen.cli import models as models_cmds
+def build_app(only: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or with just `only` (the one a run asked for)."""
+    import importlib
 
-    app.add_typer(models_cmds.app, name="models")
-    app.add_typer(config_cmds.app, name="config")
-    from avatargen.cli import credits as credits_cmds
-    from avatargen.cli import generate as generate_cmds
-    from avatargen.cli import history as history_cmds
-
-    app.command("generate")(generate_cmds.generate)
-    app.command("retry")(generate_cmds.retry)
-    app.add_typer(credits_cmds.app, name="credits")
-    app.add_typer(history_cmds.app, name="history")
-    from avatargen.cli import poses as poses_cmds
-
-    app.add_typer(poses_cmds.app, name="poses")
-    from avatargen.cli import status as status_cmd
-
-    app.command("status")(status_cmd.status)
-    from avatargen.cli import sheet as sheet_cmd
-
-    app.command("sheet")(sheet_cmd.sheet)
-    from avatargen.cli import endpoint as endpoint_cmds
-    from avatargen.cli import serve as serve_cmd
-
-    app.command("serve")(serve_cmd.serve)
-    app.add_typer(endpoint_cmds.app, name="endpoint")
+    built = typer.Typer(
+        name="avatargen",
+        help="Pose-guided avatars from photos with ControlNet OpenPose models, with an exact credit ledger.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    built.callback()(root)
+    for name, (module_name, attribute, kind) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(f"avatargen.cli.{module_name}"), attribute)
+        if kind == "group":
+            built.add_typer(target, name=name)
+        else:
+            built.command(name)(target)
+    return built
 
 
-_register()
+def _requested_command(argv: list[str]) -> str | None:
+    """The command a command line names, when it can be told without building the app."""
+    if os.environ.get("_AVATARGEN_COMPLETE"):  # shell completion needs every command
+        return None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--catalog":
+            next(args, None)
+        elif arg.startswith("--catalog="):
+            continue
+        elif arg.startswith("-"):
+            return None  # --help, --version, completion options: the whole app
+        else:
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str):
+    if name == "app":  # `from avatargen.cli import app`: the whole app, built once
+        globals()["app"] = full = build_app()
+        return full
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -94,7 +116,8 @@ def main() -> None:
         # Not standalone: Typer hands us its usage errors, so they follow our one-line
         # (or --json) error format too. (Typer itself turns Ctrl-C into exit code 130.)
         # prog_name: `python -m avatargen` speaks (help, hints, completion) as `avatargen`.
-        code = app(prog_name="avatargen", standalone_mode=False)
+        runner = build_app(_requested_command(sys.argv[1:]))
+        code = runner(prog_name="avatargen", standalone_mode=False)
     except AvatargenError as exc:
         _report(exc, debug)
         sys.exit(exc.exit_code)

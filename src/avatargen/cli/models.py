@@ -45,27 +45,18 @@ def list_models(
         for m in models:
             print(m.key)
         return
-    from rich.table import Table
+    from avatargen.output import print_table
 
-    from avatargen.output import result_console
-
-    table = Table(title="avatargen models", title_justify="left")
-    # A key is what users copy into --model: on a narrow terminal it folds, never ends in '…'.
-    # Whole when the terminal allows, yet leaving ~60 columns for the rest.
-    longest = max((len(m.key) for m in models), default=3)
-    table.add_column("key", overflow="fold", min_width=max(12, min(longest, result_console().width - 60)))
-    for column in ("name", "tier", "credits", "resolution", "quality", "typical time", "status"):
-        table.add_column(column, justify="right" if column == "credits" else "left")
-    for m in models:
-        table.add_row(
-            m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, m.status
-        )
-    console = result_console()
-    console.print(table)
+    columns = ["key", "name", "tier", "credits", "resolution", "quality", "typical time", "status"]
+    rows = [
+        [m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, m.status]
+        for m in models
+    ]
+    print_table("avatargen models", columns, rows, right=("credits",))
     # Reasons are sentences: below the table they stay readable on a narrow terminal.
     for m in models:
         if not m.enabled and m.disabled_reason:
-            console.print(f"{m.key}: {m.status}: {m.disabled_reason}", markup=False, highlight=False)
+            print(f"{m.key}: {m.status}: {m.disabled_reason}")
 
 
 @app.command("show")
