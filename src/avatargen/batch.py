@@ -200,14 +200,7 @@ class BatchRunner:
 
     def _run_job(self, job: Job, summary: Summary, progress: Progress) -> None:
         model = self.catalog.by_key[job.model]
-        record: dict[str, Any] = {
-            "input": str(job.input_path),
-            "output": str(job.output_path),
-            "pose": job.pose,
-            "model": job.model,
-            "seed": job.seed,
-            "job_key": job.job_key,
-        }
+        record = job.result_line()
         try:
             self.ledger.reserve(job.job_key, model.key, model.credit_cost, summary.batch_id)
         except CreditsError as exc:

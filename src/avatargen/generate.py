@@ -157,19 +157,7 @@ def execute(
 
     def report_skip(job: Job, why: str) -> None:
         if emit:
-            emit(
-                {
-                    "input": str(job.input_path),
-                    "output": str(job.output_path),
-                    "pose": job.pose,
-                    "model": job.model,
-                    "seed": job.seed,
-                    "job_key": job.job_key,
-                    "status": "skipped",
-                    "reason": why,
-                    "credits": 0,
-                }
-            )
+            emit(job.result_line(status="skipped", reason=why, credits=0))
 
     for job in groups.already_done:
         report_skip(job, "already done")

@@ -49,6 +49,18 @@ class Job:
     status: str = "queued"
     notes: list[str] = field(default_factory=list)
 
+    def result_line(self, **fields: Any) -> dict[str, Any]:
+        """The job as one `--json` result line, with its outcome fields."""
+        return {
+            "input": str(self.input_path),
+            "output": str(self.output_path),
+            "pose": self.pose,
+            "model": self.model,
+            "seed": self.seed,
+            "job_key": self.job_key,
+            **fields,
+        }
+
     def record(self) -> dict[str, Any]:
         return {
             "job_key": self.job_key,
