@@ -134,12 +134,16 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 
 
 # ---------------------------------------------------------------- the seed models
-def test_models_list_json_gives_the_enabled_seed_models(cli):
+def test_models_list_json_gives_the_four_seed_models(cli):
     result = cli("models", "list", "--json")
     assert result.exit_code == 0
     records = json.loads(result.stdout)
-    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA]  # catalog order, sd35 hidden
+    # Every model, in catalog order; the coming-soon one is there, marked by its fields.
+    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35]
+    assert [r["enabled"] for r in records] == [True, True, True, False]
     _check_seed_records(records)
+    table = cli("models", "list").stdout
+    assert SD35 not in table  # the human table shows what can run; --all adds the rest
 
 
 def test_models_list_all_adds_the_coming_soon_model(cli):
@@ -356,7 +360,7 @@ def test_env_catalog_and_catalog_option_add_models(tmp_path, monkeypatch, cli):
     option_file = _write(tmp_path / "option.toml", NEW.replace("mine", "theirs").replace("Mine", "Theirs"))
     records = json.loads(cli("--catalog", str(option_file), "models", "list", "--json").stdout)
     by_key = {r["modelKey"]: r for r in records}
-    assert set(by_key) == {SD15, SDXL, ULTRA, "avatar-generator:mine", "avatar-generator:theirs"}
+    assert set(by_key) == {SD15, SDXL, ULTRA, SD35, "avatar-generator:mine", "avatar-generator:theirs"}
     mine = by_key["avatar-generator:theirs"]
     assert mine["name"] == "Theirs" and mine["creditCost"] == 2 and mine["modelId"] == "theirs"
     # defaults fill the fields a user model leaves out

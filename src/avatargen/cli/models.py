@@ -22,7 +22,8 @@ def list_models(
     json_: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """List the models you can run (add --all for disabled and coming-soon ones)."""
+    """List the models you can run (--all adds disabled and coming-soon ones; --json always has every
+    model, each with its status)."""
     from avatargen.catalog import QUALITIES
     from avatargen.errors import UsageError
     from avatargen.settings import TIERS
@@ -34,7 +35,10 @@ def list_models(
     models = [
         m
         for m in state.load_catalog()
-        if (all_ or m.enabled) and (not tier or m.tier == tier) and (not quality or m.quality == quality)
+        # --json lists every model with its `enabled`/`status`: scripts filter, nothing is hidden.
+        if (all_ or json_ or m.enabled)
+        and (not tier or m.tier == tier)
+        and (not quality or m.quality == quality)
     ]
     if json_:
         from avatargen.output import emit_json
