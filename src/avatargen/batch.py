@@ -227,10 +227,10 @@ class BatchRunner:
 
                 def on_event(event, _c=candidate):
                     nonlocal state
-                    if state == "generating":
-                        progress.move("generating", "waiting")
+                    if state != "waiting":
+                        progress.move(state, "waiting")
                         state = "waiting"
-                    progress.waiting(f"{event.reason} (~{int(event.seconds)} s)")
+                    progress.waiting(event.reason)
 
                 def on_attempt(_c=candidate):
                     nonlocal state, attempts

@@ -35,8 +35,8 @@ class Progress:
         with self._lock:
             self.counts[old] -= 1
             self.counts[new] += 1
-            if new == "generating" and old == "waiting":
-                self.wait_reason = ""
+            if old == "waiting" and new in ("generating", "done"):
+                self.wait_reason = ""  # the model answered: whatever we waited for is over
         self._refresh()
 
     def spent(self, credits: int) -> None:
