@@ -8,16 +8,15 @@ num_inference_steps, guidance_scale, controlnet_conditioning_scale, width, heigh
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 
 import httpx
 
 from avatargen.catalog import Model
 from avatargen.errors import InputError
-from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport
-from avatargen.providers.gate import ModelGate
-from avatargen.providers.http_client import ENDPOINT_TOKEN_ENV, TokenScope, new_client
-from avatargen.providers.retry import DEFAULT_WAIT_TIMEOUT, RetryPolicy, Target
+from avatargen.providers.base import GenerationRequest, StatusReport
+from avatargen.providers.http_client import ENDPOINT_TOKEN_ENV, TokenScope
+from avatargen.providers.http_provider import HttpProvider
+from avatargen.providers.retry import RetryPolicy, Target
 
 # How long the Hugging Face proxy may hold one request while a scaled-to-zero replica starts.
 # Kept short so the progress display hears back (a 503) and says "starting" instead of freezing.
@@ -26,8 +25,9 @@ SCALE_UP_HOLD_S = 60
 GENERATION_READ_TIMEOUT_S = SCALE_UP_HOLD_S + 240.0
 
 
-class EndpointProvider:
+class EndpointProvider(HttpProvider):
     name = "hf-endpoint"
+    read_timeout_s = GENERATION_READ_TIMEOUT_S
 
     def __init__(
         self,
@@ -40,19 +40,9 @@ class EndpointProvider:
         client: httpx.Client | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self.model = model
-        self.url = url
+        scope = TokenScope(token, endpoint_url=url)  # type: ignore[arg-type]
+        super().__init__(model, url, scope, wait_timeout=wait_timeout, client=client, policy=policy)
         self.url_source = url_source
-        self.scope = TokenScope(token, endpoint_url=url)  # type: ignore[arg-type]
-        self.policy = policy or RetryPolicy(wait_timeout=wait_timeout or DEFAULT_WAIT_TIMEOUT)
-        self._client = client
-        self._own_client = client is None
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = new_client(read_timeout=GENERATION_READ_TIMEOUT_S)
-        return self._client
 
     def payload(self, request: GenerationRequest) -> dict:
         if request.pose_png is None:
@@ -96,29 +86,9 @@ class EndpointProvider:
             secrets=self.scope.secrets(),
         )
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        on_event: EventSink | None = None,
-        gate: ModelGate | None = None,
-        on_attempt: Callable[[], None] | None = None,
-    ) -> GenerationResult:
-        body = self.payload(request)
-        headers = self.headers()
-
-        def send() -> httpx.Response:
-            return self.client.post(self.url, json=body, headers=headers)
-
-        return self.policy.run(send, self.target(), on_event=on_event, gate=gate, on_attempt=on_attempt)
-
     def status(self) -> StatusReport:
         from avatargen.providers.probe import probe_endpoint
 
         report = probe_endpoint(self.client, self.url, self.scope)
         report.extra["url_source"] = self.url_source
         return report
-
-    def close(self) -> None:
-        if self._own_client and self._client is not None:
-            self._client.close()
-            self._client = None

@@ -8,15 +8,14 @@ real pose control needs an endpoint. The model sent is the catalog model's base_
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 import httpx
 
 from avatargen.catalog import Model
-from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport
-from avatargen.providers.gate import ModelGate
-from avatargen.providers.http_client import TokenScope, new_client
-from avatargen.providers.retry import DEFAULT_WAIT_TIMEOUT, RetryPolicy, Target
+from avatargen.providers.base import GenerationRequest, StatusReport
+from avatargen.providers.http_client import TokenScope
+from avatargen.providers.http_provider import HttpProvider
+from avatargen.providers.retry import RetryPolicy, Target
 
 ROUTER_URL = "https://router.huggingface.co/hf-inference/models/{model_id}"
 READ_TIMEOUT_S = 180.0
@@ -34,8 +33,9 @@ def pose_prompt(prompt: str, pose_description: str) -> str:
     return f"{prompt}, {description}" if description else prompt
 
 
-class InferenceProvider:
+class InferenceProvider(HttpProvider):
     name = "hf-inference"
+    read_timeout_s = READ_TIMEOUT_S
 
     def __init__(
         self,
@@ -46,19 +46,15 @@ class InferenceProvider:
         client: httpx.Client | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self.model = model
         self.model_id = model.base_model
-        self.url = router_url(self.model_id)
-        self.scope = TokenScope(token)  # type: ignore[arg-type]
-        self.policy = policy or RetryPolicy(wait_timeout=wait_timeout or DEFAULT_WAIT_TIMEOUT)
-        self._client = client
-        self._own_client = client is None
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = new_client(read_timeout=READ_TIMEOUT_S)
-        return self._client
+        super().__init__(
+            model,
+            router_url(self.model_id),
+            TokenScope(token),  # type: ignore[arg-type]
+            wait_timeout=wait_timeout,
+            client=client,
+            policy=policy,
+        )
 
     def payload(self, request: GenerationRequest) -> dict:
         return {
@@ -93,21 +89,8 @@ class InferenceProvider:
             secrets=self.scope.secrets(),
         )
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        on_event: EventSink | None = None,
-        gate: ModelGate | None = None,
-        on_attempt: Callable[[], None] | None = None,
-    ) -> GenerationResult:
+    def before_send(self) -> None:
         warn_pose_once()
-        body = self.payload(request)
-        headers = self.headers()
-
-        def send() -> httpx.Response:
-            return self.client.post(self.url, json=body, headers=headers)
-
-        return self.policy.run(send, self.target(), on_event=on_event, gate=gate, on_attempt=on_attempt)
 
     def status(self) -> StatusReport:
         from avatargen.providers.probe import hub_model_info
@@ -122,11 +105,6 @@ class InferenceProvider:
             round_trip_ms=info.get("round_trip_ms"),
             extra={"hub": info},
         )
-
-    def close(self) -> None:
-        if self._own_client and self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 def warn_pose_once() -> None:
