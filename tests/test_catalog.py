@@ -16,6 +16,7 @@ import pytest
 from avatargen import errors
 from avatargen.catalog import load_catalog, shipped_catalog_path
 from avatargen.errors import CatalogError
+from cli_helpers import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 SD15 = "avatar-generator:controlnet-openpose-sd15"
@@ -117,20 +118,6 @@ def _check_seed_records(records: list[dict]) -> None:
     if SD35 in by_key:
         assert by_key[SD35]["status"] == "coming soon"
         assert by_key[SD35]["poseControl"] is False
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The real entry point in-process (error formatting and exit codes included)."""
-    from avatargen.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["avatargen", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- the seed models

@@ -16,6 +16,7 @@ import typer
 
 from avatargen import __version__, errors
 from avatargen.cli import app
+from cli_helpers import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,22 +29,6 @@ def _leaf_commands(command, path=("avatargen",)):
         return
     for name, child in sorted(children.items()):
         yield from _leaf_commands(child, (*path, name))
-
-
-def run_main(monkeypatch, capsys, *args: str, debug: bool = False) -> tuple[int, str, str]:
-    """The real entry point in-process (error formatting and exit codes included)."""
-    from avatargen.cli import main
-
-    if debug:
-        monkeypatch.setenv("AVATARGEN_DEBUG", "1")
-    monkeypatch.setattr(sys, "argv", ["avatargen", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- --json on every command

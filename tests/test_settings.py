@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 import tomllib
 from pathlib import Path
 
@@ -13,23 +12,10 @@ import pytest
 
 from avatargen import settings
 from avatargen.errors import ConfigError, UsageError
+from cli_helpers import run_main
 
 TOKEN = "hf_TopSecretValue0123456789abcdefWXYZ"  # never to be seen whole in any output
 SDXL = "avatar-generator:controlnet-openpose-sdxl"
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The real entry point in-process (error formatting and exit codes included)."""
-    from avatargen.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["avatargen", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _no_token_in(*texts: str) -> None:
