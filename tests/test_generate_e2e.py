@@ -46,6 +46,15 @@ def db_rows(home: Path, query: str, args=()) -> list[tuple]:
         return db.execute(query, args).fetchall()
 
 
+def start_generate(photos: Path, url: str, out: Path) -> subprocess.Popen:
+    """`avatargen generate PHOTOS --json` running in the background (to kill or interrupt)."""
+    args = [sys.executable, "-m", "avatargen", "generate", str(photos), "--endpoint", url, "-o", str(out),
+            "--concurrency", "2", "--json"]  # fmt: skip
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+
+
 @pytest.fixture
 def endpoint():
     with FakeEndpoint() as fake:
@@ -187,21 +196,7 @@ def test_kill_9_mid_batch_then_resume_charges_once(tmp_path, run_cli, avatargen_
     make_photos(tmp_path / "photos", 6)
     out = tmp_path / "out"
     with FakeEndpoint(delay=0.4) as fake:
-        args = [
-            sys.executable,
-            "-m",
-            "avatargen",
-            "generate",
-            str(tmp_path / "photos"),
-            "--endpoint",
-            fake.url,
-            "-o",
-            str(out),
-            "--concurrency",
-            "2",
-            "--json",
-        ]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        proc = start_generate(tmp_path / "photos", fake.url, out)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 2:
             time.sleep(0.05)
@@ -232,29 +227,7 @@ def test_two_clis_share_a_balance_for_exactly_k_images(tmp_path, run_cli, avatar
     make_photos(tmp_path / "a", 4, start=0)
     make_photos(tmp_path / "b", 4, start=10)
     with FakeEndpoint(delay=0.1) as fake:
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "avatargen",
-                    "generate",
-                    str(tmp_path / name),
-                    "--endpoint",
-                    fake.url,
-                    "-o",
-                    str(tmp_path / f"out-{name}"),
-                    "--concurrency",
-                    "2",
-                    "--json",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=dict(os.environ),
-            )
-            for name in ("a", "b")
-        ]
+        procs = [start_generate(tmp_path / name, fake.url, tmp_path / f"out-{name}") for name in ("a", "b")]
         outputs = [proc.communicate(timeout=120) for proc in procs]
     codes = [proc.returncode for proc in procs]
     done = sum(1 for stdout, _ in outputs for line in json_lines(stdout) if line["status"] == "done")
@@ -412,26 +385,7 @@ def test_interrupt_refunds_in_flight_and_prints_resume(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 6)
     out = tmp_path / "out"
     with FakeEndpoint(delay=1.0) as fake:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "avatargen",
-                "generate",
-                str(tmp_path / "photos"),
-                "--endpoint",
-                fake.url,
-                "-o",
-                str(out),
-                "--concurrency",
-                "2",
-                "--json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ),
-        )
+        proc = start_generate(tmp_path / "photos", fake.url, out)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and fake.posts < 2:
             time.sleep(0.05)
