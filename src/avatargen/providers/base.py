@@ -32,6 +32,27 @@ class GenerationRequest:
     init_image_png: bytes | None = None  # the photo, when it should guide the look
     strength: float | None = None
 
+    def wire_inputs(self, encode_image: Callable[[bytes], Any]) -> dict[str, Any]:
+        """The `inputs` of the endpoint contract (the seed's format), images passed through
+        `encode_image` (base64 for HTTP, raw bytes in-process). Needs a pose image."""
+        assert self.pose_png is not None
+        inputs: dict[str, Any] = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "image": encode_image(self.pose_png),
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "controlnet_conditioning_scale": self.controlnet_conditioning_scale,
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+        }
+        if self.init_image_png is not None:
+            inputs["init_image"] = encode_image(self.init_image_png)
+            if self.strength is not None:
+                inputs["strength"] = self.strength
+        return inputs
+
     def __repr__(self) -> str:  # keep image bytes out of logs and tracebacks
         return (
             f"GenerationRequest(model={self.model.key!r}, {self.width}x{self.height}, "

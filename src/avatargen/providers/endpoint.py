@@ -47,21 +47,7 @@ class EndpointProvider(HttpProvider):
     def payload(self, request: GenerationRequest) -> dict:
         if request.pose_png is None:
             raise InputError(f"no pose image for {self.model.key}", "the endpoint needs a pose (--pose)")
-        inputs = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "image": base64.b64encode(request.pose_png).decode("ascii"),
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "controlnet_conditioning_scale": request.controlnet_conditioning_scale,
-            "width": request.width,
-            "height": request.height,
-            "seed": request.seed,
-        }
-        if request.init_image_png is not None:
-            inputs["init_image"] = base64.b64encode(request.init_image_png).decode("ascii")
-            if request.strength is not None:
-                inputs["strength"] = request.strength
+        inputs = request.wire_inputs(lambda data: base64.b64encode(data).decode("ascii"))
         return {"inputs": inputs}
 
     def headers(self) -> dict[str, str]:

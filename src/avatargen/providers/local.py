@@ -131,21 +131,8 @@ class LocalProvider:
         if request.pose_png is None:
             raise InputError(f"no pose image for {self.model.key}", "the local backend needs a pose (--pose)")
         service = self._ensure_loaded(on_event)
-        inputs: dict[str, Any] = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "image": request.pose_png,  # raw bytes: parse_request takes them as well as base64
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "controlnet_conditioning_scale": request.controlnet_conditioning_scale,
-            "width": request.width,
-            "height": request.height,
-            "seed": request.seed,
-        }
-        if request.init_image_png is not None:
-            inputs["init_image"] = request.init_image_png
-            if request.strength is not None:
-                inputs["strength"] = request.strength
+        # Raw bytes: parse_request takes them as well as base64.
+        inputs = request.wire_inputs(lambda data: data)
         try:
             params = parse_request({"inputs": inputs}, service.spec)
         except RequestError as exc:
