@@ -379,6 +379,19 @@ def test_fallback_taken_recorded_and_charged_at_its_cost(tmp_path, run_cli, avat
         )
         assert strict.returncode == 1
         assert credits(run_cli)["balance"] == 90
+        # A fallback runs only where the asked-for model runs: without its own endpoint, SDXL
+        # (and SD 1.5, which has none) are not tried in-process; the job fails and is refunded.
+        assert (
+            run_cli("config", "unset", "endpoints.avatar-generator:controlnet-openpose-sdxl").returncode == 0
+        )
+        make_photos(tmp_path / "last", 1, start=60)
+        alone = run_cli("generate", str(tmp_path / "last"), "--model", "controlnet-openpose-sdxl-ultra",
+                        "--endpoint", broken.url, "-o", str(tmp_path / "out"), "--json", env=env)  # fmt: skip
+        assert alone.returncode == 1
+        assert "local backend" not in alone.stderr and good.posts == 2
+        failed = json.loads(alone.stdout)
+        assert failed["status"] == "failed" and "HTTP 500" in failed["error"]  # the model asked for
+        assert credits(run_cli)["balance"] == 90
 
 
 def test_interrupt_refunds_in_flight_and_prints_resume(tmp_path, run_cli):

@@ -86,6 +86,7 @@ class BatchRunner:
         self._provider_factory = provider_factory
         self._providers: dict[str, Any] = {}
         self._gates: dict[str, Any] = {}
+        self._chains: dict[str, list[Model]] = {}  # model key -> itself and its usable fallbacks
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()  # start no new job (credits or limit ran out, or Ctrl-C)
@@ -182,6 +183,15 @@ class BatchRunner:
             self.ledger.mark_failed(key, why, status="queued")
 
     def _models_to_try(self, model: Model) -> list[Model]:
+        with self._lock:
+            cached = self._chains.get(model.key)
+        if cached is None:
+            cached = self._fallback_chain(model)
+            with self._lock:
+                self._chains[model.key] = cached
+        return cached
+
+    def _fallback_chain(self, model: Model) -> list[Model]:
         chain = [model]
         if self.settings.fallback:
             for key in model.fallbacks:
@@ -190,8 +200,21 @@ class BatchRunner:
                     continue
                 if candidate.credit_cost > model.credit_cost and not self.settings.allow_upgrade:
                     continue
+                if not self._same_backend(model, candidate):
+                    continue
                 chain.append(candidate)
         return chain
+
+    def _same_backend(self, model: Model, candidate: Model) -> bool:
+        """A fallback runs where the asked-for model runs: never a surprise switch from an
+        endpoint to downloading gigabytes for an in-process model, or to a text-only router."""
+        from avatargen.providers.select import choose_backend
+
+        try:
+            choice = choose_backend(candidate, provider=self.settings.provider)
+        except AvatargenError:
+            return False
+        return choice.problem is None and choice.backend == self.provider_for(model).name
 
     def _emit(self, record: dict[str, Any]) -> None:
         if self.emit is not None:
