@@ -219,3 +219,9 @@ def test_shell_completion_is_offered(cli):
 def test_completion_script_is_generated(run_cli):
     result = run_cli("--show-completion", "bash", env={"SHELL": "/bin/bash"})
     assert result.returncode == 0 and "_AVATARGEN_COMPLETE" in result.stdout
+
+
+def test_version_as_json(run_cli):
+    result = run_cli("--version", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"version": __version__}

@@ -54,6 +54,9 @@ def root(
         str | None,
         typer.Option("--catalog", metavar="PATH", help="Extra catalog file merged over the others by key."),
     ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="JSON output (for --version; every command takes its own --json).")
+    ] = False,
 ) -> None:
     state.catalog_path = catalog
 
@@ -90,7 +93,7 @@ def _requested_command(argv: list[str]) -> str | None:
     for arg in args:
         if arg == "--catalog":
             next(args, None)
-        elif arg.startswith("--catalog="):
+        elif arg.startswith("--catalog=") or arg == "--json":
             continue
         elif arg.startswith("-"):
             return None  # --help, --version, completion options: the whole app
