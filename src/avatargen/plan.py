@@ -61,6 +61,20 @@ class Job:
             **fields,
         }
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        """A job read back from the ledger's history (the inverse of `record`)."""
+        return cls(
+            row["job_key"],
+            Path(row["input_path"]),
+            row["input_hash"],
+            row["pose"],
+            row["model"],
+            Params(**json.loads(row["params"])),
+            row["seed"],
+            Path(row["output_path"]),
+        )
+
     def record(self) -> dict[str, Any]:
         return {
             "job_key": self.job_key,

@@ -9,7 +9,21 @@ from typing import Annotated
 import typer
 
 from avatargen.cli import state
-from avatargen.cli.options import Json, ModelOpt, QualityOpt, TierOpt
+from avatargen.cli.options import (
+    AllowUpgradeOpt,
+    ConcurrencyOpt,
+    EndpointOpt,
+    Json,
+    ModelOpt,
+    NoFallbackOpt,
+    OverwriteOpt,
+    ProviderOpt,
+    QualityOpt,
+    TierOpt,
+    TokenOpt,
+    WaitTimeoutOpt,
+    YesOpt,
+)
 
 DEFAULT_POSE = "portrait"
 DEFAULT_OUTPUT = "avatars"
@@ -124,36 +138,23 @@ def generate(
         int | None, typer.Option("--seed", min=0, help="First seed (default: derived from each photo).")
     ] = None,
     num: Annotated[int, typer.Option("--num", "-n", min=1, max=100, help="Variants per photo.")] = 1,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-c", min=1, max=64, help="Parallel requests.")
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and quote only; nothing runs.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a large batch.")] = False,
+    yes: YesOpt = False,
     max_credits: Annotated[
         int | None, typer.Option("--max-credits", min=0, help="Refuse a batch quoting more.")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    overwrite: OverwriteOpt = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")
-    ] = None,
-    provider: Annotated[
-        str | None,
-        typer.Option("--provider", help="hf-endpoint, hf-inference or local (default: by endpoint)."),
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option("--token", help="Hugging Face token (prefer HF_TOKEN).")
-    ] = None,
-    wait_timeout: Annotated[
-        float | None, typer.Option("--wait-timeout", min=1.0, help="Seconds to wait for a cold model.")
-    ] = None,
+    endpoint: EndpointOpt = None,
+    provider: ProviderOpt = None,
+    token: TokenOpt = None,
+    wait_timeout: WaitTimeoutOpt = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Output name template, e.g. {stem}-{seed}.png.")
     ] = None,
-    no_fallback: Annotated[
-        bool, typer.Option("--no-fallback", help="Never switch to a fallback model.")
-    ] = False,
-    allow_upgrade: Annotated[bool, typer.Option("--allow-upgrade", help="Let a fallback cost more.")] = False,
+    no_fallback: NoFallbackOpt = False,
+    allow_upgrade: AllowUpgradeOpt = False,
     notify_url: Annotated[
         str | None, typer.Option("--notify-url", help="POST a JSON summary here at the end.")
     ] = None,
@@ -282,72 +283,48 @@ def _print_plan(plan: dict, model, json_: bool) -> None:
 
 def retry(
     batch: Annotated[str | None, typer.Argument(help="Batch id (default: the last batch).")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=64)] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a large batch.")] = False,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")
-    ] = None,
-    provider: Annotated[
-        str | None, typer.Option("--provider", help="hf-endpoint, hf-inference or local.")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option("--token", help="Hugging Face token (prefer HF_TOKEN).")
-    ] = None,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", min=1.0)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
-    no_fallback: Annotated[bool, typer.Option("--no-fallback")] = False,
-    allow_upgrade: Annotated[bool, typer.Option("--allow-upgrade")] = False,
+    concurrency: ConcurrencyOpt = None,
+    yes: YesOpt = False,
+    endpoint: EndpointOpt = None,
+    provider: ProviderOpt = None,
+    token: TokenOpt = None,
+    wait_timeout: WaitTimeoutOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_fallback: NoFallbackOpt = False,
+    allow_upgrade: AllowUpgradeOpt = False,
     json_: Json = False,
 ) -> None:
     """Re-run the failed and unfinished jobs of the last (or a named) batch."""
-    import json as jsonlib
-
     from avatargen import settings as settings_mod
     from avatargen.errors import UsageError
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.ledger import open_ledger
     from avatargen.output import emit_json, info
-    from avatargen.plan import Job, Params
+    from avatargen.plan import Job
     from avatargen.poses.sources import resolve_pose
 
     config = settings_mod.load_config()
     catalog = state.load_catalog()
     with open_ledger() as ledger:
-        from avatargen.images import output_has_key
-
-        ledger.reconcile(output_has_key)
         found = ledger.batch(batch)
         if found is None:
             raise UsageError(
                 f"no batch {batch!r} in history" if batch else "no batch in history yet",
                 "see `avatargen history`",
             )
-        rows = [
-            r for r in ledger.jobs(batch_id=found["id"], limit=None) if r["status"] in ("failed", "queued")
-        ]
+        # 'running' too: a killed run's jobs; execute() reconciles them first, and skips any
+        # that another live process is still running.
+        unfinished = ("failed", "queued", "running")
+        rows = [r for r in ledger.jobs(batch_id=found["id"], limit=None) if r["status"] in unfinished]
         if not rows:
             info(f"batch {found['id']}: nothing to retry")
             if json_:
                 emit_json({"batch_id": found["id"], "retried": 0})
             return
-        jobs, poses = [], {}
-        for row in rows:
-            params = Params(**jsonlib.loads(row["params"]))
-            if params.pose_spec not in poses:
-                poses[params.pose_spec] = resolve_pose(params.pose_spec)
-            catalog.lookup(row["model"])
-            jobs.append(
-                Job(
-                    row["job_key"],
-                    Path(row["input_path"]),
-                    row["input_hash"],
-                    row["pose"],
-                    row["model"],
-                    params,
-                    row["seed"],
-                    Path(row["output_path"]),
-                )
-            )
+        jobs = [Job.from_row(row) for row in rows]
+        for job in jobs:
+            catalog.lookup(job.model)  # a model since removed from the catalog fails here, clearly
+        poses = {spec: resolve_pose(spec) for spec in {job.params.pose_spec for job in jobs}}
         run_settings = _run_settings(
             config,
             concurrency=concurrency,

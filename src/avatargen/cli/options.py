@@ -15,3 +15,22 @@ QualityOpt = Annotated[str | None, typer.Option("--quality", help="sd, hd, ultra
 TierOpt = Annotated[
     str | None, typer.Option("--tier", help="free, basic, pro or enterprise: the best model at or below it.")
 ]
+
+# The run options `generate` and `retry` share.
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", "-c", min=1, max=64, help="Parallel requests (default 4).")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a large batch.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+EndpointOpt = Annotated[str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")]
+ProviderOpt = Annotated[
+    str | None,
+    typer.Option("--provider", help="hf-endpoint, hf-inference or local (default: by endpoint)."),
+]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="Hugging Face token (prefer HF_TOKEN).")]
+WaitTimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--wait-timeout", min=1.0, help="Seconds to wait for a cold model (default 600)."),
+]
+NoFallbackOpt = Annotated[bool, typer.Option("--no-fallback", help="Never switch to a fallback model.")]
+AllowUpgradeOpt = Annotated[bool, typer.Option("--allow-upgrade", help="Let a fallback cost more.")]
