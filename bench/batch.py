@@ -43,40 +43,28 @@ def run_cli(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProc
     return time.perf_counter() - started, done
 
 
-def fresh_env(root: Path, **extra: str) -> dict:
+def fresh_env(root: Path, credits: int = 0) -> dict:
+    """The environment of a fresh user folder, topped up with `credits`."""
     home = Path(tempfile.mkdtemp(dir=root))
-    env = {**os.environ, "AVATARGEN_HOME": str(home), **extra}
+    env = {**os.environ, "AVATARGEN_HOME": str(home)}
     env.pop("HF_TOKEN", None)
+    if credits:
+        add = [sys.executable, "-m", "avatargen", "credits", "add", str(credits)]
+        subprocess.run(add, env=env, check=True, capture_output=True)
     return env
+
+
+def generate_args(photos: Path, url: str, out: Path, concurrency: int) -> list[str]:
+    """`generate` as every measurement runs it: pose only (no photo sent), no questions, JSON lines."""
+    return ["generate", str(photos), "--endpoint", url, "-o", str(out), "--concurrency", str(concurrency),
+            "--strength", "0", "--yes", "--json"]  # fmt: skip
 
 
 def batch_wall_time(root: Path, photos: Path, url: str, concurrency: int, n: int) -> tuple[float, float]:
     """(whole CLI run, the batch engine's own duration from the ledger) in seconds."""
-    env = fresh_env(root)
-    subprocess.run(
-        [sys.executable, "-m", "avatargen", "credits", "add", str(n * 10)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    # Time the engine itself: the CLI reports its batch duration in the history summary.
-    wall, done = run_cli(
-        [
-            "generate",
-            str(photos),
-            "--endpoint",
-            url,
-            "-o",
-            str(root / f"out-{concurrency}-{time.time()}"),
-            "--concurrency",
-            str(concurrency),
-            "--strength",
-            "0",
-            "--yes",
-            "--json",
-        ],
-        env,
-    )
+    env = fresh_env(root, credits=n * 10)
+    out = root / f"out-{concurrency}-{time.time()}"
+    wall, done = run_cli(generate_args(photos, url, out, concurrency), env)
     if done.returncode != 0:
         raise SystemExit(f"batch failed: {done.stderr}")
     import sqlite3
@@ -115,13 +103,7 @@ def sequential_loop(url: str, n: int) -> float:
 def peak_rss_mb(root: Path, n: int, url: str, concurrency: int) -> float:
     photos = root / f"mem-{n}"
     make_photos(photos, n)
-    env = fresh_env(root)
-    subprocess.run(
-        [sys.executable, "-m", "avatargen", "credits", "add", str(n * 10)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    env = fresh_env(root, credits=n * 10)
     code = (
         "import resource, sys, runpy\n"
         "sys.argv = ['avatargen'] + sys.argv[1:]\n"
@@ -130,28 +112,8 @@ def peak_rss_mb(root: Path, n: int, url: str, concurrency: int) -> float:
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "generate",
-            str(photos),
-            "--endpoint",
-            url,
-            "-o",
-            str(root / f"mem-out-{n}"),
-            "--concurrency",
-            str(concurrency),
-            "--strength",
-            "0",
-            "--yes",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    args = generate_args(photos, url, root / f"mem-out-{n}", concurrency)
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB")]
     if done.returncode != 0 or not peak:
         raise SystemExit(f"memory batch failed: {done.stderr[-2000:]}")
@@ -211,20 +173,7 @@ def measure_loading(root: Path, args) -> None:
     make_photos(photos, args.concurrency * 4)
     with FakeEndpoint(delay=args.delay, loading_for=args.loading, estimated_time=args.poll) as fake:
         env = fresh_env(root)
-        cmd = [
-            "generate",
-            str(photos),
-            "--endpoint",
-            fake.url,
-            "-o",
-            str(root / "lo"),
-            "--concurrency",
-            str(args.concurrency),
-            "--strength",
-            "0",
-            "--yes",
-            "--json",
-        ]
+        cmd = generate_args(photos, fake.url, root / "lo", args.concurrency)
         _, done = run_cli(cmd, env)
         if done.returncode != 0:
             raise SystemExit(f"loading batch failed: {done.stderr}")
