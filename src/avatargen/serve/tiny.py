@@ -159,22 +159,28 @@ def _scheduler():
     )
 
 
-def _build_sd15(staging: Path):
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
+def _unet_and_controlnet(**architecture):
+    """A two-level UNet and its ControlNet twin: the same blocks, so the ControlNet's residuals fit."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
 
     blocks = {
         "block_out_channels": (32, 64),
         "layers_per_block": 2,
         "in_channels": 4,
         "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-        "cross_attention_dim": 32,
-        "norm_num_groups": 1,
+        **architecture,
     }
     unet = UNet2DConditionModel(
         sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
     )
-    controlnet = ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
+    return unet, ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
+
+
+def _build_sd15(staging: Path):
+    from diffusers import StableDiffusionControlNetPipeline
+    from transformers import CLIPTextModel
+
+    unet, controlnet = _unet_and_controlnet(cross_attention_dim=32, norm_num_groups=1)
     return StableDiffusionControlNetPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config()),
@@ -189,28 +195,20 @@ def _build_sd15(staging: Path):
 
 
 def _build_sdxl(staging: Path):
-    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLControlNetPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     # SDXL's extras: two text encoders (concatenated 32+32 = 64 for cross-attention) and the
     # "text_time" embedding of pooled text (32) + six size/crop numbers (6 x 8).
-    blocks = {
-        "block_out_channels": (32, 64),
-        "layers_per_block": 2,
-        "in_channels": 4,
-        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-        "attention_head_dim": (2, 4),
-        "use_linear_projection": True,
-        "addition_embed_type": "text_time",
-        "addition_time_embed_dim": 8,
-        "transformer_layers_per_block": (1, 2),
-        "projection_class_embeddings_input_dim": 80,
-        "cross_attention_dim": 64,
-    }
-    unet = UNet2DConditionModel(
-        sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
+    unet, controlnet = _unet_and_controlnet(
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64,
     )
-    controlnet = ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
     return StableDiffusionXLControlNetPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config()),
