@@ -39,14 +39,14 @@ def new_batch_id() -> str:
 
 def remove_stale_temps(folder: Path) -> int:
     """Temporary outputs left by a killed run (`.NAME.PID.tmp` of a dead PID) are removed."""
-    from avatargen.ledger import _pid_alive
+    from avatargen.ledger import pid_alive
 
     removed = 0
     if not folder.is_dir():
         return 0
     for tmp in folder.glob(".*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -308,7 +308,7 @@ class Ledger:
                 "LEFT JOIN jobs j ON j.job_key = r.job_key WHERE r.state = 'open'"
             ).fetchall()
         for row in rows:
-            if _pid_alive(row["pid"]):
+            if pid_alive(row["pid"]):
                 continue
             with self._tx() as db:
                 still_open = db.execute(
@@ -342,7 +342,7 @@ class Ledger:
             row = self._db.execute(
                 "SELECT pid FROM reservations WHERE job_key = ? AND state = 'open'", (job_key,)
             ).fetchone()
-        return bool(row) and row["pid"] != os.getpid() and _pid_alive(row["pid"])
+        return bool(row) and row["pid"] != os.getpid() and pid_alive(row["pid"])
 
     def totals(self) -> Totals:
         now = datetime.now(UTC)
@@ -598,7 +598,8 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process still runs (POSIX). Our own pid counts as alive."""
     if pid == os.getpid():
         return True
     try:
