@@ -35,7 +35,6 @@ class RunSettings:
     overwrite: bool = False
     fallback: bool = True
     allow_upgrade: bool = False
-    json_lines: bool = False
     live_progress: bool = False
     endpoint: str | None = None
     provider: str | None = None

@@ -51,7 +51,6 @@ def _run_settings(
         overwrite=overwrite,
         fallback=not no_fallback,
         allow_upgrade=allow_upgrade,
-        json_lines=json_,
         live_progress=sys.stderr.isatty() and not json_,
         endpoint=endpoint,
         provider=provider or config.get("provider"),
