@@ -171,6 +171,8 @@ def test_error_class_codes_are_the_table():
         errors.ProviderError: 9,
         errors.LimitError: 10,
         errors.MissingExtra: 11,
+        errors.ModelLoadError: 6,
+        errors.OutputError: 74,
         errors.InternalError: 70,
         errors.Interrupted: 130,
     }

@@ -19,6 +19,7 @@ NETWORK = 8
 PROVIDER = 9
 LIMIT = 10
 MISSING_EXTRA = 11
+IO_ERROR = 74  # EX_IOERR: an output, the output folder or the ledger cannot be written
 INTERNAL = 70  # EX_SOFTWARE: a bug, never a user mistake
 INTERRUPTED = 130
 
@@ -35,6 +36,7 @@ EXIT_CODES: dict[int, str] = {
     PROVIDER: "the server refused or failed the request (4xx/5xx, bad image, HF credits used up)",
     LIMIT: "a configured usage limit (limits.daily_requests) would be crossed",
     MISSING_EXTRA: "an optional extra is not installed (pip install 'avatargen[pose]' or '[serve]')",
+    IO_ERROR: "an output, the output folder or the ledger cannot be written (read-only, disk full, name too long); the rest stays queued",
     INTERNAL: "a bug in avatargen: rerun with AVATARGEN_DEBUG=1 and report the traceback",
     INTERRUPTED: "interrupted (Ctrl-C); in-flight credits were refunded",
 }
@@ -44,6 +46,10 @@ class AvatargenError(Exception):
     """Base of every error meant for the user (never a bug)."""
 
     exit_code = PROVIDER
+    # True: the failure is not this job's alone (the model cannot load, the disk is full), so a
+    # batch stops at once, the job goes back to the queue with its credits refunded, and the
+    # command exits with this error's code.
+    stops_batch = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -87,6 +93,19 @@ class InputError(AvatargenError):
 
 class ModelUnavailable(AvatargenError):
     exit_code = UNAVAILABLE
+
+
+class ModelLoadError(ModelUnavailable):
+    """The model's weights cannot be loaded (Hub unreachable, not logged in, out of disk)."""
+
+    stops_batch = True
+
+
+class OutputError(AvatargenError):
+    """An output, the output folder or the ledger cannot be written: every job would fail alike."""
+
+    exit_code = IO_ERROR
+    stops_batch = True
 
 
 class AuthError(AvatargenError):

@@ -38,15 +38,17 @@ def new_batch_id() -> str:
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Temporary outputs left by a killed run (`.NAME.PID.tmp` of a dead PID) are removed."""
+    """Temporary outputs left by a killed run (avatargen's own temp names, of a dead PID) are
+    removed; any other file, whatever its name, is the user's and stays."""
+    from avatargen.images import TEMP_PREFIX, temp_output_pid
     from avatargen.ledger import pid_alive
 
     removed = 0
     if not folder.is_dir():
         return 0
-    for tmp in folder.glob(".*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not pid_alive(int(pid)):
+    for tmp in folder.glob(f"{TEMP_PREFIX}*"):
+        pid = temp_output_pid(tmp.name)
+        if pid is not None and not pid_alive(pid) and tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed

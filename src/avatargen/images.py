@@ -146,6 +146,24 @@ def sd_parameters(meta: dict[str, Any]) -> str:
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
 
 
+# Temporary outputs carry this unmistakable prefix, so the sweep after a killed run removes
+# only files avatargen itself named, never a user's `.notes.99999.tmp`.
+TEMP_PREFIX = ".avatargen-partial-"
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_output_path(path: Path, pid: int | None = None) -> Path:
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid() if pid is None else pid}-{path.name}{TEMP_SUFFIX}")
+
+
+def temp_output_pid(name: str) -> int | None:
+    """The PID of the process that wrote an avatargen temporary file, or None for any other name."""
+    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+        return None
+    pid, sep, _rest = name[len(TEMP_PREFIX) :].partition("-")
+    return int(pid) if sep and pid.isdigit() else None
+
+
 def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool = False) -> Path:
     """Write the generated image as PNG with `parameters` and `avatargen` text chunks, atomically:
     a temporary file in the same folder, fsynced, then renamed. Never replaces an existing
@@ -165,7 +183,7 @@ def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool
     info.add_text("parameters", sd_parameters(meta))
     info.add_text("avatargen", json.dumps(meta, sort_keys=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_output_path(path)
     try:
         with open(tmp, "wb") as fh:
             picture.save(fh, format="PNG", pnginfo=info)
