@@ -1,0 +1,215 @@
+"""Credits: grant, reserve, settle, refund, and the reconciliation after a killed run.
+
+Credits move in four kinds of rows: grant (+), reserve (-), refund (+ back), settle (marks a
+reservation spent). So:
+    balance  = grants - reserves + refunds         (what can still be reserved)
+    reserved = reserves - settles - refunds         (held by running jobs)
+    spent    = settles
+A reservation is one BEGIN IMMEDIATE transaction that checks the balance first, so several
+processes sharing the file can never take the balance below zero.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from avatargen.errors import CreditsError
+from avatargen.ledger.store import Store, now, pid_alive
+
+MAX_GRANT = 10**12
+
+
+@dataclass(frozen=True)
+class Totals:
+    balance: int
+    reserved: int
+    spent_today: int
+    spent_month: int
+    spent_today_by_model: dict[str, int]
+    spent_month_by_model: dict[str, int]
+
+
+class Credits(Store):
+    def _grant_starter(self, db, amount: int) -> None:
+        self._move(db, "grant", amount, note="starter balance")
+
+    @staticmethod
+    def _move(db, kind: str, amount: int, job_key=None, model=None, batch_id=None, note=None) -> None:
+        db.execute(
+            "INSERT INTO movements (kind, amount, job_key, model, batch_id, note, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, amount, job_key, model, batch_id, note, now()),
+        )
+
+    @staticmethod
+    def _balance(db) -> int:
+        row = db.execute(
+            "SELECT COALESCE(SUM(CASE kind WHEN 'grant' THEN amount WHEN 'reserve' THEN -amount "
+            "WHEN 'refund' THEN amount ELSE 0 END), 0) FROM movements"
+        ).fetchone()
+        return int(row[0])
+
+    def balance(self) -> int:
+        with self._lock:
+            return self._balance(self._db)
+
+    def grant(self, amount: int, note: str | None = None) -> int:
+        if amount <= 0 or amount > MAX_GRANT:
+            # The upper bound keeps sums inside SQLite's 64-bit integers.
+            raise CreditsError(f"cannot add {amount} credits", f"give a whole number from 1 to {MAX_GRANT}")
+        with self._tx() as db:
+            self._move(db, "grant", amount, note=note or "added")
+            return self._balance(db)
+
+    def reserve(self, job_key: str, model: str, amount: int, batch_id: str | None = None) -> None:
+        """Hold `amount` credits for one job, or raise CreditsError; never goes below zero."""
+        with self._tx() as db:
+            existing = db.execute("SELECT state FROM reservations WHERE job_key = ?", (job_key,)).fetchone()
+            if existing and existing["state"] == "open":
+                raise CreditsError(
+                    f"job {job_key[:12]} already holds a reservation (another run is doing it)"
+                )
+            available = self._balance(db)
+            if available < amount:
+                raise CreditsError(
+                    f"not enough credits: {amount} needed, {available} available",
+                    "add some with `avatargen credits add N`",
+                )
+            self._move(db, "reserve", amount, job_key, model, batch_id, "reserved")
+            db.execute(
+                "INSERT OR REPLACE INTO reservations (job_key, model, amount, batch_id, pid, state, created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'open', ?)",
+                (job_key, model, amount, batch_id, os.getpid(), now()),
+            )
+
+    def adjust_reservation(self, job_key: str, model: str, amount: int) -> None:
+        """Move an open reservation to another model/cost (a fallback): refund or take the difference."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT amount, batch_id FROM reservations WHERE job_key = ? AND state = 'open'", (job_key,)
+            ).fetchone()
+            if row is None:
+                raise CreditsError(f"job {job_key[:12]} has no open reservation")
+            diff = amount - row["amount"]
+            if diff > 0:
+                available = self._balance(db)
+                if available < diff:
+                    raise CreditsError(
+                        f"not enough credits for the fallback: {diff} more needed, {available} left"
+                    )
+                self._move(db, "reserve", diff, job_key, model, row["batch_id"], "fallback costs more")
+            elif diff < 0:
+                self._move(db, "refund", -diff, job_key, model, row["batch_id"], "fallback costs less")
+            db.execute(
+                "UPDATE reservations SET model = ?, amount = ? WHERE job_key = ?", (model, amount, job_key)
+            )
+
+    def _close_reservation(self, db, job_key: str, state: str, note: str) -> int:
+        row = db.execute(
+            "SELECT model, amount, batch_id FROM reservations WHERE job_key = ? AND state = 'open'",
+            (job_key,),
+        ).fetchone()
+        if row is None:
+            return 0
+        kind = "settle" if state == "settled" else "refund"
+        self._move(db, kind, row["amount"], job_key, row["model"], row["batch_id"], note)
+        db.execute(
+            "UPDATE reservations SET state = ?, closed_at = ? WHERE job_key = ?", (state, now(), job_key)
+        )
+        return int(row["amount"])
+
+    def settle(self, job_key: str, note: str = "generated") -> int:
+        with self._tx() as db:
+            return self._close_reservation(db, job_key, "settled", note)
+
+    def refund(self, job_key: str, note: str = "failed") -> int:
+        with self._tx() as db:
+            return self._close_reservation(db, job_key, "refunded", note)
+
+    def reconcile(self, output_has_key: Callable[[str, str], bool]) -> tuple[int, int]:
+        """Close reservations left open by processes that died: settled when the job's output
+        exists and carries its job key, refunded otherwise. Returns (settled, refunded)."""
+        settled = refunded = 0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.job_key, r.pid, j.output_path FROM reservations r "
+                "LEFT JOIN jobs j ON j.job_key = r.job_key WHERE r.state = 'open'"
+            ).fetchall()
+        for row in rows:
+            if pid_alive(row["pid"]):
+                continue
+            with self._tx() as db:
+                still_open = db.execute(
+                    "SELECT 1 FROM reservations WHERE job_key = ? AND state = 'open'", (row["job_key"],)
+                ).fetchone()
+                if not still_open:
+                    continue
+                if row["output_path"] and output_has_key(row["output_path"], row["job_key"]):
+                    credits = self._close_reservation(
+                        db, row["job_key"], "settled", "reconciled: output exists"
+                    )
+                    db.execute(
+                        "UPDATE jobs SET status = 'done', credits = ?, finished_at = COALESCE(finished_at, ?) "
+                        "WHERE job_key = ?",
+                        (credits, now(), row["job_key"]),
+                    )
+                    settled += 1
+                else:
+                    self._close_reservation(db, row["job_key"], "refunded", "reconciled: run was killed")
+                    db.execute(
+                        "UPDATE jobs SET status = 'queued', error = 'interrupted' WHERE job_key = ? "
+                        "AND status = 'running'",
+                        (row["job_key"],),
+                    )
+                    refunded += 1
+        return settled, refunded
+
+    def held_elsewhere(self, job_key: str) -> bool:
+        """True while another live process holds an open reservation for this job."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pid FROM reservations WHERE job_key = ? AND state = 'open'", (job_key,)
+            ).fetchone()
+        return bool(row) and row["pid"] != os.getpid() and pid_alive(row["pid"])
+
+    def totals(self) -> Totals:
+        now = datetime.now(UTC)
+        day = now.date().isoformat()
+        month = now.strftime("%Y-%m")
+        with self._lock:
+            db = self._db
+            balance = self._balance(db)
+            reserved = int(
+                db.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE state = 'open'"
+                ).fetchone()[0]
+            )
+            by_day = dict(
+                db.execute(
+                    "SELECT model, SUM(amount) FROM movements WHERE kind = 'settle' AND created_at >= ? GROUP BY model",
+                    (day,),
+                ).fetchall()
+            )
+            by_month = dict(
+                db.execute(
+                    "SELECT model, SUM(amount) FROM movements WHERE kind = 'settle' AND created_at >= ? GROUP BY model",
+                    (month,),
+                ).fetchall()
+            )
+        return Totals(balance, reserved, sum(by_day.values()), sum(by_month.values()), by_day, by_month)
+
+    def movements(self, limit: int = 50, job_key: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            if job_key:
+                rows = self._db.execute(
+                    "SELECT * FROM movements WHERE job_key = ? ORDER BY id DESC LIMIT ?", (job_key, limit)
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM movements ORDER BY id DESC LIMIT ?", (limit,)
+                ).fetchall()
+        return [dict(r) for r in rows]

@@ -1,0 +1,165 @@
+"""Batches and jobs: what was asked, what ran, where each output is (history and resume)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+from avatargen.ledger.credits import Credits
+from avatargen.ledger.store import now
+
+
+class Jobs(Credits):
+    def start_batch(self, batch_id: str, argv: list[str], cwd: str, output_dir: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO batches (id, created_at, argv, cwd, output_dir) VALUES (?, ?, ?, ?, ?)",
+                (batch_id, now(), json.dumps(argv), cwd, output_dir),
+            )
+
+    def finish_batch(self, batch_id: str, status: str, summary: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
+                (status, now(), json.dumps(summary), batch_id),
+            )
+
+    def batch(self, batch_id: str | None = None) -> dict[str, Any] | None:
+        with self._lock:
+            if batch_id:
+                row = self._db.execute(
+                    "SELECT * FROM batches WHERE id = ? OR id LIKE ? ORDER BY created_at DESC LIMIT 1",
+                    (batch_id, batch_id + "%"),
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT * FROM batches ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                ).fetchone()
+        return dict(row) if row else None
+
+    def job(self, job_key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_key = ?", (job_key,)).fetchone()
+        return dict(row) if row else None
+
+    def find_job(self, ref: str) -> dict[str, Any] | None:
+        """A job by numeric id or by a prefix of its key (a hex key may start with digits only)."""
+        with self._lock:
+            row = None
+            if ref.isdigit():
+                row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(ref),)).fetchone()
+            if row is None:
+                row = self._db.execute(
+                    "SELECT * FROM jobs WHERE job_key LIKE ? ORDER BY id DESC LIMIT 1", (ref + "%",)
+                ).fetchone()
+        return dict(row) if row else None
+
+    def enqueue(self, job: dict[str, Any], batch_id: str) -> str:
+        """Record a planned job (or adopt an earlier one into this batch); returns its status."""
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM jobs WHERE job_key = ?", (job["job_key"],)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO jobs (job_key, batch_id, input_path, input_hash, pose, model, params, seed, "
+                    "status, output_path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (
+                        job["job_key"],
+                        batch_id,
+                        job["input_path"],
+                        job["input_hash"],
+                        job["pose"],
+                        job["model"],
+                        json.dumps(job["params"]),
+                        job["seed"],
+                        job["output_path"],
+                        now(),
+                    ),
+                )
+                return "queued"
+            db.execute(
+                "UPDATE jobs SET batch_id = ?, input_path = ?, output_path = ? WHERE job_key = ?",
+                (batch_id, job["input_path"], job["output_path"], job["job_key"]),
+            )
+            return row["status"]
+
+    def mark_running(self, job_key: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, error = NULL WHERE job_key = ?",
+                (now(), job_key),
+            )
+
+    def mark_done(
+        self, job_key: str, model_used: str, attempts: int, seconds: float, note: str = "generated"
+    ) -> int:
+        """Settle the reservation and record the job as done, in one transaction."""
+        with self._tx() as db:
+            credits = self._close_reservation(db, job_key, "settled", note)
+            db.execute(
+                "UPDATE jobs SET status = 'done', model_used = ?, attempts = attempts + ?, seconds = ?, "
+                "credits = ?, finished_at = ?, error = NULL WHERE job_key = ?",
+                (model_used, attempts, seconds, credits, now(), job_key),
+            )
+            return credits
+
+    def mark_failed(
+        self,
+        job_key: str,
+        error: str,
+        attempts: int = 0,
+        status: str = "failed",
+        model_used: str | None = None,
+    ) -> int:
+        """Refund the reservation and record why, in one transaction. status 'queued' = try again later."""
+        with self._tx() as db:
+            refunded = self._close_reservation(db, job_key, "refunded", error[:200])
+            db.execute(
+                "UPDATE jobs SET status = ?, error = ?, attempts = attempts + ?, model_used = COALESCE(?, model_used), "
+                "finished_at = ? WHERE job_key = ?",
+                (status, error, attempts, model_used, now(), job_key),
+            )
+            return refunded
+
+    def mark_skipped(self, job_key: str, reason: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'skipped', error = ?, finished_at = ? WHERE job_key = ?",
+                (reason, now(), job_key),
+            )
+
+    def jobs(
+        self, status: str | None = None, batch_id: str | None = None, limit: int | None = 50
+    ) -> list[dict]:
+        query = "SELECT * FROM jobs WHERE 1 = 1"
+        args: list[Any] = []
+        if status:
+            query += " AND status = ?"
+            args.append(status)
+        if batch_id:
+            query += " AND batch_id = ?"
+            args.append(batch_id)
+        query += " ORDER BY COALESCE(finished_at, created_at) DESC, id DESC"
+        if limit:
+            query += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            return [dict(r) for r in self._db.execute(query, args).fetchall()]
+
+    def model_stats(self, model: str, last: int = 100) -> dict[str, Any] | None:
+        """Recent success rate and median latency of one model (for `avatargen status`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status, seconds FROM jobs WHERE COALESCE(model_used, model) = ? "
+                "AND status IN ('done', 'failed') ORDER BY finished_at DESC LIMIT ?",
+                (model, last),
+            ).fetchall()
+        if not rows:
+            return None
+        done = [r["seconds"] for r in rows if r["status"] == "done" and r["seconds"] is not None]
+        median = statistics.median(done) if done else None  # even count: mean of the middle two
+        return {
+            "jobs": len(rows),
+            "success_rate": round(sum(1 for r in rows if r["status"] == "done") / len(rows), 3),
+            "median_seconds": round(median, 2) if median is not None else None,
+        }

@@ -1,0 +1,87 @@
+"""The ledger's schema, as named migrations: each applied once and recorded in _migrations.
+Never edit one that shipped: add the next."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the surrounding transaction: run statement by statement.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE movements (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('grant', 'reserve', 'settle', 'refund')),
+            amount INTEGER NOT NULL CHECK (amount >= 0),
+            job_key TEXT,
+            model TEXT,
+            batch_id TEXT,
+            note TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX movements_job ON movements (job_key);
+        CREATE INDEX movements_kind_time ON movements (kind, created_at);
+        CREATE TABLE reservations (
+            job_key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            batch_id TEXT,
+            pid INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('open', 'settled', 'refunded')),
+            created_at TEXT NOT NULL,
+            closed_at TEXT
+        );
+        CREATE INDEX reservations_open ON reservations (state);
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            argv TEXT NOT NULL,
+            cwd TEXT NOT NULL,
+            output_dir TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            summary TEXT
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            job_key TEXT NOT NULL UNIQUE,
+            batch_id TEXT NOT NULL,
+            input_path TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            pose TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_used TEXT,
+            params TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'skipped')),
+            output_path TEXT NOT NULL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            credits INTEGER,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            seconds REAL
+        );
+        CREATE INDEX jobs_batch ON jobs (batch_id, status);
+        CREATE INDEX jobs_model_time ON jobs (model_used, finished_at);
+        CREATE TABLE requests (
+            day TEXT NOT NULL,
+            model TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (day, model)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
