@@ -9,7 +9,7 @@ import pytest
 
 from avatargen import settings
 from avatargen.errors import UsageError
-from avatargen.providers import probe, select
+from avatargen.providers import local_status, select
 from provider_fakes import HF_ENDPOINT, TOKEN
 
 MODEL = "controlnet-openpose-sd15"
@@ -165,11 +165,11 @@ def test_router_unreachable(cli, httpx_mock):
 # ---------------------------------------------------------------- local and nothing
 def test_local_backend_reports_the_device(cli, monkeypatch):
     monkeypatch.setattr(select, "serve_extra_available", lambda: True)
-    monkeypatch.setattr(probe, "local_device", lambda: "cuda")
+    monkeypatch.setattr(local_status, "local_device", lambda: "cuda")
     report = status_json(cli)
     assert report["backend"] == "local" and report["state"] == "local" and report["device"] == "cuda"
     assert report["url"] is None
-    monkeypatch.setattr(probe, "local_device", lambda: "cpu")
+    monkeypatch.setattr(local_status, "local_device", lambda: "cpu")
     out = status_text(cli, "--provider", "local")
     assert (
         "backend   local  (from --provider)" in out
@@ -178,7 +178,7 @@ def test_local_backend_reports_the_device(cli, monkeypatch):
 
 
 def test_local_device_check_is_real():
-    assert probe.local_device() in ("cuda", "mps", "cpu", "unavailable")
+    assert local_status.local_device() in ("cuda", "mps", "cpu", "unavailable")
 
 
 def test_no_backend_is_reported_with_what_to_do(cli, no_serve_extra):

@@ -1,5 +1,5 @@
 """`avatargen status MODEL`: the catalog facts, which backend and URL a generation would use, and
-whether it answers now (the work is in providers/probe.py)."""
+whether it answers now (the work is in providers/status_report.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def status(
 ) -> None:
     """Show which backend a model would run on and whether it is ready (exit 0 whatever the state)."""
     from avatargen.output import emit_json, result_console
-    from avatargen.providers.probe import build_status
+    from avatargen.providers.status_report import build_status
 
     found = state.load_catalog().lookup(model, option="MODEL")
     report = build_status(found, endpoint=endpoint, provider=provider, history_stats=history_stats(found))

@@ -8,13 +8,23 @@ num_inference_steps, guidance_scale, controlnet_conditioning_scale, width, heigh
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 
 from avatargen.catalog import Model
 from avatargen.errors import InputError
 from avatargen.providers.base import GenerationRequest, StatusReport
-from avatargen.providers.http_client import ENDPOINT_TOKEN_ENV, TokenScope
+from avatargen.providers.http_client import (
+    ENDPOINT_TOKEN_ENV,
+    PROBE_TIMEOUT_S,
+    TokenScope,
+    elapsed_ms,
+    estimated_time,
+    network_detail,
+    scrub,
+    server_message,
+)
 from avatargen.providers.http_provider import HttpProvider
 from avatargen.providers.retry import RetryPolicy, Target
 
@@ -73,8 +83,53 @@ class EndpointProvider(HttpProvider):
         )
 
     def status(self) -> StatusReport:
-        from avatargen.providers.probe import probe_endpoint
-
         report = probe_endpoint(self.client, self.url, self.scope)
         report.extra["url_source"] = self.url_source
         return report
+
+
+def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope) -> StatusReport:
+    """GET {url}/health (the inference toolkit's route), falling back to GET {url}.
+    Every failure is a state in the report, never an exception."""
+    base = url.rstrip("/")
+    candidates = [f"{base}/health", url]
+    for probe_url in candidates:
+        began = time.perf_counter()
+        try:
+            response = client.get(probe_url, headers=scope.headers_for(probe_url), timeout=PROBE_TIMEOUT_S)
+        except httpx.TransportError as exc:
+            return StatusReport(
+                "hf-endpoint",
+                url,
+                "unreachable",
+                detail=network_detail(exc, scope.secrets()),
+                round_trip_ms=elapsed_ms(began),
+            )
+        ms = elapsed_ms(began)
+        if response.status_code in (404, 405) and probe_url != url:
+            continue  # a server without /health: ask the root instead
+        break
+    code = response.status_code
+    message = scrub(server_message(response), scope.secrets()) if code >= 300 else ""
+    extra = {"http_status": code, "probed": probe_url}
+    if 200 <= code < 300:
+        return StatusReport("hf-endpoint", url, "ready", round_trip_ms=ms, extra=extra)
+    if code == 503:
+        estimate = estimated_time(response)
+        detail = f"loading, ~{estimate:.0f} s" if estimate is not None else "starting (scaled to zero?)"
+        return StatusReport(
+            "hf-endpoint",
+            url,
+            "starting",
+            detail=detail,
+            estimated_time=estimate,
+            round_trip_ms=ms,
+            extra=extra,
+        )
+    if code in (401, 403):
+        has_token = scope.token_for(url) is not None
+        detail = f"HTTP {code}: {message}" + ("" if has_token else " (no token is sent to this host)")
+        return StatusReport("hf-endpoint", url, "unauthorized", detail=detail, round_trip_ms=ms, extra=extra)
+    return StatusReport(
+        "hf-endpoint", url, "unknown", detail=f"HTTP {code}: {message}", round_trip_ms=ms, extra=extra
+    )

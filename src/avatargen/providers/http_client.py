@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +25,7 @@ HF_HOST_SUFFIXES = (".huggingface.co", ".huggingface.cloud")
 HF_HOSTS = ("huggingface.co",)
 CONNECT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
+PROBE_TIMEOUT_S = 10.0  # a status probe: short, `avatargen status` must answer quickly
 
 
 def new_client(read_timeout: float = 60.0) -> httpx.Client:
@@ -129,3 +131,13 @@ def estimated_time(response: httpx.Response) -> float | None:
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
             return float(value)
     return None
+
+
+def elapsed_ms(began: float) -> float:
+    """Milliseconds since `began` (a time.perf_counter() value), for round-trip figures."""
+    return round((time.perf_counter() - began) * 1000, 1)
+
+
+def network_detail(exc: Exception, secrets: list[str]) -> str:
+    """A transport error as one cleaned phrase, e.g. 'ConnectError: Connection refused'."""
+    return scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secrets)

@@ -15,6 +15,7 @@ from avatargen.catalog import Model
 from avatargen.providers.base import GenerationRequest, StatusReport
 from avatargen.providers.http_client import TokenScope
 from avatargen.providers.http_provider import HttpProvider
+from avatargen.providers.hub import hub_model_info
 from avatargen.providers.retry import RetryPolicy, Target
 
 ROUTER_URL = "https://router.huggingface.co/hf-inference/models/{model_id}"
@@ -93,8 +94,6 @@ class InferenceProvider(HttpProvider):
         warn_pose_once()
 
     def status(self) -> StatusReport:
-        from avatargen.providers.probe import hub_model_info
-
         info = hub_model_info(self.client, self.model_id, self.scope)
         state = {"warm": "warm", "cold": "cold", "unreachable": "unreachable"}.get(info["state"], "unknown")
         return StatusReport(

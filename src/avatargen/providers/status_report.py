@@ -1,0 +1,107 @@
+"""The whole `avatargen status MODEL` report: which backend and URL a generation would use (select.py),
+each backend's own probe (endpoint.py, inference.py via hub.py, local_status.py), and the token.
+
+This module sits above the selection, so no backend imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from avatargen.providers import local_status
+from avatargen.providers.endpoint import probe_endpoint
+from avatargen.providers.http_client import PROBE_TIMEOUT_S, TokenScope
+from avatargen.providers.hub import check_token, hub_model_info
+from avatargen.providers.select import choose_backend, resolve_wait_timeout
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    width, height = model.size
+    return {
+        "key": model.key,
+        "name": model.name,
+        "huggingface_model": model.huggingface_model,
+        "base_model": model.base_model,
+        "architecture": model.architecture,
+        "resolution": f"{width}x{height}",
+        "tier": model.tier,
+        "credit_cost": model.credit_cost,
+        "status": model.status,
+        "pose_control": model.pose_control,
+        "fallbacks": list(model.fallbacks),
+    }
+
+
+def build_status(
+    model: Any,
+    *,
+    endpoint: str | None = None,
+    provider: str | None = None,
+    token: str | None = None,
+    client: httpx.Client | None = None,
+    history_stats: dict[str, Any] | None = None,
+    device: Any = None,
+) -> dict[str, Any]:
+    """The whole `avatargen status MODEL` report as one dict (the --json output).
+
+    `history_stats` is the hook for recent success rate and median latency from the ledger's
+    history (issue 5/7): when given, it is shown as-is under "history".
+    """
+    from avatargen.settings import find_token
+
+    choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    token_info = find_token(token)
+    own = client is None
+    client = client or httpx.Client(timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    try:
+        report: dict[str, Any] = {
+            "model": model_facts(model),
+            "backend": choice.backend,
+            "url": choice.url,
+            "url_source": choice.source,
+            "wait_timeout": resolve_wait_timeout(None),
+            "state": "unknown",
+            "detail": "",
+        }
+        if choice.problem is not None:
+            report.update(state="no-backend", detail=choice.problem.message, hint=choice.problem.hint)
+        elif choice.backend == "hf-endpoint":
+            assert choice.url is not None
+            probe = probe_endpoint(client, choice.url, TokenScope(token_info, endpoint_url=choice.url))
+            report.update(
+                state=probe.state,
+                detail=probe.detail,
+                estimated_time=probe.estimated_time,
+                round_trip_ms=probe.round_trip_ms,
+            )
+        elif choice.backend == "hf-inference":
+            scope = TokenScope(token_info)
+            hub = {
+                mid: hub_model_info(client, mid, scope)
+                for mid in dict.fromkeys((model.base_model, model.huggingface_model))
+            }
+            used = hub[model.base_model]
+            state = used["state"] if used["state"] in ("warm", "cold", "unreachable") else "unknown"
+            report.update(
+                state=state,
+                detail=used["detail"],
+                round_trip_ms=used.get("round_trip_ms"),
+                hub=hub,
+                note="text-to-image only: the pose goes into the prompt; pose control needs an endpoint",
+            )
+        else:
+            found = (device or local_status.local_device)()
+            report.update(
+                state="local",
+                device=found,
+                detail=f"runs in-process on {found}" + (" (slow)" if found == "cpu" else ""),
+            )
+        report["token"] = check_token(client, token_info)
+        if history_stats is not None:
+            report["history"] = history_stats
+        return report
+    finally:
+        if own:
+            client.close()
