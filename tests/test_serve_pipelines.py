@@ -22,6 +22,7 @@ from avatargen.serve.pipelines import (
 )
 from avatargen.serve.tiny import TINY_VERSION, ensure_tiny, write_tiny_tokenizer
 from serve_fixtures import pose_png, request_body, tiny_models  # noqa: F401 - fixture
+from serve_hostile_bodies import b64, header_only_png
 
 SPEC = ModelSpec(
     key="k",
@@ -157,6 +158,109 @@ BAD = [
 
 @pytest.mark.parametrize(("body", "status", "words"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_requests_are_refused_with_status_and_field(body, status, words):
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, SPEC)
+    assert caught.value.status == status
+    assert words in str(caught.value)
+
+
+def _png_b64(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "gray").save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_image_sizes_are_checked_on_the_header_before_decoding():
+    small = {"prompt": "p", "width": 64, "height": 64}
+    # 4x the requested pixels is the most an image may have: 128x128 for 64x64 passes ...
+    assert parse_request({"inputs": {**small, "image": _png_b64(128, 128)}}, SPEC).pose.size == (64, 64)
+    # ... one row more does not, for the pose or the photo.
+    for name in ("image", "init_image"):
+        body = {"inputs": {**small, "image": POSE_B64, name: _png_b64(128, 129)}}
+        with pytest.raises(RequestError, match=f"'{name}' is 128x129 pixels") as caught:
+            parse_request(body, SPEC)
+        assert caught.value.status == 422
+    # A header claiming 12000x12000 with no pixel data: refused for its size, not as unreadable
+    # (the size is read before decoding; decoding it would have needed 432 MB).
+    bomb = b64(header_only_png(12000, 12000))
+    with pytest.raises(RequestError, match="12000x12000 pixels") as caught:
+        parse_request({"inputs": {"prompt": "p", "image": bomb}}, SPEC)
+    assert caught.value.status == 422
+    # And an absolute cap whatever the requested size (2048x2048 asks allow 4096x4096 at most).
+    big = {"prompt": "p", "width": 2048, "height": 2048, "image": b64(header_only_png(4096, 4097))}
+    with pytest.raises(RequestError, match="4096x4097"):
+        parse_request({"inputs": big}, SPEC)
+
+
+def test_prompts_are_capped_in_length():
+    assert len(parse_request(request_body(prompt="a" * 2000), SPEC).prompt) == 2000
+    for name in ("prompt", "negative_prompt"):
+        with pytest.raises(RequestError, match=f"'{name}' is 2,001 characters") as caught:
+            parse_request(request_body(**{name: "a" * 2001}), SPEC)
+        assert caught.value.status == 422
+    with pytest.raises(RequestError, match="'prompt' is 5,000 characters"):  # the HF shape too
+        parse_request({"inputs": "b" * 5000, "parameters": {"image": POSE_B64}}, SPEC)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("name", ["seed", "num_inference_steps", "guidance_scale", "strength"])
+def test_non_finite_numbers_are_422_not_a_crash(name, value):
+    # The endpoint toolkit hands parse_request whatever its JSON parser made of NaN or 1e309.
+    with pytest.raises(RequestError, match="finite") as caught:
+        parse_request(request_body(**{name: value}), SPEC)
+    assert caught.value.status == 422
+
+
+# huggingface_hub's InferenceClient.image_to_image(photo, prompt=..., control_image=pose) sends the
+# photo as `inputs` and everything else in `parameters` (see tests/test_hf_client_interop.py).
+PHOTO_B64 = _jpeg_b64()
+
+
+@pytest.mark.parametrize("pose_key", ["image", "control_image"])
+def test_a_base64_photo_in_inputs_is_the_init_image_not_the_prompt(pose_key):
+    body = {"inputs": PHOTO_B64, "parameters": {"prompt": "p", pose_key: POSE_B64, "width": 64, "height": 64}}
+    params = parse_request(body, SPEC)
+    assert params.prompt == "p"
+    assert params.init_image is not None and params.init_image.getpixel((32, 32)) == (254, 0, 0)
+    assert params.pose.tobytes() == parse_request(request_body(), SPEC).pose.tobytes()
+
+
+def test_photo_in_inputs_edge_cases():
+    # target_size is how image_to_image asks for a size.
+    sized = {"inputs": PHOTO_B64, "parameters": {"prompt": "p", "control_image": POSE_B64}}
+    sized["parameters"]["target_size"] = {"width": 96, "height": 64}
+    assert parse_request(sized, SPEC).init_image.size == (96, 64)
+    # A data: URI photo counts as an image too.
+    uri = {"inputs": "data:image/jpeg;base64," + PHOTO_B64, "parameters": {"prompt": "p", "image": POSE_B64}}
+    assert parse_request(uri, SPEC).init_image is not None
+    # A plain prompt in inputs with parameters but no prompt there: still the prompt.
+    plain = parse_request({"inputs": "a portrait", "parameters": {"control_image": POSE_B64}}, SPEC)
+    assert plain.prompt == "a portrait" and plain.init_image is None
+
+
+PHOTO_BAD = [
+    ("photo, no prompt", {"inputs": PHOTO_B64, "parameters": {"image": POSE_B64}}, 422, "in 'parameters'"),
+    (
+        "photo twice",
+        {"inputs": PHOTO_B64, "parameters": {"prompt": "p", "image": POSE_B64, "init_image": PHOTO_B64}},
+        422,
+        "two photos",
+    ),
+    (
+        "pose twice",
+        {"inputs": "p", "parameters": {"image": POSE_B64, "control_image": POSE_B64}},
+        422,
+        "pose once",
+    ),
+    ("prompt twice", {"inputs": "p", "parameters": {"prompt": "q", "image": POSE_B64}}, 400, "'inputs'"),
+    ("photo, no pose", {"inputs": PHOTO_B64, "parameters": {"prompt": "p"}}, 422, "'control_image'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"), [b[1:] for b in PHOTO_BAD], ids=[b[0] for b in PHOTO_BAD]
+)
+def test_photo_in_inputs_refusals(body, status, words):
     with pytest.raises(RequestError) as caught:
         parse_request(body, SPEC)
     assert caught.value.status == status

@@ -93,7 +93,7 @@ class ModelSpec:
         return cls(**known)
 
 
-def spec_for_folder(folder: str | Path, key: str = "") -> ModelSpec:
+def spec_for_folder(folder: "str | Path", key: str = "") -> ModelSpec:
     """A spec read from a folder: its avatargen-model.json, else guessed from a saved pipeline's
     model_index.json (SDXL or SD 1.5, with that architecture's usual defaults)."""
     folder = Path(folder)
@@ -118,6 +118,18 @@ def spec_for_folder(folder: str | Path, key: str = "") -> ModelSpec:
 
 
 # ---------------------------------------------------------------- the request
+MAX_PROMPT_CHARS = 2000  # far beyond what CLIP reads (77 tokens); bounds what one request can hold
+# An image may be up to this many times the requested width x height (a photo a little larger than
+# the output is fine; a 12000x12000 "pose" is not), and never more than MAX_IMAGE_PIXELS. Checked on
+# the header, before a single pixel is decoded: a 22 KB PNG can claim 144 million pixels.
+IMAGE_PIXEL_FACTOR = 4
+MAX_IMAGE_PIXELS = IMAGE_PIXEL_FACTOR * MAX_SIDE * MAX_SIDE
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # what Pillow may try: no exotic decoders on request data
+# What a base64 image starts with once decoded (PNG, JPEG, WebP, GIF): tells a photo sent as
+# `inputs` (huggingface_hub's image_to_image) from a prompt.
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")
+
+
 @dataclass
 class Params:
     prompt: str
@@ -137,9 +149,29 @@ class Params:
         return f"Params({self.width}x{self.height}, steps={self.steps}, seed={self.seed}, img2img={self.init_image is not None})"
 
 
-def _merged_fields(data: Any) -> dict[str, Any]:
-    """Accept `{"inputs": {...}}` (ours), `{"inputs": "prompt", "parameters": {...}}` (HF style) and
-    the public ControlNet handler's `{"inputs": "prompt", "image": ..., ...}` (top-level fields)."""
+def looks_like_image(text: str) -> bool:
+    """True when a string is a base64 image (or an image data: URI) rather than a prompt."""
+    head = text.lstrip()[:64]
+    if head.startswith("data:image/"):
+        return True
+    try:
+        start = base64.b64decode(head[:16], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return start.startswith(IMAGE_MAGIC)
+
+
+def _merged_fields(data: Any) -> tuple[dict[str, Any], str]:
+    """One flat dict of fields from any accepted shape, and the name the photo (init image) came under.
+
+    Shapes: `{"inputs": {...}}` (ours); `{"inputs": "prompt", "parameters": {...}}` (Hugging Face
+    style, what huggingface_hub's text_to_image sends); the public ControlNet handler's
+    `{"inputs": "prompt", "image": ..., ...}` (top-level fields); and huggingface_hub's
+    image_to_image, `{"inputs": <base64 photo>, "parameters": {"prompt": ..., ...}}`. A string
+    `inputs` is the prompt only when no prompt is given elsewhere and it is not a base64 image;
+    otherwise it is the photo. The pose is `image`, or `control_image` (diffusers' name, the one
+    image_to_image can pass, since its own first argument is called image).
+    """
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object", 400)
     if "inputs" not in data:
@@ -150,20 +182,28 @@ def _merged_fields(data: Any) -> dict[str, Any]:
         raise RequestError("'parameters' must be an object", 400)
     merged = {k: v for k, v in data.items() if k not in ("inputs", "parameters")}
     merged.update(parameters)
+    photo_name = "init_image"
     if isinstance(inputs, dict):
         merged.update(inputs)
     elif isinstance(inputs, str):
-        merged["prompt"] = inputs
+        if merged.get("prompt") is None and not looks_like_image(inputs):
+            merged["prompt"] = inputs
+        else:
+            if merged.get("init_image") is not None:
+                raise RequestError("two photos: 'inputs' is an image and 'init_image' is given too")
+            merged["init_image"] = inputs
+            photo_name = "inputs"
     else:
         raise RequestError("'inputs' must be an object (or the prompt as a string)", 400)
-    return merged
+    if merged.get("control_image") is not None:
+        if merged.get("image") is not None:
+            raise RequestError("give the pose once: 'image' or 'control_image', not both")
+        merged["image"] = merged["control_image"]
+    return merged, photo_name
 
 
-def decode_image(value: Any, name: str) -> Any:
-    """A PIL image (RGB) from base64 text (a data: URI is fine) or raw bytes."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(value, bytes | bytearray):
+def _raw_bytes(value: Any, name: str) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -177,11 +217,30 @@ def decode_image(value: Any, name: str) -> Any:
         raise RequestError(f"'{name}' must be a base64-encoded PNG or JPEG", 400)
     if not raw:
         raise RequestError(f"'{name}' is empty", 400)
+    return raw
+
+
+def decode_image(value: Any, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
+    """A PIL image (RGB) from base64 text (a data: URI is fine) or raw bytes. The size in the
+    header is checked against `max_pixels` before any pixel is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    raw = _raw_bytes(value, name)
+    unreadable = RequestError(f"'{name}' is not a readable image (PNG, JPEG or WebP expected)", 400)
     try:
-        image = Image.open(io.BytesIO(raw))
-        image.load()
+        image = Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS)  # reads the header only
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError):
-        raise RequestError(f"'{name}' is not a readable image (PNG or JPEG expected)", 400) from None
+        raise unreadable from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise RequestError(
+            f"'{name}' is {width}x{height} pixels; at most {max_pixels:,} are accepted "
+            f"({IMAGE_PIXEL_FACTOR}x the requested width x height): resize it first"
+        )
+    try:
+        image.load()
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+        raise unreadable from None
     return image.convert("RGB")
 
 
@@ -189,8 +248,10 @@ def _number(fields: dict[str, Any], name: str, default: Any, kind: type, low: fl
     value = fields.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RequestError(f"'{name}' must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise RequestError(f"'{name}' must be a finite number, got {value}")
     if kind is int:
         if value != int(value):
             raise RequestError(f"'{name}' must be a whole number, got {value}")
@@ -202,22 +263,44 @@ def _number(fields: dict[str, Any], name: str, default: Any, kind: type, low: fl
     return value
 
 
-def parse_request(data: Any, spec: ModelSpec) -> Params:
-    """The wire contract, checked: every refusal names the field and says what is allowed."""
-    fields = _merged_fields(data)
-    prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise RequestError("'prompt' is required: a non-empty string")
-    negative = fields.get("negative_prompt", spec.negative_prompt)
-    if negative is None:
-        negative = ""
-    if not isinstance(negative, str):
-        raise RequestError("'negative_prompt' must be a string")
+def _text(fields: dict[str, Any], name: str, default: str) -> str:
+    value = fields.get(name, default)
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise RequestError(f"'{name}' must be a string")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise RequestError(
+            f"'{name}' is {len(value):,} characters; at most {MAX_PROMPT_CHARS:,} are accepted"
+        )
+    return value
+
+
+def _size(fields: dict[str, Any], spec: ModelSpec) -> tuple[int, int]:
+    # huggingface_hub's image_to_image sends target_size={"width", "height"}; plain fields win.
+    target = fields.get("target_size")
+    if isinstance(target, dict):
+        fields = {
+            **{k: target.get(k) for k in ("width", "height")},
+            **{k: v for k, v in fields.items() if v is not None},
+        }
     width = _number(fields, "width", spec.width, int, MIN_SIDE, MAX_SIDE)
     height = _number(fields, "height", spec.height, int, MIN_SIDE, MAX_SIDE)
     for name, side in (("width", width), ("height", height)):
         if side % 8:
             raise RequestError(f"'{name}' must be a multiple of 8, got {side}")
+    return width, height
+
+
+def parse_request(data: Any, spec: ModelSpec) -> Params:
+    """The wire contract, checked: every refusal names the field and says what is allowed."""
+    fields, photo_name = _merged_fields(data)
+    prompt = _text(fields, "prompt", "")
+    if not prompt.strip():
+        where = " in 'parameters' ('inputs' holds the photo)" if photo_name == "inputs" else ""
+        raise RequestError(f"'prompt' is required{where}: a non-empty string")
+    negative = _text(fields, "negative_prompt", spec.negative_prompt)
+    width, height = _size(fields, spec)
     steps = _number(fields, "num_inference_steps", spec.steps, int, 1, MAX_STEPS)
     guidance = _number(fields, "guidance_scale", spec.guidance_scale, float, 0, 50)
     cn_scale = _number(
@@ -226,19 +309,20 @@ def parse_request(data: Any, spec: ModelSpec) -> Params:
     seed = _number(fields, "seed", None, int, 0, MAX_SEED)
     if seed is None:
         seed = secrets.randbelow(2**32)
+    strength = _number(fields, "strength", 0.75, float, 0, 1)
     if fields.get("image") is None:
-        raise RequestError("'image' is required: the pose image as base64 PNG", 422)
-    pose = decode_image(fields["image"], "image")
+        raise RequestError("'image' (or 'control_image') is required: the pose image as base64 PNG", 422)
+    max_pixels = min(MAX_IMAGE_PIXELS, IMAGE_PIXEL_FACTOR * width * height)
+    pose = decode_image(fields["image"], "image", max_pixels)
     if pose.size != (width, height):
         pose = pose.resize((width, height))
     init_image = None
-    strength = _number(fields, "strength", 0.75, float, 0, 1)
     if fields.get("init_image") is not None:
-        init_image = decode_image(fields["init_image"], "init_image")
-        if init_image.size != (width, height):
-            init_image = init_image.resize((width, height))
         if strength <= 0:
             raise RequestError("'strength' must be more than 0 with an init_image")
+        init_image = decode_image(fields["init_image"], photo_name, max_pixels)
+        if init_image.size != (width, height):
+            init_image = init_image.resize((width, height))
     return Params(
         prompt=prompt,
         negative_prompt=negative,
@@ -262,7 +346,7 @@ _IMG2IMG = {
 }
 
 
-def pick_device(device: str | None = None) -> str:
+def pick_device(device: "str | None" = None) -> str:
     if device:
         return device
     import torch
@@ -270,7 +354,7 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def is_pipeline_folder(folder: str | Path | None) -> bool:
+def is_pipeline_folder(folder: "str | Path | None") -> bool:
     return folder is not None and (Path(folder) / "model_index.json").is_file()
 
 
@@ -285,8 +369,8 @@ class ControlNetService:
     def __init__(
         self,
         spec: ModelSpec,
-        source: str | Path | None = None,
-        device: str | None = None,
+        source: "str | Path | None" = None,
+        device: "str | None" = None,
         optimize: bool = True,
         progress: bool = False,
     ) -> None:
@@ -414,7 +498,7 @@ class ControlNetService:
         return f"{what} on {self.device or pick_device(self.requested_device)}"
 
 
-def _from_hub(cls: Any, repo_id: str, variant: str | None, **kwargs: Any) -> Any:
+def _from_hub(cls: Any, repo_id: str, variant: "str | None", **kwargs: Any) -> Any:
     """Hub weights, preferring the half-size fp16 files where a repo has them."""
     if variant:
         try:
