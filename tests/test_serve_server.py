@@ -3,6 +3,7 @@
 # ruff: noqa: F811  (pytest fixtures imported from serve_fixtures are shadowed by parameters)
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -12,7 +13,8 @@ from avatargen.serve import server as server_mod
 from avatargen.serve.pipelines import ControlNetService, ModelSpec, spec_for_folder
 from avatargen.serve.server import ModelHost, create_app
 from avatargen.serve.tiny import TINY_VERSION
-from serve_fixtures import request_body, tiny_home, tiny_models  # noqa: F401 - fixtures
+from serve_fixtures import pose_png, request_body, tiny_home, tiny_models  # noqa: F401 - fixtures
+from serve_hostile_bodies import b64, huge_png
 
 SPEC = ModelSpec(
     key="tiny-key", architecture="sd15", controlnet="c", base_model="b", width=64, height=64, steps=2
@@ -141,6 +143,77 @@ def test_429_with_retry_after_when_the_queue_is_full():
         assert results == [200]
         assert client.post("/", json=request_body()).status_code == 200  # the place is free again
     assert service.calls == 2
+
+
+def test_429_comes_before_the_body_is_read_or_parsed():
+    service = BlockingService()
+    host = _ready_host(service)
+    with TestClient(create_app(host, queue_size=1)) as client:
+        worker = threading.Thread(target=lambda: client.post("/", json=request_body()))
+        worker.start()
+        assert service.entered.wait(10)
+        # Not even JSON: a full server answers 429 without looking at the body (once it had room,
+        # this would be a 400).
+        busy = client.post("/", content=b"{nope", headers={"content-type": "application/json"})
+        assert busy.status_code == 429 and "busy" in busy.json()["error"]
+        service.release.set()
+        worker.join(10)
+        assert client.post("/", content=b"{nope").status_code == 400
+
+
+def _hostile_client():
+    service = BlockingService()
+    service.release.set()
+    # raise_server_exceptions=False: an unhandled error shows as the 500 a real client would get.
+    return TestClient(create_app(_ready_host(service)), raise_server_exceptions=False), service
+
+
+HOSTILE_JSON = [
+    ("NaN", b'{"inputs": {"prompt": "p", "seed": NaN}}', "NaN"),
+    ("Infinity", b'{"inputs": {"prompt": "p", "guidance_scale": -Infinity}}', "Infinity"),
+    ("1e309", b'{"inputs": {"prompt": "p", "seed": 1e309}}', "too large"),
+    ("a 5000-digit number", b'{"inputs": {"prompt": "p", "seed": ' + b"9" * 5000 + b"}}", "not valid JSON"),
+    ("deep nesting", b'{"inputs": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "JSON objects, arrays or commas"),
+    ("deep but narrow", b'{"inputs": ' + b"[" * 3000 + b"]" * 3000 + b"}", "nested too deeply"),
+    ("a million objects", b'{"inputs": [' + b",".join([b"{}"] * 1_000_000) + b"]}", "JSON objects"),
+    ("not UTF-8", b'{"inputs": "\xff\xfe"}', "not valid JSON"),
+    ("a bare PNG (image_to_image without parameters)", pose_png(), "bare image"),
+]
+
+
+@pytest.mark.parametrize(("body", "words"), [b[1:] for b in HOSTILE_JSON], ids=[b[0] for b in HOSTILE_JSON])
+def test_hostile_json_is_a_400_json_error_never_a_500(body, words):
+    client, service = _hostile_client()
+    response = client.post("/", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert words in response.json()["error"]
+    assert service.calls == 0
+
+
+def test_hostile_images_and_prompts_are_refused_before_decoding():
+    client, service = _hostile_client()
+    bomb = b64(huge_png())  # 23 KB on the wire, 432 MB decoded
+    for body, words in (
+        ({"inputs": {"prompt": "p", "image": bomb}}, "12000x12000 pixels"),
+        (request_body(init_image=bomb), "12000x12000 pixels"),
+        (request_body(prompt="a" * 2001), "'prompt' is 2,001 characters"),
+    ):
+        response = client.post("/", json=body)
+        assert response.status_code == 422 and words in response.json()["error"]
+    assert service.calls == 0
+
+
+def test_json_with_a_charset_and_chunked_bodies(monkeypatch):
+    client, service = _hostile_client()
+    body = json.dumps(request_body()).encode()
+    ok = client.post("/", content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/png"
+    # A chunked body has no Content-Length: the limit is checked as it streams in.
+    monkeypatch.setattr(server_mod, "MAX_BODY_BYTES", 200)
+    chunked = client.post("/", content=iter([body[:150], body[150:]]))
+    assert chunked.status_code == 413 and "error" in chunked.json()
+    assert service.calls == 1
 
 
 def test_bearer_token_is_required_on_generation():

@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from avatargen.serve.pipelines import ModelSpec, RequestError, parse_request, png_bytes
+from avatargen.serve.body import parse_json_body
+from avatargen.serve.pipelines import IMAGE_MAGIC, ModelSpec, RequestError, parse_request, png_bytes
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
 MIN_LOAD_ENV = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: keep the loading phase open at least this long
@@ -111,6 +112,30 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY_BYTES (a chunked body has no Content-Length)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_request(body: bytes, spec: ModelSpec, content_type: str | None = None) -> Any:
+    """Body bytes -> validated Params, or RequestError (400/422) for anything a client can send."""
+    # huggingface_hub's image_to_image(photo) with no parameters posts the file itself, no JSON.
+    if (content_type or "").lower().startswith("image/") or body.startswith(IMAGE_MAGIC):
+        raise RequestError(
+            "the body is a bare image, with no prompt or pose: send JSON "
+            '{"inputs": <base64 photo>, "parameters": {"prompt": ..., "control_image": <base64 pose>}}',
+            400,
+        )
+    return parse_request(parse_json_body(body), spec)
+
+
 def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -> Starlette:
     """The ASGI app. `queue_size` counts requests accepted at once (the one running included)."""
     pending = 0  # touched only on the event loop thread
@@ -139,6 +164,15 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
             return PlainTextResponse("Ok")
         return failed_response() if host.state == "failed" else loading_response()
 
+    def busy_response() -> JSONResponse:
+        per_image = host.seconds_per_image or 5.0
+        wait = max(1, math.ceil(per_image * pending))
+        return _error(
+            429,
+            f"the server is busy ({pending} requests queued or running); retry in {wait}s",
+            {"Retry-After": str(wait)},
+        )
+
     async def predict(request: Request) -> Response:
         nonlocal pending
         if not authorized(request):
@@ -146,31 +180,31 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        # A place in the queue is taken on arrival, before the body is read: a full server refuses
+        # without reading or decoding anything, and at most queue_size bodies are in memory at once.
+        if pending >= queue_size:
+            return busy_response()
+        pending += 1
+        try:
+            return await _answer(request)
+        finally:
+            pending -= 1
+
+    async def _answer(request: Request) -> Response:
+        body = await _read_body(request)
+        if body is None:
             return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "the request body is not valid JSON")
-        try:
             # Checked before the loading test: a bad request is refused at once, never waited on.
-            params = await run_in_threadpool(parse_request, data, host.spec)
+            params = await run_in_threadpool(
+                read_request, body, host.spec, request.headers.get("content-type")
+            )
         except RequestError as exc:
             return _error(exc.status, str(exc))
         if host.state == "loading":
             return loading_response()
         if host.state == "failed":
             return failed_response()
-        if pending >= queue_size:
-            per_image = host.seconds_per_image or 5.0
-            wait = max(1, math.ceil(per_image * pending))
-            return _error(
-                429,
-                f"the server is busy ({pending} requests queued or running); retry in {wait}s",
-                {"Retry-After": str(wait)},
-            )
-        pending += 1
         try:
             data_png = await run_in_threadpool(host.generate_png, params)
         except RequestError as exc:
@@ -178,8 +212,6 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         except Exception as exc:  # noqa: BLE001 - the client gets a message, the console the traceback
             traceback.print_exc(file=sys.stderr)
             return _error(500, f"generation failed: {_first_line(exc)}")
-        finally:
-            pending -= 1
         return Response(data_png, media_type="image/png")
 
     routes = [
