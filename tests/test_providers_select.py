@@ -33,8 +33,10 @@ def fake_local(monkeypatch):
     class LocalProvider:
         name = "local"
 
-        def __init__(self, model, model_dir=None, tiny=False):
+        def __init__(self, model, model_dir=None, tiny=None):
             self.model = model
+            self.model_dir = model_dir
+            self.tiny = tiny
 
     module.LocalProvider = LocalProvider
     monkeypatch.setitem(sys.modules, "avatargen.providers.local", module)
@@ -113,6 +115,14 @@ def test_no_endpoint_with_serve_extra_runs_locally(fake_local):
     assert isinstance(provider, fake_local) and provider.model.key == KEY
 
 
+def test_model_dir_and_tiny_reach_the_local_backend(fake_local, tmp_path):
+    provider = make_provider(model(), provider="local", model_dir=tmp_path, tiny=True)
+    assert provider.model_dir == tmp_path and provider.tiny is True
+    # Not given: None, so LocalProvider's own defaults (AVATARGEN_LOCAL_MODEL_DIR/_TINY) still apply.
+    default = make_provider(model())
+    assert default.model_dir is None and default.tiny is None
+
+
 def test_forced_local_wins_over_an_endpoint(fake_local):
     assert isinstance(make_provider(model(), provider="local", endpoint="https://e.example/"), fake_local)
 
@@ -123,9 +133,18 @@ def test_no_endpoint_without_serve_extra_explains_what_to_do(no_serve_extra):
     err = caught.value
     assert "serverless Hugging Face cannot run ControlNet" in err.message
     assert "avatargen endpoint bundle controlnet-openpose-sd15 -o DIR" in err.hint
-    assert "avatargen serve" in err.hint and "--endpoint URL" in err.hint
-    assert f"avatargen config set endpoints.{KEY} URL" in err.hint
+    # This install cannot run `avatargen serve`: name the extra instead (everyday item 4).
+    assert "pip install 'avatargen[serve]'" in err.hint and "--endpoint URL" in err.hint
+    assert "avatargen serve" not in err.hint
     assert err.exit_code == 6
+
+
+def test_forced_endpoint_without_url_in_a_full_install_names_the_config_and_serve(fake_local):
+    with pytest.raises(ModelUnavailable) as caught:
+        make_provider(model(), provider="hf-endpoint")
+    hint = caught.value.hint
+    assert f"avatargen config set endpoints.{KEY} URL" in hint and "avatargen serve" in hint
+    assert "pip install" not in hint
 
 
 def test_serve_extra_detection_follows_diffusers(monkeypatch):
@@ -158,3 +177,70 @@ def test_no_source_file_names_the_retired_host():
     retired = "api-inference" + ".huggingface.co"
     offenders = [str(p) for p in SRC.rglob("*") if p.is_file() and retired in p.read_text(errors="ignore")]
     assert offenders == []
+
+
+# ---------------------------------------------------------------- --endpoint through the real CLI
+@pytest.fixture
+def photo(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "me.jpg"
+    Image.new("RGB", (64, 80), (120, 90, 60)).save(path)
+    return path
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("value", ["http://[::1", "", "   ", "http://", "http://host:port/", "gpu-box:8000"])
+@pytest.mark.parametrize("command", ["generate", "status"])
+def test_bad_endpoint_option_is_a_usage_error(
+    monkeypatch, capsys, photo, tmp_path, command, value, fake_local
+):
+    from cli_helpers import run_main
+
+    if command == "generate":
+        args = [str(photo), "--yes", "-o", str(tmp_path / "out")]
+    else:
+        args = ["controlnet-openpose-sd15"]
+    code, out, err = run_main(monkeypatch, capsys, command, *args, "--endpoint", value)
+    assert code == 2, err
+    (line,) = error_lines(err)
+    assert "--endpoint" in line and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_empty_endpoint_env_is_unset_but_a_malformed_one_is_a_config_error(monkeypatch, no_serve_extra):
+    monkeypatch.setenv("AVATARGEN_ENDPOINT", "")
+    assert resolve_endpoint(model()) == (None, "none")
+    monkeypatch.setenv("AVATARGEN_ENDPOINT", "http://[::1")
+    with pytest.raises(ConfigError, match="AVATARGEN_ENDPOINT"):
+        resolve_endpoint(model())
+
+
+def test_malformed_config_endpoint_is_a_config_error(monkeypatch, capsys):
+    from cli_helpers import run_main
+
+    settings.set_value(f"endpoints.{KEY}", "http://[::1")
+    code, _, err = run_main(monkeypatch, capsys, "status", "controlnet-openpose-sd15")
+    assert code == 3, err
+    (line,) = error_lines(err)
+    assert f"config endpoints.{KEY}" in line
+
+
+def test_explicit_empty_endpoint_never_switches_backend(fake_local):
+    with pytest.raises(UsageError, match="--endpoint"):
+        make_provider(model(), endpoint="")
+
+
+def test_core_install_without_endpoint_names_the_extra_not_serve(monkeypatch, capsys, photo, tmp_path):
+    from cli_helpers import run_main
+
+    monkeypatch.setattr(select, "serve_extra_available", lambda: False)
+    code, _, err = run_main(monkeypatch, capsys, "generate", str(photo), "--yes", "-o", str(tmp_path / "o"))
+    assert code == 6, err
+    (line,) = error_lines(err)
+    assert "pip install 'avatargen[serve]'" in line and "--endpoint URL" in line
+    assert "avatargen serve" not in line  # this install cannot run it
+    assert len(line) <= 300, len(line)

@@ -184,9 +184,9 @@ def test_local_device_check_is_real():
 def test_no_backend_is_reported_with_what_to_do(cli, no_serve_extra):
     report = status_json(cli)
     assert report["backend"] is None and report["state"] == "no-backend"
-    assert "cannot run ControlNet" in report["detail"] and "avatargen serve" in report["hint"]
+    assert "cannot run ControlNet" in report["detail"] and "pip install 'avatargen[serve]'" in report["hint"]
     out = status_text(cli)
-    assert "backend   none  (from none)" in out and "hint      deploy one" in out
+    assert "backend   none  (from none)" in out and "hint      pip install 'avatargen[serve]'" in out
 
 
 def test_history_hook_is_shown_when_present(cli, monkeypatch, no_serve_extra):

@@ -36,6 +36,17 @@ def remember_secret(value: str | None) -> None:
         _extra_secrets.add(value.strip())
 
 
+def remember_url_secrets(url: str) -> None:
+    """The credentials inside a URL (`user:pass@`, token-like query values), remembered as secrets,
+    so they are masked even where they turn up without the URL around them (an error, a header)."""
+    for match in _USERINFO.finditer(url):
+        userinfo = match.group(2)
+        remember_secret(userinfo)
+        remember_secret(userinfo.partition(":")[2])
+    for match in _SECRET_QUERY.finditer(url):
+        remember_secret(match.group(2))
+
+
 def known_secrets() -> list[str]:
     values = {os.environ.get(name, "").strip() for name in SECRET_ENV_VARS} | _extra_secrets
     # Longest first, so a secret that contains another is masked whole.

@@ -1,7 +1,9 @@
 """Which backend runs a model, and at which URL.
 
 Endpoint URL, first match wins: `--endpoint URL`, AVATARGEN_ENDPOINT, config `endpoints.<model key>`,
-the catalog's `endpoint` field. Backend: a forced provider (`--provider` or config `provider`) wins;
+the catalog's `endpoint` field. Every URL is checked here, where it is resolved, so generate, retry
+and status refuse the same bad values: a given but empty `--endpoint` is a usage error (never a
+silent switch to another backend), an empty AVATARGEN_ENDPOINT counts as unset. Backend: a forced provider (`--provider` or config `provider`) wins;
 otherwise an endpoint URL means hf-endpoint, no URL means the in-process local backend when the
 `serve` extra is installed, and an error otherwise (serverless Hugging Face cannot run ControlNet).
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from avatargen import settings
 from avatargen.catalog import Model
 from avatargen.errors import AvatargenError, ConfigError, ModelUnavailable, UsageError
 from avatargen.providers.base import Provider
+from avatargen.redact import redact_url, remember_url_secrets
 
 ENDPOINT_ENV = "AVATARGEN_ENDPOINT"
 BACKENDS = settings.PROVIDERS  # ('hf-endpoint', 'hf-inference', 'local')
@@ -30,16 +34,31 @@ class BackendChoice:
 
 
 def _checked_url(url: str, source: str) -> str:
-    url = url.strip()
-    if not url.startswith(("http://", "https://")):
-        cls = UsageError if source == "--endpoint" else ConfigError
-        raise cls(f"endpoint URL from {source} must start with http:// or https://, got '{url}'")
-    return url
+    """The URL, stripped, if a client can use it; else an error naming `source` (exit 2 for the
+    option, 3 for the environment, config or catalog). Credentials in it are remembered as secrets."""
+    cls = UsageError if source == "--endpoint" else ConfigError
+    fix = "give the server's full URL, e.g. https://xyz.endpoints.huggingface.cloud or http://127.0.0.1:8000/"
+    text = url.strip()
+    if not text:
+        raise cls(f"{source} is empty", "give the endpoint URL, or leave it out to use the configured one")
+    remember_url_secrets(text)
+    shown = redact_url(text)
+    import httpx  # the same parser the client will use, so nothing it refuses gets past here
+
+    try:
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise cls(f"endpoint URL from {source} is malformed ({exc}): '{shown}'", fix) from None
+    if parsed.scheme not in ("http", "https"):
+        raise cls(f"endpoint URL from {source} must start with http:// or https://, got '{shown}'", fix)
+    if not parsed.host:
+        raise cls(f"endpoint URL from {source} has no host: '{shown}'", fix)
+    return text
 
 
 def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | None, str]:
     """(url, source): --endpoint, AVATARGEN_ENDPOINT, config endpoints.<key>, catalog; else (None, 'none')."""
-    if endpoint and endpoint.strip():
+    if endpoint is not None:  # given, even empty: an empty value is a mistake, not "use the default"
         return _checked_url(endpoint, "--endpoint"), "--endpoint"
     env = os.environ.get(ENDPOINT_ENV, "").strip()
     if env:
@@ -57,13 +76,19 @@ def serve_extra_available() -> bool:
     return importlib.util.find_spec("diffusers") is not None
 
 
-def no_endpoint_error(model: Model) -> ModelUnavailable:
+def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnavailable:
+    """No URL for a model that needs a server. One short line: the fixes this install can use."""
+    bundle = f"avatargen endpoint bundle {model.alias} -o DIR"
+    if not serve_installed:
+        return ModelUnavailable(
+            f"no endpoint for {model.key}, and this install cannot run models itself "
+            "(serverless Hugging Face cannot run ControlNet)",
+            f"pip install 'avatargen[serve]' to run it here, or pass --endpoint URL (deploy one: {bundle})",
+        )
     return ModelUnavailable(
-        f"no endpoint for {model.key}: serverless Hugging Face cannot run ControlNet, so a pose-guided "
-        "model needs an Inference Endpoint or a local server",
-        f"deploy one (avatargen endpoint bundle {model.alias} -o DIR) or run `avatargen serve`, then pass "
-        f"--endpoint URL or save it: avatargen config set endpoints.{model.key} URL "
-        "(or install the 'serve' extra to run in-process; --provider hf-inference runs text-to-image only)",
+        f"no endpoint for {model.key} (serverless Hugging Face cannot run ControlNet)",
+        f"pass --endpoint URL or save it: avatargen config set endpoints.{model.key} URL "
+        f"(deploy one: {bundle}, or run `avatargen serve`)",
     )
 
 
@@ -83,9 +108,10 @@ def choose_backend(
     url, source = resolve_endpoint(model, endpoint)
     if url:
         return BackendChoice("hf-endpoint", url, source)
-    if forced is None and serve_extra_available():
+    installed = serve_extra_available()
+    if forced is None and installed:
         return BackendChoice("local", None, "no endpoint; the serve extra is installed")
-    return BackendChoice(None, None, "none", no_endpoint_error(model))
+    return BackendChoice(None, None, "none", no_endpoint_error(model, installed))
 
 
 def make_provider(
@@ -95,15 +121,19 @@ def make_provider(
     provider: str | None = None,
     token: str | None = None,
     wait_timeout: float | None = None,
+    model_dir: str | Path | None = None,
+    tiny: bool = False,
 ) -> Provider:
-    """The backend a generation for `model` uses (see the module docstring for the order)."""
+    """The backend a generation for `model` uses (see the module docstring for the order).
+    `model_dir` and `tiny` are for the local backend (--model-dir, --tiny); the others ignore them."""
     choice = choose_backend(model, endpoint=endpoint, provider=provider)
     if choice.problem is not None:
         raise choice.problem
     if choice.backend == "local":
         from avatargen.providers.local import LocalProvider  # the serve extra: heavy, so only now
 
-        return LocalProvider(model)
+        # None, not False, when not asked for: LocalProvider then reads its environment defaults.
+        return LocalProvider(model, model_dir=model_dir or None, tiny=True if tiny else None)
     timeout = resolve_wait_timeout(wait_timeout)
     token_info = settings.find_token(token)
     if choice.backend == "hf-inference":
