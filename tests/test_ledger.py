@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from avatargen.errors import ConfigError, CreditsError, LimitError, UsageError
-from avatargen.ledger import DEFAULT_STARTER_CREDITS, Ledger, default_path, open_ledger
+from avatargen.ledger import DEFAULT_STARTER_CREDITS, JobBusy, Ledger, default_path, open_ledger
 
 
 @pytest.fixture
@@ -83,10 +83,10 @@ def test_starter_is_granted_once_and_migrations_recorded_once(tmp_path):
         ledger.reserve("k1", "m", 20)
         first = ledger.applied_migrations()
     with Ledger(path, starter_credits=50) as ledger:
-        assert ledger.applied_migrations() == first == ["m001_initial"]
+        assert ledger.applied_migrations() == first == ["m001_initial", "m002_retry_and_copies"]
         assert ledger.balance() == 30  # no second starter grant on reopening
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
 
 
@@ -195,8 +195,9 @@ def test_reserve_refuses_when_short_and_never_goes_below_zero(tmp_path):
 
 def test_a_job_cannot_hold_two_open_reservations(ledger):
     ledger.reserve("k", "m", 3)
-    with pytest.raises(CreditsError, match="already holds a reservation"):
+    with pytest.raises(JobBusy) as held:  # another run's job: busy, never "add credits"
         ledger.reserve("k", "m", 3)
+    assert not isinstance(held.value, CreditsError) and not held.value.done
     assert ledger.balance() == 97
     ledger.refund("k")
     ledger.reserve("k", "m", 3)  # after it closed, the job may be reserved again (a retry)
@@ -287,7 +288,7 @@ def test_processes_creating_the_ledger_at_once_grant_the_starter_once(tmp_path):
     assert sum(got) == 10
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
 
 
 # ------------------------------------------------------------------ reconcile after a kill
@@ -400,7 +401,8 @@ def test_enqueue_adopts_an_existing_job_and_keeps_its_status(ledger):
     status = ledger.enqueue(record("k1", "/elsewhere/one.png", input_path="moved/in.jpg"), "b2")
     assert status == "done"
     job = ledger.job("k1")
-    assert (job["batch_id"], job["status"], job["output_path"]) == ("b2", "done", "/elsewhere/one.png")
+    # A done job's file is where it was written: history must not point at the new, empty place.
+    assert (job["batch_id"], job["status"], job["output_path"]) == ("b2", "done", "/out/one.png")
     assert job["input_path"] == "moved/in.jpg"
     assert job["attempts"] == 2 and job["credits"] == 3 and job["seconds"] == 1.5
     assert json.loads(job["params"]) == {"steps": 20, "prompt": "an avatar"}

@@ -19,12 +19,14 @@ from avatargen.catalog import Catalog, Model
 from avatargen.errors import (
     AvatargenError,
     CreditsError,
+    InputError,
     LimitError,
     ModelUnavailable,
     NetworkError,
+    OutputError,
     ProviderError,
 )
-from avatargen.ledger import Ledger
+from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
 from avatargen.progress import Progress
 
@@ -42,6 +44,29 @@ class RunSettings:
     wait_timeout: float | None = None
     daily_limit: int | None = None
     model_limits: dict[str, int] = field(default_factory=dict)
+    model_dir: str | None = None
+    tiny: bool = False
+
+    # What `avatargen retry` re-uses of how a batch ran. Never the token: retry reads it from
+    # the environment again. An endpoint URL is stored with any credentials in it masked.
+    REMEMBERED = (
+        "endpoint",
+        "provider",
+        "model_dir",
+        "tiny",
+        "concurrency",
+        "wait_timeout",
+        "fallback",
+        "allow_upgrade",
+    )
+
+    def remembered(self) -> dict[str, Any]:
+        from avatargen.redact import redact_url
+
+        stored = {name: getattr(self, name) for name in self.REMEMBERED}
+        if stored["endpoint"]:
+            stored["endpoint"] = redact_url(stored["endpoint"])
+        return stored
 
 
 @dataclass
@@ -56,15 +81,32 @@ class Summary:
     failed_items: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
     output_dir: str = ""
-    stopped: str | None = None  # None, 'interrupted', 'limit', 'credits'
+    stopped: str | None = None  # None, 'interrupted', 'limit', 'credits', 'error'
     stop_message: str = ""
+    signal: int | None = None  # the signal that interrupted the batch (2 = Ctrl-C, 15, 1)
+    # 'error': the failure that stopped every job (cannot load the model, cannot write)
+    stop_error: AvatargenError | None = None
+    failure_codes: list[int] = field(default_factory=list)  # exit code of each failed job
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "stop_error"}
 
 
 class _Stop(Exception):
     """Raised inside a worker when the batch is stopping: the job goes back to the queue."""
+
+
+@dataclass
+class _Track:
+    """One job's HTTP attempts so far and its state on the progress display."""
+
+    attempts: int = 0
+    state: str = "queued"
+
+    def move(self, progress: Progress, new: str) -> None:
+        if self.state != new:
+            progress.move(self.state, new)
+            self.state = new
 
 
 class BatchRunner:
@@ -101,12 +143,14 @@ class BatchRunner:
 
                 factory = self._provider_factory or make_provider
                 # --endpoint names the server of the model asked for; fallbacks use their own.
+                local = {"model_dir": self.settings.model_dir, "tiny": self.settings.tiny}
                 self._providers[model.key] = factory(
                     model,
                     endpoint=self.settings.endpoint if primary else None,
                     provider=self.settings.provider,
                     token=self.settings.token,
                     wait_timeout=self.settings.wait_timeout,
+                    **{k: v for k, v in local.items() if v},
                 )
             return self._providers[model.key]
 
@@ -163,10 +207,11 @@ class BatchRunner:
             for thread in threads:
                 while thread.is_alive():
                     thread.join(timeout=0.2)  # short joins keep Ctrl-C deliverable
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (see cli.signals)
             self._abort.set()
             self._stop.set()
             summary.stopped = "interrupted"
+            summary.signal = getattr(exc, "signum", 2)
             self._refund_in_flight("interrupted")
         finally:
             progress.stop()
@@ -179,7 +224,18 @@ class BatchRunner:
         with self._lock:
             keys = list(self._in_flight)
         for key in keys:
-            self.ledger.mark_failed(key, why, status="queued")
+            # A ledger that cannot be written: the next run reconciles these (as after kill -9).
+            with contextlib.suppress(OutputError):
+                self.ledger.mark_failed(key, why, status="queued")
+
+    def _stop_batch(self, summary: Summary, exc: AvatargenError) -> None:
+        """A failure every job would meet alike: start no new job, keep the first such error."""
+        self._stop.set()
+        with self._lock:
+            if summary.stop_error is None:
+                summary.stopped = "error"
+                summary.stop_error = exc
+                summary.stop_message = exc.one_line()
 
     def _models_to_try(self, model: Model) -> list[Model]:
         with self._lock:
@@ -222,9 +278,15 @@ class BatchRunner:
 
     def _run_job(self, job: Job, summary: Summary, progress: Progress) -> None:
         model = self.catalog.by_key[job.model]
-        record = job.result_line()
         try:
             self.ledger.reserve(job.job_key, model.key, model.credit_cost, summary.batch_id)
+        except JobBusy as busy:
+            # Another live process runs (or just finished) this very job: not ours, not a failure.
+            with self._lock:
+                summary.skipped += 1
+            progress.move("queued", "done")
+            self._emit(job.result_line(status="skipped", reason=busy.reason, credits=0))
+            return
         except CreditsError as exc:
             # Another process spent the balance after our quote: stop cleanly, leave the rest queued.
             self._stop.set()
@@ -232,105 +294,137 @@ class BatchRunner:
                 summary.stopped = summary.stopped or "credits"
                 summary.stop_message = exc.message
             return
+        except OutputError as exc:  # the ledger cannot be written: nothing was reserved
+            self._stop_batch(summary, exc)
+            return
         with self._lock:
             self._in_flight.add(job.job_key)
-        self.ledger.mark_running(job.job_key)
-        state = "queued"
-        attempts = 0
+        track = _Track()
         try:
-            photo = self._load_photo(job)
-            ran: Model | None = None
-            result = None
-            chain = self._models_to_try(model)
-            for candidate in chain:
-                if candidate is not model:
-                    self.ledger.adjust_reservation(job.job_key, candidate.key, candidate.credit_cost)
-                request = self._request(job, candidate, photo)
-
-                def on_event(event, _c=candidate):
-                    nonlocal state
-                    if state != "waiting":
-                        progress.move(state, "waiting")
-                        state = "waiting"
-                    progress.waiting(event.reason)
-
-                def on_attempt(_c=candidate):
-                    nonlocal state, attempts
-                    if self._abort.is_set():
-                        raise _Stop()
-                    self.ledger.count_request(
-                        _c.key, self.settings.daily_limit, self.settings.model_limits.get(_c.key)
-                    )
-                    attempts += 1
-                    if state != "generating":
-                        progress.move(state, "generating")
-                        state = "generating"
-
-                try:
-                    result = self.provider_for(candidate, primary=candidate is model).generate(
-                        request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
-                    )
-                    ran = candidate
-                    break
-                except (ModelUnavailable, ProviderError, NetworkError) as exc:
-                    if not _fallback_worthy(exc) or candidate is chain[-1]:
-                        raise
-                    progress.waiting(f"{candidate.alias} failed ({exc.message}); trying a fallback")
-            assert result is not None and ran is not None
-            if self._abort.is_set():
-                raise _Stop()
-            meta = self._metadata(job, ran)
-            from avatargen.images import write_output
-
-            write_output(job.output_path, result.image, meta, overwrite=self.settings.overwrite)
-            credits = self.ledger.mark_done(
-                job.job_key,
-                ran.key,
-                attempts,
-                result.seconds,
-                note="generated" if ran is model else f"generated by fallback {ran.key}",
-            )
-            progress.move(state, "done")
+            self.ledger.mark_running(job.job_key)
+            ran, result = self._generate(job, model, progress, track)
+            credits = self._write_and_settle(job, model, ran, result, track.attempts)
+        except BaseException as exc:
+            self._job_failed(job, exc, track, summary, progress)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            progress.move(track.state, "done")
             progress.spent(credits)
             with self._lock:
                 summary.done += 1
                 summary.credits_spent += credits
-            record.update(
+            record = job.result_line(
                 status="done",
                 model_used=ran.key,
                 credits=credits,
                 seconds=round(result.seconds, 3),
-                attempts=attempts,
+                attempts=track.attempts,
             )
             if ran is not model:
                 record["fallback_from"] = model.key
             self._emit(record)
-        except _Stop:
-            self.ledger.mark_failed(job.job_key, "interrupted", attempts, status="queued")
-            progress.move(state, "queued")
-        except LimitError as exc:
-            self._stop.set()
-            self.ledger.mark_failed(job.job_key, exc.message, attempts, status="queued")
-            progress.move(state, "queued")
-            with self._lock:
-                summary.stopped = "limit"
-                summary.stop_message = exc.one_line()
-        except Exception as exc:  # one bad photo or call never stops the batch
-            message = (
-                exc.message
-                if isinstance(exc, AvatargenError)
-                else f"internal error: {type(exc).__name__}: {exc}"
-            )
-            self.ledger.mark_failed(job.job_key, message, attempts)
-            progress.move(state, "failed")
-            with self._lock:
-                summary.failed += 1
-                summary.failed_items.append({"input": str(job.input_path), "error": message})
-            record.update(status="failed", error=message, credits=0, attempts=attempts)
-            self._emit(record)
         finally:
             with self._lock:
                 self._in_flight.discard(job.job_key)
+
+    def _generate(self, job: Job, model: Model, progress: Progress, track: _Track):
+        """The provider call, with fallbacks: (the model that ran, its result)."""
+        photo = self._load_photo(job)
+        chain = self._models_to_try(model)
+        for candidate in chain:
+            if candidate is not model:
+                self.ledger.adjust_reservation(job.job_key, candidate.key, candidate.credit_cost)
+            request = self._request(job, candidate, photo)
+
+            def on_event(event, _c=candidate):
+                track.move(progress, "waiting")
+                progress.waiting(event.reason)
+
+            def on_attempt(_c=candidate):
+                if self._abort.is_set():
+                    raise _Stop()
+                self.ledger.count_request(
+                    _c.key, self.settings.daily_limit, self.settings.model_limits.get(_c.key)
+                )
+                track.attempts += 1
+                track.move(progress, "generating")
+
+            try:
+                result = self.provider_for(candidate, primary=candidate is model).generate(
+                    request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
+                )
+            except (ModelUnavailable, ProviderError, NetworkError) as exc:
+                if exc.stops_batch or not _fallback_worthy(exc) or candidate is chain[-1]:
+                    raise
+                progress.waiting(f"{candidate.alias} failed ({exc.message}); trying a fallback")
+                continue
+            if self._abort.is_set():
+                raise _Stop()
+            return candidate, result
+        raise AssertionError("unreachable: the chain always has the model itself")
+
+    def _write_and_settle(self, job: Job, model: Model, ran: Model, result, attempts: int) -> int:
+        from avatargen.images import write_output
+
+        try:
+            write_output(
+                job.output_path, result.image, self._metadata(job, ran), overwrite=self.settings.overwrite
+            )
+        except OSError as exc:
+            # A full disk or a read-only folder fails every job alike: stop, keep the rest queued.
+            raise OutputError(
+                f"{job.output_path.parent}: cannot write {job.output_path.name} ({exc.strerror or exc})",
+                "free disk space or choose a writable folder with -o, then run the same command again",
+            ) from None
+        return self.ledger.mark_done(
+            job.job_key,
+            ran.key,
+            attempts,
+            result.seconds,
+            note="generated" if ran is model else f"generated by fallback {ran.key}",
+        )
+
+    def _job_failed(
+        self, job: Job, exc: BaseException, track: _Track, summary: Summary, progress: Progress
+    ) -> None:
+        """Record a job that did not finish: back to the queue (a stop) or failed (its own fault)."""
+        attempts, state = track.attempts, track.state
+        try:
+            if isinstance(exc, _Stop) or not isinstance(exc, Exception):
+                self.ledger.mark_failed(job.job_key, "interrupted", attempts, status="queued")
+                progress.move(state, "queued")
+            elif isinstance(exc, LimitError):
+                self._stop.set()
+                self.ledger.mark_failed(job.job_key, exc.message, attempts, status="queued")
+                progress.move(state, "queued")
+                with self._lock:
+                    summary.stopped = "limit"
+                    summary.stop_message = exc.one_line()
+            elif isinstance(exc, AvatargenError) and exc.stops_batch:
+                self._stop_batch(summary, exc)
+                self.ledger.mark_failed(job.job_key, exc.message, attempts, status="queued")
+                progress.move(state, "queued")
+            else:  # one bad photo or call never stops the batch
+                self._record_failure(job, exc, attempts, state, summary, progress)
+        except OutputError as ledger_exc:
+            # The ledger itself cannot be written: stop; the next run reconciles this job's credits.
+            self._stop_batch(summary, ledger_exc)
+
+    def _record_failure(
+        self, job: Job, exc: Exception, attempts: int, state: str, summary: Summary, progress: Progress
+    ) -> None:
+        if isinstance(exc, AvatargenError):
+            message, code = exc.message, exc.exit_code
+        else:
+            message, code = f"internal error: {type(exc).__name__}: {exc}", 70
+        self.ledger.mark_failed(job.job_key, message, attempts, permanent=_never_succeeds(exc))
+        progress.move(state, "failed")
+        with self._lock:
+            summary.failed += 1
+            summary.failure_codes.append(code)
+            summary.failed_items.append({"input": str(job.input_path), "error": message})
+        self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))
 
     # ------------------------------------------------------------ pieces of a job
     def _load_photo(self, job: Job):
@@ -400,6 +494,14 @@ class BatchRunner:
             "width": width,
             "height": height,
         }
+
+
+def _never_succeeds(exc: Exception) -> bool:
+    """Failures a retry would only repeat: the photo is not a usable image (or has no person for
+    --pose auto), or the server refused the request itself as invalid or too large."""
+    if isinstance(exc, InputError):
+        return True
+    return isinstance(exc, ProviderError) and getattr(exc, "status_code", None) in (400, 413, 422)
 
 
 def _fallback_worthy(exc: AvatargenError) -> bool:

@@ -7,7 +7,7 @@ day). `Ledger` is all of them on one connection.
 
 from __future__ import annotations
 
-from avatargen.ledger.credits import MAX_GRANT, Totals
+from avatargen.ledger.credits import MAX_GRANT, JobBusy, Totals
 from avatargen.ledger.jobs import Jobs
 from avatargen.ledger.limits import Limits
 from avatargen.ledger.store import BUSY_TIMEOUT_S, DEFAULT_STARTER_CREDITS, default_path, pid_alive
@@ -15,6 +15,7 @@ from avatargen.ledger.store import BUSY_TIMEOUT_S, DEFAULT_STARTER_CREDITS, defa
 __all__ = [
     "BUSY_TIMEOUT_S",
     "DEFAULT_STARTER_CREDITS",
+    "JobBusy",
     "MAX_GRANT",
     "Ledger",
     "Totals",

@@ -23,6 +23,19 @@ from avatargen.ledger.store import Store, now, pid_alive
 MAX_GRANT = 10**12
 
 
+class JobBusy(Exception):
+    """Another avatargen process holds this job (or finished it since we looked): not a credits
+    problem, the job is simply not ours to run."""
+
+    def __init__(self, job_key: str, done: bool = False) -> None:
+        super().__init__(job_key)
+        self.done = done
+
+    @property
+    def reason(self) -> str:
+        return "already done by another avatargen process" if self.done else "running in another avatargen process"
+
+
 @dataclass(frozen=True)
 class Totals:
     balance: int
@@ -54,7 +67,7 @@ class Credits(Store):
         return int(row[0])
 
     def balance(self) -> int:
-        with self._lock:
+        with self._read():
             return self._balance(self._db)
 
     def grant(self, amount: int, note: str | None = None) -> int:
@@ -70,9 +83,10 @@ class Credits(Store):
         with self._tx() as db:
             existing = db.execute("SELECT state FROM reservations WHERE job_key = ?", (job_key,)).fetchone()
             if existing and existing["state"] == "open":
-                raise CreditsError(
-                    f"job {job_key[:12]} already holds a reservation (another run is doing it)"
-                )
+                raise JobBusy(job_key)
+            done = db.execute("SELECT 1 FROM jobs WHERE job_key = ? AND status = 'done'", (job_key,)).fetchone()
+            if done:
+                raise JobBusy(job_key, done=True)
             available = self._balance(db)
             if available < amount:
                 raise CreditsError(
@@ -134,7 +148,7 @@ class Credits(Store):
         """Close reservations left open by processes that died: settled when the job's output
         exists and carries its job key, refunded otherwise. Returns (settled, refunded)."""
         settled = refunded = 0
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 "SELECT r.job_key, r.pid, j.output_path FROM reservations r "
                 "LEFT JOIN jobs j ON j.job_key = r.job_key WHERE r.state = 'open'"
@@ -170,7 +184,7 @@ class Credits(Store):
 
     def held_elsewhere(self, job_key: str) -> bool:
         """True while another live process holds an open reservation for this job."""
-        with self._lock:
+        with self._read():
             row = self._db.execute(
                 "SELECT pid FROM reservations WHERE job_key = ? AND state = 'open'", (job_key,)
             ).fetchone()
@@ -180,7 +194,7 @@ class Credits(Store):
         now = datetime.now(UTC)
         day = now.date().isoformat()
         month = now.strftime("%Y-%m")
-        with self._lock:
+        with self._read():
             db = self._db
             balance = self._balance(db)
             reserved = int(
@@ -203,7 +217,7 @@ class Credits(Store):
         return Totals(balance, reserved, sum(by_day.values()), sum(by_month.values()), by_day, by_month)
 
     def movements(self, limit: int = 50, job_key: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._read():
             if job_key:
                 rows = self._db.execute(
                     "SELECT * FROM movements WHERE job_key = ? ORDER BY id DESC LIMIT ?", (job_key, limit)

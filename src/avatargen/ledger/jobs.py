@@ -11,11 +11,21 @@ from avatargen.ledger.store import now
 
 
 class Jobs(Credits):
-    def start_batch(self, batch_id: str, argv: list[str], cwd: str, output_dir: str) -> None:
+    def start_batch(
+        self,
+        batch_id: str,
+        argv: list[str],
+        cwd: str,
+        output_dir: str,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a new batch, or mark one being retried as running again (same id, its first
+        command line kept). `argv` and `settings` must hold no secret: callers redact them."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO batches (id, created_at, argv, cwd, output_dir) VALUES (?, ?, ?, ?, ?)",
-                (batch_id, now(), json.dumps(argv), cwd, output_dir),
+                "INSERT INTO batches (id, created_at, argv, cwd, output_dir, settings) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL",
+                (batch_id, now(), json.dumps(argv), cwd, output_dir, json.dumps(settings or {})),
             )
 
     def finish_batch(self, batch_id: str, status: str, summary: dict[str, Any]) -> None:
@@ -26,7 +36,7 @@ class Jobs(Credits):
             )
 
     def batch(self, batch_id: str | None = None) -> dict[str, Any] | None:
-        with self._lock:
+        with self._read():
             if batch_id:
                 row = self._db.execute(
                     "SELECT * FROM batches WHERE id = ? OR id LIKE ? ORDER BY created_at DESC LIMIT 1",
@@ -39,13 +49,13 @@ class Jobs(Credits):
         return dict(row) if row else None
 
     def job(self, job_key: str) -> dict[str, Any] | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT * FROM jobs WHERE job_key = ?", (job_key,)).fetchone()
         return dict(row) if row else None
 
     def find_job(self, ref: str) -> dict[str, Any] | None:
         """A job by numeric id or by a prefix of its key (a hex key may start with digits only)."""
-        with self._lock:
+        with self._read():
             row = None
             if ref.isdigit():
                 row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(ref),)).fetchone()
@@ -77,11 +87,31 @@ class Jobs(Credits):
                     ),
                 )
                 return "queued"
+            # A finished job keeps the path of the file it really wrote (history points at it).
             db.execute(
-                "UPDATE jobs SET batch_id = ?, input_path = ?, output_path = ? WHERE job_key = ?",
+                "UPDATE jobs SET batch_id = ?, input_path = ?, "
+                "output_path = CASE status WHEN 'done' THEN output_path ELSE ? END WHERE job_key = ?",
                 (batch_id, job["input_path"], job["output_path"], job["job_key"]),
             )
             return row["status"]
+
+    def record_copy(self, job_key: str, path: str, copied_from: str, batch_id: str) -> None:
+        """A finished job's output copied into another folder (no charge): one more place it is."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO job_outputs (job_key, path, batch_id, copied_from, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job_key, path, batch_id, copied_from, now()),
+            )
+
+    def output_paths(self, job_key: str) -> list[str]:
+        """Every place a job's image was written: where it was generated, then each copy."""
+        with self._read() as db:
+            row = db.execute("SELECT output_path FROM jobs WHERE job_key = ?", (job_key,)).fetchone()
+            copies = db.execute(
+                "SELECT path FROM job_outputs WHERE job_key = ? ORDER BY created_at", (job_key,)
+            ).fetchall()
+        return ([row[0]] if row else []) + [c[0] for c in copies]
 
     def mark_running(self, job_key: str) -> None:
         with self._tx() as db:
@@ -110,14 +140,16 @@ class Jobs(Credits):
         attempts: int = 0,
         status: str = "failed",
         model_used: str | None = None,
+        permanent: bool = False,
     ) -> int:
-        """Refund the reservation and record why, in one transaction. status 'queued' = try again later."""
+        """Refund the reservation and record why, in one transaction. status 'queued' = try again
+        later; `permanent`: retrying can never succeed (not an image, refused as too large)."""
         with self._tx() as db:
             refunded = self._close_reservation(db, job_key, "refunded", error[:200])
             db.execute(
                 "UPDATE jobs SET status = ?, error = ?, attempts = attempts + ?, model_used = COALESCE(?, model_used), "
-                "finished_at = ? WHERE job_key = ?",
-                (status, error, attempts, model_used, now(), job_key),
+                "finished_at = ?, permanent = ? WHERE job_key = ?",
+                (status, error, attempts, model_used, now(), int(permanent), job_key),
             )
             return refunded
 
@@ -143,12 +175,12 @@ class Jobs(Credits):
         if limit:
             query += " LIMIT ?"
             args.append(limit)
-        with self._lock:
+        with self._read():
             return [dict(r) for r in self._db.execute(query, args).fetchall()]
 
     def model_stats(self, model: str, last: int = 100) -> dict[str, Any] | None:
         """Recent success rate and median latency of one model (for `avatargen status`)."""
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 "SELECT status, seconds FROM jobs WHERE COALESCE(model_used, model) = ? "
                 "AND status IN ('done', 'failed') ORDER BY finished_at DESC LIMIT ?",

@@ -41,7 +41,7 @@ class Limits(Store):
             )
 
     def requests_today(self, model: str | None = None) -> int:
-        with self._lock:
+        with self._read():
             if model:
                 row = self._db.execute(
                     "SELECT count FROM requests WHERE day = ? AND model = ?", (today(), model)

@@ -84,4 +84,24 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+def m002_retry_and_copies(db: sqlite3.Connection) -> None:
+    """How a batch ran (for `retry`), which failures can never succeed, and every place an
+    output was written (a finished job re-run into another folder is copied there)."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE batches ADD COLUMN settings TEXT;
+        ALTER TABLE jobs ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE job_outputs (
+            job_key TEXT NOT NULL,
+            path TEXT NOT NULL,
+            batch_id TEXT,
+            copied_from TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (job_key, path)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_retry_and_copies]
