@@ -1,0 +1,33 @@
+# Sourced by .ci/run before pytest (also runnable: `bash .ci/setup-toolkit.sh`).
+# A second venv with the library versions the Hugging Face inference toolkit pins
+# (transformers 4.51, diffusers 0.33; the toolkit runs torch 2.5, here torch 2.13.0, whose CPU wheel
+# lies on local disk: any other torch version downloads gigabytes). tests/test_toolkit_interop.py
+# loads a `--tiny` bundle's handler.py in it, as the toolkit does, with no avatargen installed.
+# Exports AVATARGEN_TOOLKIT_PYTHON (tests/interop.py reads it).
+
+_toolkit_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_toolkit_venv="$_toolkit_root/.ci-toolkit-venv"
+_toolkit_pins=(
+    "torch==2.13.0"
+    "transformers==4.51.*"
+    "diffusers==0.33.*"
+    "accelerate"
+    "safetensors"
+    "pillow"
+    "numpy"
+)
+# The pins, written into the venv once it is complete: a changed list (or a half-built venv) rebuilds.
+_toolkit_stamp="${_toolkit_pins[*]}"
+
+if [ "$(cat "$_toolkit_venv/.avatargen-pins" 2>/dev/null)" != "$_toolkit_stamp" ]; then
+    rm -rf "$_toolkit_venv"
+    # The system python3 may be another minor version than the one torch's local wheel is built for;
+    # the python that runs this script's caller (.ci-venv, 3.11) is the one to copy.
+    python3 -m venv "$_toolkit_venv"
+    "$_toolkit_venv/bin/python" -m pip install --quiet "${_toolkit_pins[@]}"
+    printf '%s' "$_toolkit_stamp" >"$_toolkit_venv/.avatargen-pins"
+fi
+
+AVATARGEN_TOOLKIT_PYTHON="$_toolkit_venv/bin/python"
+export AVATARGEN_TOOLKIT_PYTHON
+unset _toolkit_root _toolkit_venv _toolkit_pins _toolkit_stamp
