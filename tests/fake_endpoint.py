@@ -2,7 +2,10 @@
 
 It checks each request the way our handler does and answers with a small PNG whose colour
 comes from the seed. Behaviour knobs: a fixed delay per image, a loading phase answered
-`503 {"estimated_time"}`, prompts that fail with 500, and a counter of every request.
+`503 {"estimated_time"}`, prompts that fail with 500, and a counter of every request. Hostile
+answers: `answer` (these bytes instead of the PNG) and `huge_body` (a 200 of that many bytes,
+streamed from one small buffer, with or without Content-Length; `bytes_sent` counts what the
+client took before it hung up, `body_done` is set once the server stops writing).
 Run it standalone with `python tests/fake_endpoint.py --port 0` (prints its URL).
 """
 
@@ -25,12 +28,20 @@ class FakeEndpoint:
         estimated_time: float | None = 1.0,
         fail_prompts: tuple[str, ...] = ("FAIL",),
         image_size: int = 32,
+        answer: bytes | None = None,
+        huge_body: int = 0,
+        chunked: bool = False,
     ) -> None:
         self.delay = delay
         self.loading_until = time.monotonic() + loading_for
         self.estimated_time = estimated_time
         self.fail_prompts = fail_prompts
         self.image_size = image_size
+        self.answer = answer
+        self.huge_body = huge_body
+        self.chunked = chunked
+        self.bytes_sent = 0
+        self.body_done = threading.Event()
         self.requests: list[dict] = []
         self.count_lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -120,7 +131,35 @@ class FakeEndpoint:
                     return self._json(500, {"error": "internal failure for this prompt"})
                 if fake.delay:
                     time.sleep(fake.delay)
-                self._send(200, _png(seed, fake.image_size), "image/png")
+                if fake.huge_body:
+                    return self._stream_huge_body()
+                self._send(200, fake.answer or _png(seed, fake.image_size), "image/png")
+
+            def _stream_huge_body(self) -> None:
+                block = b"\x89PNG\r\n\x1a\n" + bytes(1024 * 1024 - 8)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                if fake.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(fake.huge_body))
+                self.end_headers()
+                try:
+                    left = fake.huge_body
+                    while left > 0:
+                        piece = block[: min(left, len(block))]
+                        if fake.chunked:
+                            self.wfile.write(f"{len(piece):X}\r\n".encode() + piece + b"\r\n")
+                        else:
+                            self.wfile.write(piece)
+                        fake.bytes_sent += len(piece)
+                        left -= len(piece)
+                    if fake.chunked:
+                        self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client hung up: what it wanted to prove
+                    self.close_connection = True
+                finally:
+                    fake.body_done.set()
 
         return Handler
 

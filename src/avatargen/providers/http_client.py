@@ -26,6 +26,54 @@ HF_HOSTS = ("huggingface.co",)
 CONNECT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
 PROBE_TIMEOUT_S = 10.0  # a status probe: short, `avatargen status` must answer quickly
+# The largest answer read. An SDXL Ultra PNG is a few MB; anything near this is not an image of
+# ours, and reading it whole would hold it all in memory.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+PROBE_BODY_BYTES = 1024 * 1024  # /health and the Hub API answer in a few KB
+
+
+class BodyTooLarge(Exception):
+    """The answer's body passed the cap; reading stopped there and the connection was dropped."""
+
+    def __init__(self, cap: int, status_code: int) -> None:
+        super().__init__(f"more than {cap // (1024 * 1024)} MB")
+        self.cap = cap
+        self.status_code = status_code
+
+
+def send_capped(
+    client: httpx.Client, method: str, url: str, *, cap: int = MAX_BODY_BYTES, **kwargs
+) -> httpx.Response:
+    """Send, then read the answer's (decoded) body as a stream, at most `cap` bytes: past it, raise
+    BodyTooLarge without reading on. The response returned holds the whole body, like a plain send."""
+    request = client.build_request(method, url, **kwargs)
+    response = client.send(request, stream=True)
+    chunks: list[bytes] = []
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise BodyTooLarge(cap, response.status_code)
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise BodyTooLarge(cap, response.status_code)
+            chunks.append(chunk)
+    finally:
+        response.close()  # unread data left: httpx drops the connection instead of draining it
+    # The body is decoded already: the new response must not decode it again.
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=b"".join(chunks),
+        request=request,
+        extensions=response.extensions,
+    )
 
 
 def new_client(read_timeout: float = 60.0) -> httpx.Client:

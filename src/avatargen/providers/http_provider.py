@@ -6,6 +6,7 @@ sending, retrying and gate handling live here once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import httpx
@@ -13,7 +14,7 @@ import httpx
 from avatargen.catalog import Model
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult
 from avatargen.providers.gate import ModelGate
-from avatargen.providers.http_client import TokenScope, new_client
+from avatargen.providers.http_client import TokenScope, new_client, send_capped
 from avatargen.providers.retry import DEFAULT_WAIT_TIMEOUT, RetryPolicy, Target
 
 
@@ -68,9 +69,11 @@ class HttpProvider:
         headers = self.headers()
 
         def send() -> httpx.Response:
-            return self.client.post(self.url, json=body, headers=headers)
+            return send_capped(self.client, "POST", self.url, json=body, headers=headers)
 
-        return self.policy.run(send, self.target(), on_event=on_event, gate=gate, on_attempt=on_attempt)
+        # The size asked for bounds the image taken (checked before it is decoded).
+        target = dataclasses.replace(self.target(), expected_size=(request.width, request.height))
+        return self.policy.run(send, target, on_event=on_event, gate=gate, on_attempt=on_attempt)
 
     def close(self) -> None:
         if self._own_client and self._client is not None:

@@ -7,6 +7,7 @@
 | 429                                       | Retry-After (seconds or HTTP date), or RateLimit `t=`, else back off; until deadline |
 | 500, 502, 504, connect/read errors, resets| 3 retries backed off 1, 2, 4 s (±20 %)                        |
 | 200 that is not a whole image             | 1 retry                                                       |
+| a body over 64 MB, an image of more than 4x the pixels asked for | no retry (the server would do it again) |
 | 400, 401, 403, 404, 422, 402, others      | no retry; the server's message, cleaned                       |
 
 The deadline is `wait_timeout` seconds (default 600) from the first attempt. Every wait is
@@ -21,6 +22,7 @@ import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -31,7 +33,7 @@ import tenacity
 from avatargen.errors import AuthError, AvatargenError, ModelUnavailable, NetworkError, ProviderError
 from avatargen.providers.base import GenerationResult, WaitEvent
 from avatargen.providers.gate import GateTimeout, ModelGate
-from avatargen.providers.http_client import estimated_time, scrub, server_message
+from avatargen.providers.http_client import BodyTooLarge, estimated_time, scrub, server_message
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 LOADING_WAIT_FLOOR = 0.5
@@ -41,6 +43,9 @@ BACKOFF_CAP = 30.0
 TRANSIENT_RETRIES = 3
 BAD_IMAGE_RETRIES = 1
 TRANSIENT_STATUSES = frozenset({500, 502, 504})
+# An answer may be a little larger than asked (a server that rounds up to a multiple of 64);
+# more than this many times the pixels asked for is not an image of this request.
+MAX_PIXEL_FACTOR = 4
 RETRY_SCALE_ENV = "AVATARGEN_RETRY_SCALE"  # tests and benchmarks shrink our own back-off waits
 CREDITS_HINT = (
     "add pay-as-you-go billing or upgrade at https://huggingface.co/settings/billing, wait for the "
@@ -69,6 +74,7 @@ class Target:
     auth_hint: str
     not_found_hint: str
     secrets: list[str] = field(default_factory=list)
+    expected_size: tuple[int, int] | None = None  # (width, height) asked for
 
 
 @dataclass
@@ -188,6 +194,12 @@ class _Run:
                 response = self.send()
             except NETWORK_ERRORS as exc:
                 outcome = _Outcome("transient", error=self._network_error(exc))
+            except BodyTooLarge as exc:
+                error = ProviderError(
+                    f"{self.target.label} answered with {exc} (HTTP {exc.status_code}); reading stopped there",
+                    "no image of ours is that large: check that the URL runs the avatargen handler",
+                )
+                outcome = _Outcome("fatal", error=_tag(error, exc.status_code))
             else:
                 outcome = self._classify(response)
                 outcome.seconds = self.policy.clock() - began
@@ -377,9 +389,14 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
 
     body = response.content
     try:
-        with Image.open(io.BytesIO(body)) as img:
-            img.load()  # decodes every byte: a truncated PNG fails here
-            content_type = _MIME.get(img.format or "", response.headers.get("content-type", "image/png"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check is ours
+            with Image.open(io.BytesIO(body)) as img:  # reads the header only
+                too_big = _too_big(img.size, target)
+                if too_big is not None:
+                    return too_big
+                img.load()  # decodes every byte: a truncated PNG fails here
+                content_type = _MIME.get(img.format or "", response.headers.get("content-type", "image/png"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         what = response.headers.get("content-type", "").split(";")[0] or "unknown type"
         detail = ""
@@ -391,3 +408,19 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
         )
         return _Outcome("bad-image", error=_tag(error, response.status_code))
     return _Outcome("ok", image=body, content_type=content_type)
+
+
+def _too_big(size: tuple[int, int], target: Target) -> _Outcome | None:
+    """A failed attempt when the image header promises far more pixels than were asked for
+    (decoding a 12000x12000 'image' of a few KB would take hundreds of MB)."""
+    if target.expected_size is None:
+        return None
+    width, height = size
+    asked_w, asked_h = target.expected_size
+    if width * height <= MAX_PIXEL_FACTOR * asked_w * asked_h:
+        return None
+    error = ProviderError(
+        f"{target.label} answered a {width}x{height} image for {asked_w}x{asked_h} asked; not decoded",
+        "check that the URL runs the avatargen handler for this model",
+    )
+    return _Outcome("fatal", error=_tag(error, 200))
