@@ -45,10 +45,11 @@ def test_normalised_coordinates_are_scaled_by_the_canvas():
 
 
 def test_low_confidence_points_still_count_when_above_zero():
-    kp = [10, 20, 0.3] + [0, 0, 0] * 17
+    kp = [10, 20, 0.3, 40, 80, 0.05] + [0, 0, 0] * 16
     pose = parse_pose_text(json.dumps({"people": [{"pose_keypoints_2d": kp}]}), "x")
-    assert pose.people[0].body[0] == (10, 20)
-    assert pose.canvas_width >= 11 and pose.canvas_height >= 21  # no canvas given: the points' extent
+    # No canvas given: the figure is framed by its bounding box, which starts at the origin.
+    assert pose.people[0].body[:2] == [(0, 0), (30, 60)]
+    assert (pose.canvas_width, pose.canvas_height) == (30, 60) and not pose.canvas_given
 
 
 def test_controlnet_list_wrapper_and_body25_are_read():
@@ -73,7 +74,7 @@ def test_controlnet_list_wrapper_and_body25_are_read():
         ('{"people": [{"pose_keypoints_2d": "abc"}]}', "must be a list"),
         ('{"people": [{"pose_keypoints_2d": [1, "a", 1]}]}', "only numbers"),
         ('{"people": [{"face_keypoints_2d": []}]}', "no pose_keypoints_2d"),
-        ('{"canvas_width": -5, "people": []}', "canvas_width must be a positive number"),
+        ('{"canvas_width": -5, "people": []}', "canvas_width must be a number of pixels"),
         ('{"people": [3]}', "people[0] is not an object"),
     ],
 )

@@ -62,6 +62,13 @@ HAND_EDGES: tuple[tuple[int, int], ...] = (
 # BODY_25 (OpenPose's default model) -> BODY_18: same order, minus MidHip (8) and the feet.
 _BODY25_TO_18 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
 
+# A normalised file without a canvas size is drawn on this square canvas.
+NORMALISED_CANVAS = 512.0
+# controlnet_aux writes a missing hand point as -1 px / canvas (-0.00195 on 512 px): still "normalised".
+NORMALISED_SLACK = 0.01
+MAX_CANVAS = 100_000  # px per side; a real canvas is a few thousand
+MAX_COORDINATE = 1e7  # beyond this a number is garbage, not a position
+
 _PART_KEYS = {
     "body": "pose_keypoints_2d",
     "left_hand": "hand_left_keypoints_2d",
@@ -110,6 +117,8 @@ class Pose:
     canvas_width: float
     canvas_height: float
     people: list[Person]
+    # False for a file that named no canvas: its figure is framed by its own extent.
+    canvas_given: bool = True
 
     def all_points(self) -> list[Point]:
         return [p for person in self.people for p in person.all_points()]
@@ -174,17 +183,28 @@ def load_pose(path: str | Path) -> Pose:
 def parse_pose_text(text: str | bytes, source: str) -> Pose:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit;
+        # RecursionError a document nested deeper than the decoder's stack.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise InputError(
-            f"{source} is not valid JSON: {exc}", "expected OpenPose JSON with people[]"
+            f"{source} is not valid JSON: {reason}", "expected OpenPose JSON with people[]"
         ) from None
     return pose_from_json(data, source)
 
 
 def pose_from_json(data: Any, source: str) -> Pose:
-    """Build a Pose from parsed OpenPose JSON (a dict with people[], or a list of such dicts)."""
+    """Build a Pose from parsed OpenPose JSON (a dict with people[], or a list of such dicts).
+
+    Coordinates are normalised (fractions of the canvas) when the canvas is 1x1 or every present
+    point lies within [-0.01, 1.01]: controlnet_aux marks a hand point it did not find with -1 px
+    divided by the canvas size (e.g. -0.00195) and c = 1, so the test must tolerate a sliver below
+    zero, and such out-of-canvas points are missing. A file without a canvas size (CMU OpenPose
+    output) has no composition to keep: `canvas_given` is False and the figure is moved to the
+    origin of a canvas the size of its bounding box.
+    """
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
-        data = data[0]  # the ControlNet preprocessor writes a one-element list
+        data = data[0]  # ComfyUI / the ControlNet preprocessor write a one-element list
     if not isinstance(data, dict) or not isinstance(data.get("people"), list):
         raise InputError(f"{source}: no 'people' list", 'expected OpenPose JSON: {"people": [...]}')
     width = _canvas_dim(data, "canvas_width", source)
@@ -196,26 +216,37 @@ def pose_from_json(data: Any, source: str) -> Pose:
         parts = {}
         for part, key in _PART_KEYS.items():
             value = raw.get(key)
-            if value is None or (part != "body" and len(value) == 0):
-                continue
+            if value is None or (part != "body" and value == []):
+                continue  # controlnet_aux writes null, CMU OpenPose [] for a part it did not find
             parts[part] = _triples(value, f"{source}: people[{i}].{key}")
         if "body" not in parts:
             raise InputError(f"{source}: people[{i}] has no pose_keypoints_2d")
         raw_people.append(parts)
 
     present = [(x, y) for parts in raw_people for t in parts.values() for x, y, c in t if c > 0]
-    normalised = bool(present) and all(0 <= x <= 1 and 0 <= y <= 1 for x, y in present)
+    unit_canvas = width == 1 and height == 1
+    normalised = unit_canvas or (bool(present) and all(_near_unit(x) and _near_unit(y) for x, y in present))
+    canvas_given = width is not None and height is not None and not unit_canvas
     if normalised:
-        # The editor's convention: all coordinates in [0, 1] means fractions of the canvas.
-        sx, sy = (width or 1.0), (height or 1.0)
-        width, height = sx, sy
-    else:
+        if not canvas_given:
+            width = height = NORMALISED_CANVAS
+        sx, sy, dx, dy = width, height, 0.0, 0.0
+    elif canvas_given:
         sx = sy = 1.0
-        if width is None or height is None:
-            xs = [x for x, _ in present] or [1.0]
-            ys = [y for _, y in present] or [1.0]
-            width = width or math.ceil(max(xs)) + 1
-            height = height or math.ceil(max(ys)) + 1
+        dx = dy = 0.0
+    else:
+        # Frame the figure by its bounding box, not by its largest coordinate (which would
+        # keep the empty space left and above it and shrink the figure into a corner).
+        xs = [x for x, _ in present] or [0.0]
+        ys = [y for _, y in present] or [0.0]
+        sx = sy = 1.0
+        dx, dy = -min(xs), -min(ys)
+        width, height = max(1.0, max(xs) - min(xs)), max(1.0, max(ys) - min(ys))
+
+    def place(x: float, y: float, c: float) -> Point | None:
+        if c <= 0 or (normalised and not (0 <= x <= 1 and 0 <= y <= 1)):
+            return None
+        return (x * sx + dx, y * sy + dy)
 
     people = []
     for i, parts in enumerate(raw_people):
@@ -232,19 +263,29 @@ def pose_from_json(data: Any, source: str) -> Pose:
                     f"{source}: people[{i}].{key} has {len(triples)} points, expected {expected}",
                     "each point is three numbers: x, y, confidence",
                 )
-            points = [(x * sx, y * sy) if c > 0 else None for x, y, c in triples]
-            setattr(person, part, points)
+            setattr(person, part, [place(*t) for t in triples])
         people.append(person)
-    return Pose(float(width), float(height), people)
+    return Pose(float(width), float(height), people, canvas_given=canvas_given)
+
+
+def _near_unit(v: float) -> bool:
+    return -NORMALISED_SLACK <= v <= 1 + NORMALISED_SLACK
 
 
 def _canvas_dim(data: dict, key: str, source: str) -> float | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InputError(f"{source}: {key} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= MAX_CANVAS:
+        raise InputError(
+            f"{source}: {key} must be a number of pixels from 1 to {MAX_CANVAS}, got {_short(value)}"
+        )
     return float(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _triples(value: Any, where: str) -> list[tuple[float, float, float]]:
@@ -256,6 +297,10 @@ def _triples(value: Any, where: str) -> list[tuple[float, float, float]]:
         raise InputError(
             f"{where} has {len(value)} numbers, not a multiple of 3", "each point is x, y, confidence"
         )
-    if not all(math.isfinite(v) for v in value):
-        raise InputError(f"{where} holds a non-finite number")
-    return [(float(value[k]), float(value[k + 1]), float(value[k + 2])) for k in range(0, len(value), 3)]
+    try:
+        numbers = [float(v) for v in value]
+    except OverflowError:  # an integer beyond any float
+        numbers = [math.inf]
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in numbers):
+        raise InputError(f"{where} holds a number that is not finite or is absurdly large")
+    return [(numbers[k], numbers[k + 1], numbers[k + 2]) for k in range(0, len(numbers), 3)]

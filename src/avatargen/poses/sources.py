@@ -9,6 +9,7 @@ are the same for every photo cache their image per size; `auto` extracts from ea
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 URL_MAX_BYTES = 10 * 1024 * 1024
 URL_TIMEOUT_S = 30.0
+MAX_IMAGE_PIXELS = 64_000_000  # a pose image is at most a few megapixels; this is 8000x8000
+MAX_CANVAS_SIDE = 8192  # as `poses show --size`
 
 
 class PoseSource:
@@ -155,33 +158,98 @@ def _from_json_bytes(data: bytes, source: str, name: str) -> KeypointSource:
     pose = parse_pose_text(data, source)
     if not pose.people or not pose.all_points():
         raise InputError(f"{source}: the pose has no keypoints", "export a pose with at least one person")
+    if not pose.canvas_given:
+        # No canvas named (CMU OpenPose output): frame the figure like a template.
+        return KeypointSource(name, _description_for(pose), pose, fit="pose")
     # A pose file was composed on its canvas: keep that framing rather than re-fitting the figure.
-    return KeypointSource(name, _description_for(pose), pose, fit="canvas")
+    return KeypointSource(name, _description_for(pose), _within(pose, MAX_CANVAS_SIDE), fit="canvas")
+
+
+def _within(pose: Pose, side: int) -> Pose:
+    """The pose on a canvas of at most `side` px per side (proportions kept): `poses show` draws
+    a file at its canvas size, and a 100,000 px canvas would be a 30 GB picture."""
+    scale = side / max(pose.canvas_width, pose.canvas_height)
+    if scale >= 1:
+        return pose
+    people = [p.mapped(lambda pt: (pt[0] * scale, pt[1] * scale)) for p in pose.people]
+    return Pose(pose.canvas_width * scale, pose.canvas_height * scale, people)
 
 
 def _from_image_bytes(data: bytes, source: str, name: str) -> ImageSource:
+    """A skeleton picture; hostile files (decompression bombs, damaged data) are InputErrors."""
     import io
+    import struct
+    import warnings
 
     from PIL import Image, UnidentifiedImageError
 
+    hint = "give a PNG or JPEG skeleton image"
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            picture = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(
-            f"{source} is not a readable image: {exc}", "give a PNG or JPEG skeleton image"
-        ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                # Checked before decoding: a few KB of PNG can claim gigapixels.
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise InputError(
+                        f"{source}: pose image too large ({im.width}x{im.height})",
+                        f"pose images up to {MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted",
+                    )
+                im.load()
+                picture = im.convert("RGB")
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{source}: refused as a decompression bomb (too many pixels)", hint) from None
+    except UnidentifiedImageError:
+        raise InputError(f"{source} is not a readable image (not a format Pillow knows)", hint) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, MemoryError) as exc:
+        # Pillow's decoders raise all of these on damaged files.
+        raise InputError(f"{source} is not a readable image: {exc}", hint) from None
     return ImageSource(name, picture)
 
 
 def _from_url(url: str) -> PoseSource:
-    """Fetch a pose image or JSON once (size cap, timeout); every failure is an InputError naming the URL."""
-    import httpx
+    """Fetch a pose image or JSON once; every failure is an InputError naming the URL.
 
+    URL_TIMEOUT_S is a deadline for the whole download, not for each read: a server that sends
+    a byte every few seconds (headers included) must not hold the command for minutes. The
+    download runs in a daemon thread that the command stops waiting for at the deadline.
+    """
     path = urlparse(url).path
     name = Path(path).stem or "url-pose"
     hint = "check the URL, or download the file and pass its path to --pose"
+    deadline = time.monotonic() + URL_TIMEOUT_S
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = _download(url, deadline, hint)
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name="avatargen-pose-url", daemon=True).start()
+    if not finished.wait(max(0.0, deadline - time.monotonic()) + 0.05):
+        raise InputError(f"cannot fetch pose {url}: not downloaded within {URL_TIMEOUT_S:g} s", hint)
+    if "error" in outcome:
+        raise outcome["error"]
+    data, content_type = outcome["value"]
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json" or (suffix not in IMAGE_SUFFIXES and "json" in content_type):
+        return _from_json_bytes(data, url, name)
+    if suffix in IMAGE_SUFFIXES or content_type.startswith("image/"):
+        return _from_image_bytes(data, url, name)
+    raise InputError(f"pose {url} is neither JSON nor an image ({content_type or 'no content type'})", hint)
+
+
+def _download(url: str, deadline: float, hint: str) -> tuple[bytes, str]:
+    """The body (at most URL_MAX_BYTES) and its content type, read in chunks until `deadline`."""
+    import httpx
+
+    too_slow = InputError(f"cannot fetch pose {url}: not downloaded within {URL_TIMEOUT_S:g} s", hint)
+    too_big = InputError(f"pose {url} is larger than {URL_MAX_BYTES // 2**20} MB", hint)
     try:
         with (
             httpx.Client(timeout=URL_TIMEOUT_S, follow_redirects=True) as client,
@@ -191,25 +259,21 @@ def _from_url(url: str) -> PoseSource:
                 raise InputError(f"cannot fetch pose {url}: HTTP {response.status_code}", hint)
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > URL_MAX_BYTES:
-                raise InputError(f"pose {url} is larger than {URL_MAX_BYTES // 2**20} MB", hint)
+                raise too_big
             chunks, total = [], 0
             for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise too_slow
                 total += len(chunk)
                 if total > URL_MAX_BYTES:
-                    raise InputError(f"pose {url} is larger than {URL_MAX_BYTES // 2**20} MB", hint)
+                    raise too_big
                 chunks.append(chunk)
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     except httpx.TimeoutException:
-        raise InputError(f"cannot fetch pose {url}: no answer within {URL_TIMEOUT_S:g} s", hint) from None
+        raise too_slow from None
     except httpx.HTTPError as exc:
         raise InputError(f"cannot fetch pose {url}: {type(exc).__name__}: {exc}", hint) from None
-    data = b"".join(chunks)
-    suffix = Path(path).suffix.lower()
-    if suffix == ".json" or (suffix not in IMAGE_SUFFIXES and "json" in content_type):
-        return _from_json_bytes(data, url, name)
-    if suffix in IMAGE_SUFFIXES or content_type.startswith("image/"):
-        return _from_image_bytes(data, url, name)
-    raise InputError(f"pose {url} is neither JSON nor an image ({content_type or 'no content type'})", hint)
+    return b"".join(chunks), content_type
 
 
 def letterbox(picture: Image.Image, width: int, height: int) -> Image.Image:
