@@ -11,6 +11,7 @@ from PIL import Image
 from avatargen.errors import MissingExtra, UsageError
 from avatargen.poses.keypoints import COLORS
 from avatargen.poses.templates import load_templates
+from cli_helpers import run_main
 
 
 def test_list_json_has_every_template(cli):
@@ -106,3 +107,45 @@ def test_every_poses_command_takes_json():
     group = get_command(app)
     for name, command in group.commands.items():
         assert any("--json" in p.opts for p in command.params), name
+
+
+# ---------------------------------------------------------------- extract never overwrites by surprise
+@pytest.fixture
+def astronaut(tmp_path):
+    from skimage import data
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.mark.parametrize("existing", ["json", "png"])
+def test_extract_refuses_to_replace_a_file(monkeypatch, capsys, tmp_path, astronaut, existing):
+    out, png = tmp_path / "me.pose.json", tmp_path / "me.png"
+    target = out if existing == "json" else png
+    target.write_text("keep me")
+    args = ["poses", "extract", str(astronaut), "-o", str(out), "--png", str(png)]
+    code, stdout, err = run_main(monkeypatch, capsys, *args)
+    assert code == 5 and stdout == ""
+    assert err == f"error: {target}: already exists — pass --overwrite to replace it\n"
+    assert target.read_text() == "keep me"
+    assert not (png if existing == "json" else out).exists()  # nothing half-done either
+
+    code, stdout, err = run_main(monkeypatch, capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert json.loads(out.read_text())["people"] and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_extract_writes_the_default_name_only_once(monkeypatch, capsys, tmp_path, astronaut):
+    monkeypatch.chdir(tmp_path)
+    assert run_main(monkeypatch, capsys, "poses", "extract", str(astronaut))[0] == 0
+    code, _, err = run_main(monkeypatch, capsys, "poses", "extract", str(astronaut))
+    assert code == 5 and "astronaut.pose.json: already exists" in err and "--overwrite" in err
+
+
+def test_extract_of_a_truncated_photo_names_it_once(monkeypatch, capsys, tmp_path):
+    photo = tmp_path / "trunc.jpg"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(photo)
+    photo.write_bytes(photo.read_bytes()[:300])
+    code, _, err = run_main(monkeypatch, capsys, "poses", "extract", str(photo))
+    assert code == 5 and err.count("trunc.jpg") == 1, err

@@ -29,11 +29,46 @@ def test_avatargen_home_moves_config_and_data(avatargen_home, cli):
     assert settings.config_dir() == avatargen_home
     assert settings.config_path() == avatargen_home / "config.toml"
     assert settings.data_dir() == avatargen_home / "data"
-    assert cli("config", "path").stdout.strip() == str(avatargen_home / "config.toml")
-    assert json.loads(cli("config", "path", "--json").stdout) == {
+
+
+def test_config_path_names_every_place_the_readme_promises(avatargen_home, monkeypatch, capsys):
+    from avatargen.ledger import default_path
+    from avatargen.serve.tiny import tiny_models_dir
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(avatargen_home / "weights"))
+    code, out, _ = run_main(monkeypatch, capsys, "config", "path", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "config_dir": str(avatargen_home),
         "config_file": str(avatargen_home / "config.toml"),
+        "user_catalog": str(avatargen_home / "models.toml"),
         "data_dir": str(avatargen_home / "data"),
+        "ledger": str(avatargen_home / "data" / "ledger.db"),
+        "tiny_models": str(avatargen_home / "data" / "tiny-models"),
+        "model_cache": str(avatargen_home / "weights"),
     }
+    # The places the code really uses, not a copy that could drift.
+    assert json.loads(out)["ledger"] == str(default_path())
+    assert json.loads(out)["tiny_models"] == str(tiny_models_dir())
+    code, out, _ = run_main(monkeypatch, capsys, "config", "path")  # a pipe: `label<TAB>path` lines
+    places = dict(line.split("\t") for line in out.splitlines())
+    assert places["config folder"] == str(avatargen_home)
+    assert places["data folder"] == str(avatargen_home / "data")
+    assert places["ledger (credits, history)"] == str(avatargen_home / "data" / "ledger.db")
+    assert places["model weights (HF cache)"] == str(avatargen_home / "weights")
+
+
+def test_the_model_cache_follows_hugging_face_rules(tmp_path, monkeypatch):
+    for name in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert settings.hf_hub_cache() == tmp_path / ".cache" / "huggingface" / "hub"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert settings.hf_hub_cache() == tmp_path / "xdg" / "huggingface" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert settings.hf_hub_cache() == tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert settings.hf_hub_cache() == tmp_path / "cache"
 
 
 def test_without_avatargen_home_the_platform_folders_are_used(tmp_path, monkeypatch):
@@ -84,7 +119,7 @@ def test_set_get_unset_round_trip(avatargen_home, cli):
 def test_set_reports_on_stderr_and_keeps_stdout_clean(cli):
     result = cli("config", "set", "plan", "pro")
     assert result.stdout == ""
-    assert "set plan = 'pro'" in result.stderr
+    assert "set plan = pro in " in result.stderr
 
 
 def test_keys_lists_every_known_key(cli):
@@ -139,9 +174,21 @@ def test_unknown_keys_and_bad_values_exit_2(monkeypatch, capsys, avatargen_home,
     assert not (avatargen_home / "config.toml").exists()  # nothing half-written
 
 
-def test_get_of_an_unset_key_exits_3(monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, "config", "get", "plan")
-    assert code == 3 and "not set" in err and "avatargen config set plan" in err
+def test_get_of_an_unset_key_prints_nothing_and_exits_0(monkeypatch, capsys):
+    # Not a config error: `$(avatargen config get plan)` is simply empty; the note is on stderr.
+    code, out, err = run_main(monkeypatch, capsys, "config", "get", "plan")
+    assert (code, out, err) == (0, "", "plan is not set\n")
+    code, out, err = run_main(monkeypatch, capsys, "config", "get", f"endpoints.{SDXL}", "--json")
+    assert code == 0 and err == "" and json.loads(out) == {"key": f"endpoints.{SDXL}", "value": None}
+
+
+def test_get_of_a_table_prints_key_value_lines(monkeypatch, capsys):
+    settings.set_value(f"endpoints.{SDXL}", "https://x.endpoints.huggingface.cloud")
+    settings.set_value("limits.daily_requests", "1000")
+    code, out, _ = run_main(monkeypatch, capsys, "config", "get", "endpoints")
+    assert code == 0 and out == f"endpoints.{SDXL} = https://x.endpoints.huggingface.cloud\n"
+    code, out, _ = run_main(monkeypatch, capsys, "config", "get", "limits")
+    assert code == 0 and out == "limits.daily_requests = 1000\n"
 
 
 def test_unset_removes_an_unknown_key_that_is_in_the_file(avatargen_home, cli):

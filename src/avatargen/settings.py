@@ -47,6 +47,36 @@ def config_path() -> Path:
     return config_dir() / "config.toml"
 
 
+def ledger_path() -> Path:
+    return data_dir() / "ledger.db"
+
+
+def tiny_models_dir() -> Path:
+    return data_dir() / "tiny-models"
+
+
+def hf_hub_cache() -> Path:
+    """Where Hugging Face keeps downloaded weights, as huggingface_hub decides it (HF_HUB_CACHE,
+    else HF_HOME/hub, else the XDG cache), without importing it."""
+    explicit = os.environ.get("HF_HUB_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    return _hf_home() / "hub"
+
+
+def places() -> dict[str, tuple[Path, str]]:
+    """Every place avatargen reads or writes, for `config path`: JSON name -> (path, label)."""
+    return {
+        "config_dir": (config_dir(), "config folder"),
+        "config_file": (config_path(), "config file"),
+        "user_catalog": (config_dir() / "models.toml", "your models.toml"),
+        "data_dir": (data_dir(), "data folder"),
+        "ledger": (ledger_path(), "ledger (credits, history)"),
+        "tiny_models": (tiny_models_dir(), "tiny models"),
+        "model_cache": (hf_hub_cache(), "model weights (HF cache)"),
+    }
+
+
 # ---------------------------------------------------------------- config.toml
 # Known keys and how to parse a value given on the command line. A '*' segment is free
 # (a model key); everything else is checked so a typo is caught at `config set`.
@@ -290,12 +320,16 @@ def hf_token_file() -> Path:
     explicit = os.environ.get("HF_TOKEN_PATH", "").strip()
     if explicit:
         return Path(explicit).expanduser()
+    return _hf_home() / "token"
+
+
+def _hf_home() -> Path:
     hf_home = os.environ.get("HF_HOME", "").strip()
     if hf_home:
-        return Path(hf_home).expanduser() / "token"
+        return Path(hf_home).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME", "").strip()
     base = Path(cache).expanduser() if cache else Path.home() / ".cache"
-    return base / "huggingface" / "token"
+    return base / "huggingface"
 
 
 def find_token(cli_token: str | None = None, config: dict[str, Any] | None = None) -> TokenInfo:

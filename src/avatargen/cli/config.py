@@ -46,8 +46,10 @@ def show(json_: Json = False) -> None:
     console.print(f"config file: {report['config_file']}", markup=False, highlight=False)
     console.print(f"data folder: {report['data_dir']}", markup=False, highlight=False)
     if values:
+        from avatargen.output import human
+
         for key, value in values.items():
-            console.print(f"{key} = {value!r}", markup=False, highlight=False)
+            console.print(f"{key} = {human(value)}", markup=False, highlight=False)
     else:
         console.print("(no settings)", markup=False, highlight=False)
     token_line = f"token: {token.token.masked()} from {token.source}" if token.token else "token: none found"
@@ -58,21 +60,30 @@ def show(json_: Json = False) -> None:
 def get(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. endpoints.<model key>.")], json_: Json = False
 ) -> None:
-    """One setting's value (exit 3 when unset)."""
+    """One setting's value. Unset: nothing on stdout, a note on stderr, exit 0 (so
+    `$(avatargen config get plan)` is empty rather than an error)."""
     from avatargen import settings
-    from avatargen.errors import ConfigError
 
     settings.check_key(key)
     value = settings.get_value(key)
-    if value is None:
-        raise ConfigError(f"config key '{key}' is not set", f"set it with: avatargen config set {key} VALUE")
-    shown = _display(key, value)
+    shown = None if value is None else _display(key, value)
     if json_:
         from avatargen.output import emit_json
 
         emit_json({"key": key, "value": shown})
+        return
+    if value is None:
+        from avatargen.output import info
+
+        info(f"{key} is not set")
+        return
+    from avatargen.output import human
+
+    if isinstance(value, dict):  # a table such as `endpoints`: one `key = value` line per setting
+        for sub, subvalue in settings.flatten(value, key + ".").items():
+            print(f"{sub} = {human(_display(sub, subvalue))}")
     else:
-        print(shown if not isinstance(shown, dict) else settings.flatten(shown, key + "."))
+        print(human(shown))
 
 
 @app.command("set")
@@ -93,7 +104,7 @@ def set_(
     else:
         from avatargen.output import info
 
-        info(f"set {key} = {shown!r} in {settings.config_path()}")
+        info(f"set {key} = {shown} in {settings.config_path()}")
 
 
 @app.command("unset")
@@ -114,15 +125,19 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.")], json_: Json =
 
 @app.command("path")
 def path(json_: Json = False) -> None:
-    """The config file's path."""
+    """Where avatargen keeps things: config, user catalog, ledger, tiny models, model cache."""
     from avatargen import settings
 
+    places = settings.places()
     if json_:
         from avatargen.output import emit_json
 
-        emit_json({"config_file": str(settings.config_path()), "data_dir": str(settings.data_dir())})
-    else:
-        print(settings.config_path())
+        emit_json({name: str(where) for name, (where, _) in places.items()})
+        return
+    from avatargen.output import print_table
+
+    rows = [[label, str(where)] for where, label in places.values()]
+    print_table("", ["what", "path"], rows, detail=("path",), show_header=False)
 
 
 @app.command("keys")
@@ -136,5 +151,6 @@ def keys(json_: Json = False) -> None:
 
         emit_json(rows)
     else:
-        for key, doc in rows.items():
-            print(f"{key:24} {doc}")
+        from avatargen.output import print_table
+
+        print_table("", ["key", "meaning"], [[k, d] for k, d in rows.items()], detail=("meaning",))

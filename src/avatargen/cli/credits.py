@@ -39,21 +39,23 @@ def credits(ctx: typer.Context, json_: Json = False) -> None:
 
         emit_json(report)
         return
-    from rich.table import Table
+    from avatargen.output import print_table
 
-    from avatargen.output import result_console
-
-    table = Table(title="credits", title_justify="left", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
-    table.add_row("balance", str(totals.balance))
-    table.add_row("reserved", str(totals.reserved))
-    table.add_row("spent today", str(totals.spent_today))
-    table.add_row("spent this month", str(totals.spent_month))
-    for model, amount in sorted(totals.spent_month_by_model.items()):
-        table.add_row(f"  {model}", f"{totals.spent_today_by_model.get(model, 0)} today / {amount} month")
-    table.add_row("requests today", f"{requests_today}" + (f" of {limit}" if limit is not None else ""))
-    result_console().print(table)
+    rows = [
+        ["balance", str(totals.balance)],
+        ["reserved", str(totals.reserved)],
+        ["spent today", str(totals.spent_today)],
+        ["spent this month", str(totals.spent_month)],
+    ]
+    rows += [
+        [
+            f"spent on {model.removeprefix('avatar-generator:')}",
+            f"{totals.spent_today_by_model.get(model, 0)} today / {amount} this month",
+        ]
+        for model, amount in sorted(totals.spent_month_by_model.items())
+    ]
+    rows.append(["requests today", f"{requests_today}" + (f" of {limit}" if limit is not None else "")])
+    print_table("credits", ["what", "value"], rows, right=("value",), show_header=False)
 
 
 @app.command("add")
@@ -90,20 +92,18 @@ def history(
 
         emit_json(rows)
         return
-    from rich.table import Table
+    from avatargen.output import print_table
 
-    from avatargen.output import result_console
-
-    table = Table(title="credit movements", title_justify="left")
-    for column in ("time", "kind", "amount", "model", "job", "note"):
-        table.add_column(column, justify="right" if column == "amount" else "left", overflow="fold")
-    for row in rows:
-        table.add_row(
+    columns = ["time", "kind", "amount", "model", "job", "note"]
+    table = [
+        [
             row["created_at"][:19],
             row["kind"],
             str(row["amount"]),
-            row["model"] or "",
-            (row["job_key"] or "")[:12],
+            (row["model"] or "").removeprefix("avatar-generator:"),
+            (row["job_key"] or "")[:12],  # a prefix `avatargen history show` accepts
             row["note"] or "",
-        )
-    result_console().print(table)
+        ]
+        for row in rows
+    ]
+    print_table("credit movements", columns, table, right=("amount",), detail=("note",))

@@ -39,17 +39,11 @@ def history(
         for row in rows:
             emit_json(_public(row))
         return
-    from rich.table import Table
+    from avatargen.output import print_table
 
-    from avatargen.output import result_console
-
-    table = Table(title="jobs", title_justify="left")
-    for column in ("id", "status", "input", "pose", "model", "seed", "seconds", "credits", "output / error"):
-        # Paths and errors wrap instead of being cut with '…' (a pipe gets 80 columns).
-        short = column in ("id", "status", "seed", "seconds", "credits")
-        table.add_column(column, no_wrap=short, overflow="fold")
-    for row in rows:
-        table.add_row(
+    columns = ["id", "status", "input", "pose", "model", "seed", "seconds", "credits", "output / error"]
+    table = [
+        [
             str(row["id"]),
             row["status"],
             row["input_path"],
@@ -61,8 +55,13 @@ def history(
             row["error"]
             if row["status"] in ("failed", "queued", "skipped") and row["error"]
             else row["output_path"],
-        )
-    result_console().print(table)
+        ]
+        for row in rows
+    ]
+    # Paths and errors are the long, free-text cells: they wrap (or go below the row), ids never do.
+    print_table(
+        "jobs", columns, table, right=("id", "seconds", "credits"), detail=("input", "output / error")
+    )
 
 
 def _public(row: dict) -> dict:
@@ -93,16 +92,27 @@ def show(
 
         emit_json(record)
         return
-    from avatargen.output import result_console
+    _print_record(record)
 
-    console = result_console()
+
+def _print_record(record: dict) -> None:
+    """`key: value` lines; params one per line below `params:`, credit movements likewise."""
+    from avatargen.output import human
+
+    lines = []
     for key, value in record.items():
         if key == "movements":
-            for move in value:
-                console.print(
-                    f"  {move['created_at'][:19]} {move['kind']} {move['amount']} {move['note'] or ''}",
-                    markup=False,
-                    highlight=False,
-                )
+            lines.append("movements:")
+            lines.extend(
+                f"  {move['created_at'][:19]}  {move['kind']}  {move['amount']}"
+                + (f"  {move['note']}" if move["note"] else "")
+                for move in value
+            )
+        elif key == "params" and isinstance(value, dict):
+            lines.append("params:")
+            lines.extend(f"  {name}: {human(item)}" for name, item in value.items())
+        elif key == "seconds" and isinstance(value, float):
+            lines.append(f"seconds: {value:.2f}")
         else:
-            console.print(f"{key}: {value}", markup=False, highlight=False)
+            lines.append(f"{key}: {human(value)}")
+    print("\n".join(lines))

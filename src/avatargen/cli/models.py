@@ -56,7 +56,7 @@ def list_models(
         [m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, m.status]
         for m in models
     ]
-    print_table("avatargen models", columns, rows, right=("credits",))
+    print_table("avatargen models", columns, rows, right=("credits",), detail=("name",))
     # Reasons are sentences: below the table they stay readable on a narrow terminal.
     for m in models:
         if not m.enabled and m.disabled_reason:
@@ -76,21 +76,16 @@ def show_model(
 
         emit_json(record)
         return
-    from rich.table import Table
+    from avatargen.output import human, print_table
 
-    from avatargen.output import result_console
-
-    table = Table(show_header=False, title=model.key, title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    rows = []
     for name, value in record.items():
-        if name == "defaults":
-            for sub, subvalue in value.items():
-                table.add_row(f"defaults.{sub}", str(subvalue))
+        if isinstance(value, dict):  # the generation defaults: one row each
+            rows += [[f"{name}.{sub}", human(subvalue)] for sub, subvalue in value.items()]
         else:
-            table.add_row(name, ", ".join(value) if isinstance(value, list) else str(value))
-    table.add_row("source", model.source)
-    result_console().print(table)
+            rows.append([name, human(value)])
+    rows.append(["source", model.source])
+    print_table(model.key, ["field", "value"], rows, detail=("value",), show_header=False)
 
 
 @app.command("export")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -39,16 +40,15 @@ def list_poses(json_: Json = False) -> None:
 
         emit_json([t.summary() for t in templates])
         return
-    from rich.table import Table
+    from avatargen.output import print_table
 
-    from avatargen.output import result_console
-
-    table = Table(title="pose templates (use with --pose NAME)", title_justify="left")
-    for column in ("name", "framing", "description"):
-        table.add_column(column)
-    for t in templates:
-        table.add_row(t.name, t.framing, t.description)
-    result_console().print(table)
+    rows = [[t.name, t.framing, t.description] for t in templates]
+    print_table(
+        "pose templates (use with --pose NAME)",
+        ["name", "framing", "description"],
+        rows,
+        detail=("description",),
+    )
 
 
 @app.command("show")
@@ -99,6 +99,9 @@ def extract(
         typer.Option("--output", "-o", help="OpenPose JSON to write (default: PHOTO-STEM.pose.json)."),
     ] = None,
     png: Annotated[Path | None, typer.Option("--png", help="Also draw the skeleton to this PNG.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the JSON or PNG if they already exist.")
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Find the person's pose in a photo (needs the 'pose' extra) and save it as OpenPose JSON."""
@@ -106,9 +109,11 @@ def extract(
     from avatargen.poses.render import render_pose
 
     require_mediapipe()  # before reading anything: the missing extra is the first thing to fix
+    out = output or Path(f"{photo.stem}.pose.json")
+    if not overwrite:  # checked before the extraction, so nothing is computed to be thrown away
+        _refuse_existing(out, png)
     picture = open_photo(photo)
     pose = extract_pose(picture, str(photo))
-    out = output or Path(f"{photo.stem}.pose.json")
     pose.save(out)
     if png is not None:
         _save_png(render_pose(pose, picture.width, picture.height, fit="canvas"), png)
@@ -123,6 +128,14 @@ def extract(
     }
     message = f"wrote {out} ({found} of 18 body points)" + (f" and {png}" if png else "")
     _report(record, json_, message)
+
+
+def _refuse_existing(*paths: Path | None) -> None:
+    from avatargen.errors import InputError
+
+    for path in paths:
+        if path is not None and os.path.lexists(path):
+            raise InputError(f"{path}: already exists", "pass --overwrite to replace it")
 
 
 def _save_png(image, path: Path) -> None:
