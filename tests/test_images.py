@@ -297,8 +297,38 @@ def test_parameters_text_is_in_the_common_sd_style():
     lines = text.split("\n")
     assert lines[0] == META["prompt"]
     assert lines[1] == "Negative prompt: blurry, extra fingers"
-    assert lines[2].startswith("Steps: 25, CFG scale: 7.5, Seed: 1234, Size: 64x48, ")
-    assert "Model: avatar-generator:sd15-openpose" in lines[2] and "Pose: wave" in lines[2]
+    # A1111's own field order, a Sampler (readers need one) and the model without its ':'.
+    assert lines[2] == (
+        "Steps: 25, Sampler: unknown, CFG scale: 7.5, Seed: 1234, Size: 64x48, Model: sd15-openpose, "
+        "ControlNet: openpose, Control scale: 1.0, Pose: wave"
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, sampler",
+    [
+        ({"sampler": "EulerAncestralDiscreteScheduler"}, "Euler a"),  # what the backend reported
+        ({"sampler": "DPM++ 2M Karras"}, "DPM++ 2M Karras"),  # already a sampler name
+        ({"architecture": "sdxl"}, "Euler"),  # SDXL base 1.0 loads EulerDiscreteScheduler
+        ({"architecture": "sd15"}, "PLMS"),  # SD 1.5 loads PNDMScheduler (PLMS steps only)
+        ({"model": "avatar-generator:controlnet-openpose-sdxl"}, "Euler"),  # from the catalog
+        ({"model": "avatar-generator:controlnet-openpose-sd15"}, "PLMS"),
+        ({"sampler": "UniPCMultistepScheduler", "architecture": "sdxl"}, "UniPC"),  # reported wins
+    ],
+)
+def test_parameters_name_the_sampler_that_ran(extra, sampler):
+    line = sd_parameters({**META, **extra}).split("\n")[2]
+    assert f", Sampler: {sampler}, " in line
+
+
+def test_parameters_of_img2img_carry_the_denoising_strength():
+    assert "Denoising strength: 0.75" in sd_parameters({**META, "strength": 0.75})
+    assert "Denoising strength" not in sd_parameters({**META, "strength": None})
+
+
+def test_parameters_quote_values_that_would_split_the_line():
+    line = sd_parameters({**META, "pose": "https://poses.example/a, b.json"}).split("\n")[2]
+    assert line.endswith(', Pose: "https://poses.example/a, b.json"')  # A1111's own quoting
 
 
 def test_write_output_carries_parameters_and_job_key(tmp_path):
@@ -311,7 +341,7 @@ def test_write_output_carries_parameters_and_job_key(tmp_path):
         text = dict(written.text)
     assert text["parameters"] == sd_parameters(META)
     assert "Negative prompt: blurry" in text["parameters"]
-    assert "Steps: 25, CFG scale: 7.5, Seed: 1234" in text["parameters"]
+    assert "Steps: 25, Sampler: unknown, CFG scale: 7.5, Seed: 1234" in text["parameters"]
     assert json.loads(text["avatargen"])["job_key"] == META["job_key"]
     assert read_metadata(out) == META
     assert output_has_key(str(out), META["job_key"]) is True

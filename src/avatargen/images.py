@@ -132,15 +132,92 @@ def png_bytes(img: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+# diffusers scheduler classes under the sampler names A1111 (and the parsers that read its
+# `parameters` text) use; see diffusers' scheduler overview for the correspondence.
+SAMPLER_NAMES = {
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE",
+    "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a",
+    "HeunDiscreteScheduler": "Heun",
+    "LMSDiscreteScheduler": "LMS",
+    "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PLMS",  # the SD configs set skip_prk_steps: PNDM runs its PLMS steps only
+    "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM",
+    "FlowMatchEulerDiscreteScheduler": "Euler",
+}
+
+# What each architecture's base model loads when nothing replaces its scheduler (its Hub
+# scheduler_config.json): SD 1.5 -> PNDMScheduler, SDXL base 1.0 -> EulerDiscreteScheduler,
+# SD 3.5 -> FlowMatchEulerDiscreteScheduler. Used when the backend did not say which one ran.
+DEFAULT_SCHEDULERS = {
+    "sd15": "PNDMScheduler",
+    "sdxl": "EulerDiscreteScheduler",
+    "sd35": "FlowMatchEulerDiscreteScheduler",
+}
+
+
+def sampler_name(scheduler: str) -> str:
+    """A diffusers scheduler class name as an A1111 sampler name ('EulerDiscreteScheduler' ->
+    'Euler'); a name that is not a known class (already a sampler name) is kept."""
+    return SAMPLER_NAMES.get(scheduler, scheduler)
+
+
+def _sampler(meta: dict[str, Any]) -> str:
+    if meta.get("sampler"):
+        return sampler_name(str(meta["sampler"]))
+    architecture = meta.get("architecture") or _architecture_of(str(meta.get("model", "")))
+    return sampler_name(DEFAULT_SCHEDULERS.get(architecture or "", "unknown"))
+
+
+def _architecture_of(model_key: str) -> str | None:
+    # An older caller may not pass the architecture: the catalog knows it (a failure is no reason
+    # to lose the image, so any catalog problem just leaves it unknown).
+    from avatargen.catalog import load_catalog
+    from avatargen.errors import AvatargenError
+
+    try:
+        return load_catalog().lookup(model_key).architecture
+    except (AvatargenError, OSError):
+        return None
+
+
+def _a1111_value(value: Any) -> str:
+    """A value as A1111 writes it: bare, or JSON-quoted when a comma, colon, quote or newline
+    would split it (its own `quote()` rule)."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(ch in text for ch in ',:"\n') else text
+
+
 def sd_parameters(meta: dict[str, Any]) -> str:
-    """The common Stable Diffusion ("A1111") parameters text."""
-    return (
-        f"{meta['prompt']}\n"
-        f"Negative prompt: {meta['negative_prompt']}\n"
-        f"Steps: {meta['steps']}, CFG scale: {meta['guidance_scale']}, Seed: {meta['seed']}, "
-        f"Size: {meta['width']}x{meta['height']}, Model: {meta['model']}, "
-        f"ControlNet: openpose, Control scale: {meta['controlnet_conditioning_scale']}, Pose: {meta['pose']}"
-    )
+    """The common Stable Diffusion ("A1111") parameters text, in A1111's own field order, so
+    sd-parsers, sd-prompt-reader and the webui's PNG Info read it: prompt line(s), then
+    `Negative prompt:`, then one line of `Key: value` pairs starting with `Steps:`.
+
+    The model is written as its alias (no `:`, which readers split on). `Sampler` is the
+    scheduler that ran (`meta["sampler"]`, a diffusers class or sampler name, when the backend
+    reported it), else the default scheduler of the model's architecture."""
+    model = str(meta["model"]).removeprefix("avatar-generator:")
+    fields = [
+        ("Steps", meta["steps"]),
+        ("Sampler", _sampler(meta)),
+        ("CFG scale", meta["guidance_scale"]),
+        ("Seed", meta["seed"]),
+        ("Size", f"{meta['width']}x{meta['height']}"),
+        ("Model", model),
+    ]
+    if meta.get("strength") is not None:  # img2img: the photo was sent as the init image
+        fields.append(("Denoising strength", meta["strength"]))
+    fields += [
+        ("ControlNet", "openpose"),
+        ("Control scale", meta["controlnet_conditioning_scale"]),
+        ("Pose", meta["pose"]),
+    ]
+    settings = ", ".join(f"{key}: {_a1111_value(value)}" for key, value in fields)
+    return f"{meta['prompt']}\nNegative prompt: {meta['negative_prompt']}\n{settings}"
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
