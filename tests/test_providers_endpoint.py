@@ -170,3 +170,30 @@ def test_close_closes_its_own_client(httpx_mock):
     client = provider.client
     provider.close()
     assert client.is_closed
+
+
+# ---------------------------------------------------------------- credentials in the URL (hardening 11)
+def test_url_credentials_never_reach_errors_or_wait_events(httpx_mock):
+    password, query_token = "pw-hunter2-xyz", "qtok-0987654321"
+    url = f"http://bob:{password}@127.0.0.1:8000/generate?api_key={query_token}"
+    httpx_mock.add_response(status_code=500, json={"error": f"boom at {url}"}, is_reusable=True)
+    events = []
+    provider = make(url=url, token=None)
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(request(), on_event=events.append)
+    texts = [caught.value.message, caught.value.hint or "", *(e.reason for e in events)]
+    assert events and all(password not in t and query_token not in t for t in texts), texts
+    assert "127.0.0.1:8000/generate" in caught.value.message
+    # The request itself still carries them: masking is for what is shown, not what is sent.
+    assert query_token in str(httpx_mock.get_requests()[0].url)
+
+
+def test_status_report_url_is_masked(httpx_mock):
+    url = "https://user:pa55word-long@e.example/run?token=tok-secret-1234"
+    httpx_mock.add_response(
+        url="https://user:pa55word-long@e.example/run/health?token=tok-secret-1234", text="Ok"
+    )
+    report = make(url=url, token=None).status()
+    assert report.state == "ready"
+    assert "pa55word-long" not in report.url and "tok-secret-1234" not in report.url
+    assert "pa55word-long" not in str(report.extra) and "tok-secret-1234" not in str(report.extra)

@@ -10,6 +10,7 @@ import pytest
 from avatargen import settings
 from avatargen.errors import UsageError
 from avatargen.providers import local_status, select
+from avatargen.redact import MASK
 from provider_fakes import HF_ENDPOINT, TOKEN
 
 MODEL = "controlnet-openpose-sd15"
@@ -212,3 +213,53 @@ def test_status_subprocess_exit_code_and_no_network(run_cli, monkeypatch):
     result = run_cli("status", MODEL, "--endpoint", "http://127.0.0.1:9/", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["state"] == "unreachable"
+
+
+# ---------------------------------------------------------------- hardening 11 and 12
+PASSWORD = "s3cret-pass-77"
+QUERY_TOKEN = "q-token-abc123xyz"
+
+
+def test_status_of_a_loopback_endpoint_never_asks_the_hub_about_the_token(cli, httpx_mock, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    httpx_mock.add_response(url="http://127.0.0.1:8000/health", text="Ok", is_reusable=True)
+    report = status_json(cli, "--endpoint", "http://127.0.0.1:8000/")
+    assert report["state"] == "ready"
+    assert [str(r.url) for r in httpx_mock.get_requests()] == ["http://127.0.0.1:8000/health"]
+    assert report["token"]["found"] is True and report["token"]["valid"] is None
+    assert "not checked" in report["token"]["detail"]
+    assert "token     HF_TOKEN: not checked" in status_text(cli, "--endpoint", "http://127.0.0.1:8000/")
+
+
+def test_status_of_the_local_backend_never_asks_the_hub(cli, httpx_mock, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(local_status, "local_device", lambda: "cpu")
+    report = status_json(cli, "--provider", "local")
+    assert httpx_mock.get_requests() == [] and report["token"]["valid"] is None
+
+
+def test_credentials_in_the_endpoint_url_never_reach_the_status_output(cli, httpx_mock, monkeypatch):
+    url = f"http://alice:{PASSWORD}@127.0.0.1:8000/run?token={QUERY_TOKEN}"
+    httpx_mock.add_response(status_code=401, json={"error": f"bad token {QUERY_TOKEN}"}, is_reusable=True)
+    for args in (["--json"], []):
+        result = cli("status", MODEL, "--endpoint", url, *args)
+        assert result.exit_code == 0, result.output
+        assert PASSWORD not in result.output and QUERY_TOKEN not in result.output
+    report = json.loads(cli("status", MODEL, "--endpoint", url, "--json").stdout)
+    assert report["url"] == f"http://{MASK}@127.0.0.1:8000/run?token={MASK}"
+    assert report["state"] == "unauthorized"
+
+
+def test_a_token_given_on_the_command_line_is_redacted_everywhere(monkeypatch, no_serve_extra):
+    from avatargen.providers.select import make_provider
+    from avatargen.redact import redact_text
+
+    secret = "my-own-server-secret-4242"  # not HF-shaped: only masked if it was remembered
+    make_provider(select_model(), endpoint="http://127.0.0.1:9/", token=secret)
+    assert redact_text(f"header was {secret}") == f"header was {MASK}"
+
+
+def select_model():
+    from provider_fakes import model
+
+    return model()

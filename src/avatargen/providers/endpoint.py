@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -27,6 +28,7 @@ from avatargen.providers.http_client import (
 )
 from avatargen.providers.http_provider import HttpProvider
 from avatargen.providers.retry import RetryPolicy, Target
+from avatargen.redact import redact_url
 
 # How long the Hugging Face proxy may hold one request while a scaled-to-zero replica starts.
 # Kept short so the progress display hears back (a 503) and says "starting" instead of freezing.
@@ -53,6 +55,7 @@ class EndpointProvider(HttpProvider):
         scope = TokenScope(token, endpoint_url=url)  # type: ignore[arg-type]
         super().__init__(model, url, scope, wait_timeout=wait_timeout, client=client, policy=policy)
         self.url_source = url_source
+        self.shown_url = redact_url(url)  # what messages, events and reports name: no credentials
 
     def payload(self, request: GenerationRequest) -> dict:
         if request.pose_png is None:
@@ -73,7 +76,7 @@ class EndpointProvider(HttpProvider):
             backend=self.name,
             url=self.url,
             model_key=self.model.key,
-            label=f"endpoint {self.url}",
+            label=f"endpoint {self.shown_url}",
             auth_hint=(
                 "check the token: HF_TOKEN or `hf auth login` for a Hugging Face endpoint (it needs access "
                 f"to the endpoint), {ENDPOINT_TOKEN_ENV} for `avatargen serve --token`"
@@ -90,9 +93,12 @@ class EndpointProvider(HttpProvider):
 
 def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope) -> StatusReport:
     """GET {url}/health (the inference toolkit's route), falling back to GET {url}.
-    Every failure is a state in the report, never an exception."""
-    base = url.rstrip("/")
-    candidates = [f"{base}/health", url]
+    Every failure is a state in the report, never an exception; the report names the URL without
+    its credentials."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    health = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/health"))  # the query stays
+    candidates = [health, url]
     for probe_url in candidates:
         began = time.perf_counter()
         try:
@@ -100,7 +106,7 @@ def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope) -> StatusR
         except httpx.TransportError as exc:
             return StatusReport(
                 "hf-endpoint",
-                url,
+                shown,
                 "unreachable",
                 detail=network_detail(exc, scope.secrets()),
                 round_trip_ms=elapsed_ms(began),
@@ -111,15 +117,15 @@ def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope) -> StatusR
         break
     code = response.status_code
     message = scrub(server_message(response), scope.secrets()) if code >= 300 else ""
-    extra = {"http_status": code, "probed": probe_url}
+    extra = {"http_status": code, "probed": redact_url(probe_url)}
     if 200 <= code < 300:
-        return StatusReport("hf-endpoint", url, "ready", round_trip_ms=ms, extra=extra)
+        return StatusReport("hf-endpoint", shown, "ready", round_trip_ms=ms, extra=extra)
     if code == 503:
         estimate = estimated_time(response)
         detail = f"loading, ~{estimate:.0f} s" if estimate is not None else "starting (scaled to zero?)"
         return StatusReport(
             "hf-endpoint",
-            url,
+            shown,
             "starting",
             detail=detail,
             estimated_time=estimate,
@@ -129,7 +135,9 @@ def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope) -> StatusR
     if code in (401, 403):
         has_token = scope.token_for(url) is not None
         detail = f"HTTP {code}: {message}" + ("" if has_token else " (no token is sent to this host)")
-        return StatusReport("hf-endpoint", url, "unauthorized", detail=detail, round_trip_ms=ms, extra=extra)
+        return StatusReport(
+            "hf-endpoint", shown, "unauthorized", detail=detail, round_trip_ms=ms, extra=extra
+        )
     return StatusReport(
-        "hf-endpoint", url, "unknown", detail=f"HTTP {code}: {message}", round_trip_ms=ms, extra=extra
+        "hf-endpoint", shown, "unknown", detail=f"HTTP {code}: {message}", round_trip_ms=ms, extra=extra
     )

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from urllib.parse import urlsplit
 
 import httpx
 
+from avatargen.redact import redact_text, remember_secret
 from avatargen.settings import Secret, TokenInfo
 
 ENDPOINT_TOKEN_ENV = "AVATARGEN_ENDPOINT_TOKEN"
@@ -106,6 +106,8 @@ class TokenScope:
         raw = os.environ.get(ENDPOINT_TOKEN_ENV, "").strip()
         self.endpoint_token = Secret(raw) if raw and endpoint_url else None
         self.endpoint_host = host_of(endpoint_url) if endpoint_url else None
+        for value in self.secrets():  # --token, the config's or the file's token: masked from now on
+            remember_secret(value)
 
     def token_for(self, url: str) -> Secret | None:
         if self.endpoint_token is not None and host_of(url) == self.endpoint_host:
@@ -124,10 +126,9 @@ class TokenScope:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{10,}", "hf_***", text)  # any HF token the server echoes back
+    """`text` without these secrets, any other secret avatargen knows, URL credentials, or an
+    HF-shaped token the server echoes back."""
+    return redact_text(text, secrets)
 
 
 def server_message(response: httpx.Response) -> str:

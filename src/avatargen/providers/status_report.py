@@ -12,9 +12,10 @@ import httpx
 
 from avatargen.providers import local_status
 from avatargen.providers.endpoint import probe_endpoint
-from avatargen.providers.http_client import PROBE_TIMEOUT_S, TokenScope
+from avatargen.providers.http_client import PROBE_TIMEOUT_S, TokenScope, is_hf_host
 from avatargen.providers.hub import check_token, hub_model_info
 from avatargen.providers.select import choose_backend, resolve_wait_timeout
+from avatargen.redact import redact_url
 
 
 def model_facts(model: Any) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def build_status(
         report: dict[str, Any] = {
             "model": model_facts(model),
             "backend": choice.backend,
-            "url": choice.url,
+            "url": redact_url(choice.url) if choice.url else None,
             "url_source": choice.source,
             "wait_timeout": resolve_wait_timeout(None),
             "state": "unknown",
@@ -98,10 +99,23 @@ def build_status(
                 device=found,
                 detail=f"runs in-process on {found}" + (" (slow)" if found == "cpu" else ""),
             )
-        report["token"] = check_token(client, token_info)
+        if uses_hub_token(choice.backend, choice.url):
+            report["token"] = check_token(client, token_info)
+        else:  # asking huggingface.co about a token this backend never sends would only leak intent
+            report["token"] = {
+                "found": token_info.found,
+                "source": token_info.source,
+                "valid": None,
+                "detail": "not checked: the backend in use does not send it" if token_info.found else "none",
+            }
         if history_stats is not None:
             report["history"] = history_stats
         return report
     finally:
         if own:
             client.close()
+
+
+def uses_hub_token(backend: str | None, url: str | None) -> bool:
+    """The Hugging Face token matters only to the router and to endpoints on Hugging Face hosts."""
+    return backend == "hf-inference" or (backend == "hf-endpoint" and url is not None and is_hf_host(url))
