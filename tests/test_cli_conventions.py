@@ -174,6 +174,8 @@ def test_error_class_codes_are_the_table():
         errors.OutputError: 74,
         errors.InternalError: 70,
         errors.Interrupted: 130,
+        errors.HangUp: 129,
+        errors.Terminated: 143,
     }
     for cls, code in classes.items():
         assert cls.exit_code == code and code in errors.EXIT_CODES, cls

@@ -74,6 +74,7 @@ class Summary:
     batch_id: str
     total: int
     done: int = 0
+    copied: int = 0  # of done: finished before into another folder, copied at no charge
     failed: int = 0
     skipped: int = 0
     left_queued: int = 0

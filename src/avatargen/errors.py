@@ -22,6 +22,8 @@ MISSING_EXTRA = 11
 IO_ERROR = 74  # EX_IOERR: an output, the output folder or the ledger cannot be written
 INTERNAL = 70  # EX_SOFTWARE: a bug, never a user mistake
 INTERRUPTED = 130
+HANGUP = 129  # 128 + SIGHUP: the terminal went away
+TERMINATED = 143  # 128 + SIGTERM: asked to stop (kill, systemd, a CI timeout)
 
 EXIT_CODES: dict[int, str] = {
     OK: "success: everything asked for was done",
@@ -39,6 +41,8 @@ EXIT_CODES: dict[int, str] = {
     IO_ERROR: "an output, the output folder or the ledger cannot be written (read-only, disk full, name too long); the rest stays queued",
     INTERNAL: "a bug in avatargen: rerun with AVATARGEN_DEBUG=1 and report the traceback",
     INTERRUPTED: "interrupted (Ctrl-C); in-flight credits were refunded",
+    HANGUP: "stopped by SIGHUP (the terminal closed); in-flight credits were refunded",
+    TERMINATED: "stopped by SIGTERM; in-flight credits were refunded",
 }
 
 
@@ -137,6 +141,30 @@ class MissingExtra(AvatargenError):
 
 class Interrupted(AvatargenError):
     exit_code = INTERRUPTED
+
+
+class HangUp(Interrupted):
+    exit_code = HANGUP
+
+
+class Terminated(Interrupted):
+    exit_code = TERMINATED
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so they stop a run exactly as Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted_by(signum: int | None, message: str, hint: str | None = None) -> Interrupted:
+    """The error (and so the exit code, 128 + the signal) for a run stopped by a signal."""
+    import signal
+
+    cls = {int(signal.SIGTERM): Terminated, int(signal.SIGHUP): HangUp}.get(signum or 0, Interrupted)
+    return cls(message, hint)
 
 
 class InternalError(AvatargenError):

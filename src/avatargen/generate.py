@@ -6,19 +6,20 @@ Used by `avatargen generate` (fresh plans) and `avatargen retry` (jobs read back
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avatargen.batch import BatchRunner, RunSettings, Summary
 from avatargen.catalog import Catalog
-from avatargen.errors import CreditsError, Interrupted, LimitError, UsageError
+from avatargen.errors import CreditsError, LimitError, OutputError, UsageError, interrupted_by
 from avatargen.ledger import Ledger
 from avatargen.plan import Job
 
@@ -31,6 +32,10 @@ class Classified:
     already_done: list[Job]
     exists: list[Job]  # output file there, not ours, and no --overwrite
     busy: list[Job]  # another live process holds the job right now
+    # done before, into another folder: the image is copied here at no charge (job, from path)
+    copies: list[tuple[Job, Path]] = field(default_factory=list)
+    # done before, but its image is gone from everywhere: made again (and charged again)
+    regenerate: set[str] = field(default_factory=set)
 
 
 def new_batch_id() -> str:
@@ -65,8 +70,11 @@ def classify(ledger: Ledger, jobs: list[Job], overwrite: bool) -> Classified:
         seen.add(job.job_key)
         row = ledger.job(job.job_key)
         exists = job.output_path.exists()
-        if row and row["status"] == "done" and (exists or Path(row["output_path"]).exists()):
+        earlier = _earlier_output(ledger, job) if row and row["status"] == "done" and not exists else None
+        if row and row["status"] == "done" and exists and output_has_key(str(job.output_path), job.job_key):
             out.already_done.append(job)
+        elif earlier is not None:
+            out.copies.append((job, earlier))
         elif row and row["status"] == "running" and ledger.held_elsewhere(job.job_key):
             out.busy.append(job)
         elif exists and output_has_key(str(job.output_path), job.job_key):
@@ -75,7 +83,66 @@ def classify(ledger: Ledger, jobs: list[Job], overwrite: bool) -> Classified:
             out.exists.append(job)
         else:
             out.to_run.append(job)
+            if row and row["status"] == "done":
+                out.regenerate.add(job.job_key)
     return out
+
+
+def _earlier_output(ledger: Ledger, job: Job) -> Path | None:
+    """Where a finished job's image still is (with its job key), when it is not at the new path."""
+    from avatargen.images import output_has_key
+
+    for place in ledger.output_paths(job.job_key):
+        if place != str(job.output_path) and output_has_key(place, job.job_key):
+            return Path(place)
+    return None
+
+
+def copy_outputs(ledger: Ledger, copies: list[tuple[Job, Path]], batch_id: str) -> list[Job]:
+    """A finished image re-run into another -o is copied there, atomically, at no charge."""
+    import shutil
+
+    from avatargen.images import temp_output_path
+
+    copied = []
+    for job, source in copies:
+        tmp = temp_output_path(job.output_path)
+        try:
+            job.output_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, job.output_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(
+                f"{job.output_path.parent}: cannot copy {source.name} there ({exc.strerror or exc})",
+                "free disk space or choose a writable folder with -o",
+            ) from None
+        ledger.record_copy(job.job_key, str(job.output_path), str(source), batch_id)
+        copied.append(job)
+    return copied
+
+
+def check_writable(folders: set[Path]) -> None:
+    """Create each output folder and write and remove a probe file in it, before anything is
+    sent: a read-only folder, a too-long name or a full disk is found now, not after N calls."""
+    from avatargen.images import temp_output_path
+
+    for folder in sorted(folders):
+        probe = temp_output_path(folder / "write-check")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb") as fh:
+                fh.write(b"avatargen write check")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OutputError(
+                f"{folder}: the output folder cannot be written ({exc.strerror or exc})",
+                "choose a writable folder with -o, or free disk space; nothing was spent",
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
 
 
 def confirm(count: int, credits: int, yes: bool, confirm_above: int) -> None:
@@ -110,8 +177,10 @@ def execute(
     notify_url: str | None = None,
     on_complete: str | None = None,
     provider_factory: Callable[..., Any] | None = None,
+    batch_id: str | None = None,
 ) -> Summary | dict[str, Any]:
-    """Run the jobs; returns the Summary, or for --dry-run the plan and quote."""
+    """Run the jobs; returns the Summary, or for --dry-run the plan and quote. `batch_id`: the
+    batch being retried (its id is kept), else a new one is minted."""
     from avatargen.images import output_has_key
 
     settled, refunded = ledger.reconcile(output_has_key)
@@ -127,46 +196,66 @@ def execute(
         "credits": cost,
         "balance": balance,
         "already_done": len(groups.already_done),
+        "copies": len(groups.copies),
         "exists": len(groups.exists),
         "busy": len(groups.busy),
     }
     if dry_run:
         return {"quote": quote, "jobs": [j.record() for j in groups.to_run]}
-    if max_credits is not None and cost > max_credits:
-        raise CreditsError(
-            f"the batch needs {cost} credits for {len(groups.to_run)} images, over --max-credits {max_credits}",
-            "raise --max-credits, or run fewer photos or a cheaper model (--quality sd)",
-        )
-    if cost > balance:
-        raise CreditsError(
-            f"the batch needs {cost} credits for {len(groups.to_run)} images, you have {balance}",
-            "add credits with `avatargen credits add N`, or run fewer photos or a cheaper model",
-        )
+    _check_budget(catalog, groups.to_run, cost, balance, max_credits)
     if settings.daily_limit is not None and groups.to_run and ledger.requests_today() >= settings.daily_limit:
         raise LimitError(
             f"daily request limit reached: {ledger.requests_today()} of {settings.daily_limit} "
             "(limits.daily_requests)",
             "resume tomorrow with the same command, or raise it: avatargen config set limits.daily_requests N",
         )
+    if groups.to_run or groups.copies:
+        check_writable(
+            {j.output_path.parent for j in groups.to_run} | {j.output_path.parent for j, _ in groups.copies}
+        )
     confirm(len(groups.to_run), cost, yes, confirm_above)
 
-    batch_id = new_batch_id()
-    ledger.start_batch(batch_id, argv, os.getcwd(), str(output_dir))
-    for job in groups.to_run + groups.already_done + groups.exists:
+    batch_id = batch_id or new_batch_id()
+    ledger.start_batch(batch_id, stored_argv(argv), os.getcwd(), str(output_dir), settings.remembered())
+    try:
+        summary = _run(
+            ledger, catalog, poses, settings, groups, batch_id, output_dir, emit, say, provider_factory
+        )
+    except BaseException:
+        # Stopped before the runner could say how (a signal during pre-flight, an unwritable
+        # ledger): the batch is not left 'running'.
+        with contextlib.suppress(Exception):
+            ledger.finish_batch(batch_id, "interrupted", {})
+        raise
+    status = summary.stopped or ("partial" if summary.failed else "done")
+    ledger.finish_batch(batch_id, status, summary.to_dict())
+    _notify(summary, notify_url, on_complete)
+    return summary
+
+
+def _run(
+    ledger, catalog, poses, settings, groups: Classified, batch_id, output_dir, emit, say, provider_factory
+):
+    for job in groups.to_run + groups.already_done + groups.exists + [j for j, _ in groups.copies]:
         ledger.enqueue(job.record(), batch_id)
+    for key in groups.regenerate:
+        ledger.requeue_done(key)
     for job in groups.exists:
         ledger.mark_skipped(job.job_key, "output exists (pass --overwrite to replace it)")
 
-    def report_skip(job: Job, why: str) -> None:
+    def report(job: Job, status: str, **fields: Any) -> None:
         if emit:
-            emit(job.result_line(status="skipped", reason=why, credits=0))
+            emit(job.result_line(status=status, credits=0, **fields))
 
     for job in groups.already_done:
-        report_skip(job, "already done")
+        report(job, "skipped", reason="already done")
     for job in groups.exists:
-        report_skip(job, "output exists (pass --overwrite to replace it)")
+        report(job, "skipped", reason="output exists (pass --overwrite to replace it)")
     for job in groups.busy:
-        report_skip(job, "running in another avatargen process")
+        report(job, "skipped", reason="running in another avatargen process")
+    copied = copy_outputs(ledger, groups.copies, batch_id)
+    for job, source in groups.copies:
+        report(job, "done", copied_from=str(source), attempts=0)
 
     runner = BatchRunner(ledger, catalog, poses, settings, emit=emit, provider_factory=provider_factory)
     try:
@@ -178,12 +267,66 @@ def execute(
             summary = Summary(batch_id, 0, output_dir=str(output_dir))
     finally:
         runner.close()
-    summary.skipped = len(groups.already_done) + len(groups.exists) + len(groups.busy)
-    summary.total += summary.skipped
-    status = summary.stopped or ("partial" if summary.failed else "done")
-    ledger.finish_batch(batch_id, status, summary.to_dict())
-    _notify(summary, notify_url, on_complete)
+    skipped = len(groups.already_done) + len(groups.exists) + len(groups.busy)
+    summary.skipped += skipped
+    summary.done += len(copied)
+    summary.copied = len(copied)
+    summary.total += skipped + len(copied)
     return summary
+
+
+def _check_budget(
+    catalog: Catalog, jobs: list[Job], cost: int, balance: int, max_credits: int | None
+) -> None:
+    cheaper = _cheaper_hint(catalog, jobs)
+    if max_credits is not None and cost > max_credits:
+        raise CreditsError(
+            f"the batch needs {cost} credits for {len(jobs)} images, over --max-credits {max_credits}",
+            f"raise --max-credits, or run fewer photos{cheaper}",
+        )
+    if cost > balance:
+        raise CreditsError(
+            f"the batch needs {cost} credits for {len(jobs)} images, you have {balance}",
+            f"add credits with `avatargen credits add N`, or run fewer photos{cheaper}",
+        )
+
+
+def _cheaper_hint(catalog: Catalog, jobs: list[Job]) -> str:
+    """', or a cheaper model (--model X)' only when an enabled model costs less than every model
+    the batch uses; nothing when it already runs the cheapest."""
+    if not jobs:
+        return ""
+    dearest = max(catalog.by_key[j.model].credit_cost for j in jobs)
+    cheaper = sorted(
+        (m for m in catalog.by_key.values() if m.enabled and m.credit_cost < dearest),
+        key=lambda m: m.credit_cost,
+    )
+    return (
+        f", or a cheaper model (--model {cheaper[0].alias}, {cheaper[0].credit_cost} credits)"
+        if cheaper
+        else ""
+    )
+
+
+def stored_argv(argv: list[str]) -> list[str]:
+    """The command line as history keeps it: the value of --token dropped, credentials in URLs
+    and every known secret masked."""
+    from avatargen.redact import MASK, redact_text
+
+    kept: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            kept.append(MASK)
+            hide_next = False
+        elif arg == "--token":
+            kept.append(arg)
+            hide_next = True
+        elif arg.startswith("--token="):
+            kept.append(f"--token={MASK}")
+        else:
+            kept.append(redact_text(arg))
+    return kept
 
 
 def _notify(summary: Summary, url: str | None, command: str | None) -> None:
@@ -211,12 +354,23 @@ def _notify(summary: Summary, url: str | None, command: str | None) -> None:
 
 
 def raise_for_outcome(summary: Summary, resume_hint: str) -> int:
-    """The exit code of a finished batch, raising for the stops that have their own code."""
+    """The exit code of a finished batch, raising for the stops that have their own code.
+
+    Failed jobs: when nothing was done and every failure has the same exit code (one photo
+    refused with 401, a whole batch unreachable), that code; otherwise 1 (partial)."""
     if summary.stopped == "interrupted":
-        raise Interrupted(
+        raise interrupted_by(
+            summary.signal,
             f"interrupted: {summary.done} done, {summary.left_queued} left; in-flight credits were refunded",
             f"resume with: {resume_hint}",
         )
+    if summary.stopped == "error" and summary.stop_error is not None:
+        import copy
+
+        error = copy.copy(summary.stop_error)
+        error.message += f" — batch stopped: {summary.done} done, {summary.left_queued} left queued"
+        error.hint = f"{error.hint}; then: {resume_hint}" if error.hint else f"then: {resume_hint}"
+        raise error
     if summary.stopped == "limit":
         raise LimitError(
             f"stopped at the daily request limit (limits.daily_requests): {summary.done} done, "
@@ -228,7 +382,16 @@ def raise_for_outcome(summary: Summary, resume_hint: str) -> int:
             f"stopped: {summary.stop_message}; {summary.done} done, {summary.left_queued} left queued",
             f"add credits with `avatargen credits add N`, then: {resume_hint}",
         )
-    return 1 if summary.failed else 0
+    return failure_exit_code(summary)
+
+
+def failure_exit_code(summary: Summary) -> int:
+    if not summary.failed:
+        return 0
+    codes = set(summary.failure_codes)
+    if summary.done == 0 and len(codes) == 1:
+        return codes.pop()
+    return 1
 
 
 def resume_command(batch_id: str) -> str:

@@ -35,15 +35,13 @@ def _where(url: str) -> str:
 
 
 def _redact_tokens(body: bytes) -> bytes:
-    """Belt and braces: should a token have slipped into the summary (an error message quoting
-    a header, say), it is blanked before anything leaves the machine."""
-    from avatargen.settings import TOKEN_ENV_VARS
+    """Belt and braces: should a secret have slipped into the summary (an error message quoting
+    a header or an endpoint URL with credentials, say), it is masked before anything leaves the
+    machine: every token avatargen knows (HF and endpoint tokens, --token), URL credentials,
+    and anything shaped like a Hugging Face token."""
+    from avatargen.redact import redact_text
 
-    for name in TOKEN_ENV_VARS:
-        value = os.environ.get(name, "").strip()
-        if len(value) >= 8:
-            body = body.replace(value.encode("utf-8"), b"[redacted]")
-    return body
+    return redact_text(body.decode("utf-8")).encode("utf-8")
 
 
 def post_summary(
@@ -120,17 +118,21 @@ def run_on_complete(command: str, summary: dict[str, Any], *, timeout: float | N
     path = None
     try:
         fd, path = tempfile.mkstemp(prefix="avatargen-summary-", suffix=".json")
+        text = json.dumps(summary, ensure_ascii=False, indent=2, default=str)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, ensure_ascii=False, indent=2, default=str)
+            fh.write(_redact_tokens(text.encode("utf-8")).decode("utf-8"))
+        from avatargen.redact import child_environment
+
+        env = child_environment()  # the command is the user's, but our credentials stay ours
         out = _child_output()
         try:
             if out is not None:
                 completed = subprocess.run(
-                    [*argv, path], stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout
+                    [*argv, path], stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout, env=env
                 )
             else:
                 completed = subprocess.run(
-                    [*argv, path], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
+                    [*argv, path], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=env
                 )
                 sys.stderr.write(
                     completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")

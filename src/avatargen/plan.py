@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +135,22 @@ def job_key(input_hash: str, pose_identity: str, model: str, params: Params, see
 
 
 def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    """A field value fit for a file name: no separator, no `..`, no leading dot."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    safe = re.sub(r"\.{2,}", "_", safe)
+    return "_" + safe[1:] if safe.startswith(".") else safe or "_"
+
+
+def check_inside(path: Path, folder: Path, template: str) -> None:
+    """Every output lies inside the output folder, links resolved: a template like
+    `../x.png` or `/abs/x.png` is refused before anything is spent."""
+    root = os.path.realpath(folder)
+    target = os.path.realpath(path)
+    if os.path.commonpath([root, target]) != root or target == root:
+        raise UsageError(
+            f"--name '{template}' would write {path}, outside the output folder {folder}",
+            "use a name relative to -o without '..' or a leading '/', e.g. {stem}-{seed}.png",
+        )
 
 
 def plan_jobs(
@@ -164,7 +181,9 @@ def plan_jobs(
                 hash=digest[:8],
             )
             key = job_key(digest, pose_identity, model_key, params, job_seed)
-            jobs.append(Job(key, path, digest, pose_name, model_key, params, job_seed, output_dir / name))
+            out = output_dir / name
+            check_inside(out, output_dir, template)
+            jobs.append(Job(key, path, digest, pose_name, model_key, params, job_seed, out))
     _disambiguate(jobs)
     return jobs
 

@@ -26,7 +26,7 @@ _SECRET_QUERY = re.compile(
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s?#]+)@")
 # Hugging Face tokens have a recognisable shape: mask them even when nobody told us about them.
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
-MASK = "***"
+MASK = "[redacted]"
 _extra_secrets: set[str] = set()
 
 

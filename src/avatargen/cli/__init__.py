@@ -15,7 +15,7 @@ import typer
 
 from avatargen import __version__
 from avatargen.cli import state
-from avatargen.errors import AvatargenError, InternalError, Interrupted, UsageError
+from avatargen.errors import AvatargenError, InternalError, StopSignal, UsageError, interrupted_by
 
 # Every command: name -> (module, attribute, kind). A run imports and builds only the command
 # it names (building all of them costs more start-up than Typer itself); --help, completion
@@ -124,9 +124,12 @@ def main() -> None:
     except AvatargenError as exc:
         _report(exc, debug)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C or Ctrl-D at a prompt
-        _report(Interrupted("interrupted"), debug)
-        sys.exit(Interrupted.exit_code)
+    except (KeyboardInterrupt, typer.Abort) as exc:  # Ctrl-C, SIGTERM/SIGHUP, or Ctrl-D at a prompt
+        # Click turns a KeyboardInterrupt into Abort; the signal that caused it is its __cause__.
+        cause = exc if isinstance(exc, StopSignal) else exc.__cause__
+        error = interrupted_by(getattr(cause, "signum", None), "interrupted")
+        _report(error, debug)
+        sys.exit(error.exit_code)
     except typer.TyperException as exc:  # Typer's own errors: unknown option, missing argument...
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before
             exc.show()

@@ -30,6 +30,19 @@ DEFAULT_OUTPUT = "avatars"
 DEFAULT_STRENGTH = 0.75
 
 
+ModelDirOpt = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Local backend: load a saved diffusers pipeline from this folder."),
+]
+TinyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tiny",
+        help="Local backend: a tiny random-weight model of the real architecture (images are noise).",
+    ),
+]
+
+
 def _run_settings(
     config: dict,
     *,
@@ -42,10 +55,16 @@ def _run_settings(
     provider,
     token,
     wait_timeout,
+    model_dir=None,
+    tiny=False,
 ):
     from avatargen.batch import RunSettings
+    from avatargen.redact import remember_secret
 
+    remember_secret(token)  # from here on, masked wherever it could appear
     limits = config.get("limits", {}) if isinstance(config.get("limits"), dict) else {}
+    if tiny or model_dir:
+        provider = provider or "local"
     return RunSettings(
         concurrency=concurrency or int(config.get("concurrency") or 4),
         overwrite=overwrite,
@@ -58,6 +77,8 @@ def _run_settings(
         wait_timeout=wait_timeout or config.get("wait_timeout"),
         daily_limit=limits.get("daily_requests"),
         model_limits=dict(limits.get("models", {})),
+        model_dir=str(model_dir) if model_dir else None,
+        tiny=tiny,
     )
 
 
@@ -160,10 +181,15 @@ def generate(
     on_complete: Annotated[
         str | None, typer.Option("--on-complete", help="Run this command with the summary file.")
     ] = None,
+    model_dir: ModelDirOpt = None,
+    tiny: TinyOpt = False,
     json_: Json = False,
 ) -> None:
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
     are skipped, failed ones are redone."""
+    from avatargen.cli.signals import install_stop_signals
+
+    install_stop_signals()
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
     from avatargen.errors import InputError
@@ -235,6 +261,8 @@ def generate(
         provider=provider,
         token=token,
         wait_timeout=wait_timeout,
+        model_dir=model_dir,
+        tiny=tiny,
     )
     with open_ledger() as ledger:
         result = execute(
@@ -291,10 +319,20 @@ def retry(
     overwrite: OverwriteOpt = False,
     no_fallback: NoFallbackOpt = False,
     allow_upgrade: AllowUpgradeOpt = False,
+    model_dir: ModelDirOpt = None,
+    tiny: TinyOpt = False,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also re-send jobs that can never succeed (not an image, refused as invalid)."
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
-    """Re-run the failed and unfinished jobs of the last (or a named) batch."""
+    """Re-run the failed and unfinished jobs of the last (or a named) batch, the way it ran
+    (endpoint, provider, model folder, concurrency, wait timeout); options given here win."""
     from avatargen import settings as settings_mod
+    from avatargen.cli.signals import install_stop_signals
     from avatargen.errors import UsageError
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.ledger import open_ledger
@@ -302,6 +340,7 @@ def retry(
     from avatargen.plan import Job
     from avatargen.poses.sources import resolve_pose
 
+    install_stop_signals()
     config = settings_mod.load_config()
     catalog = state.load_catalog()
     with open_ledger() as ledger:
@@ -315,26 +354,32 @@ def retry(
         # that another live process is still running.
         unfinished = ("failed", "queued", "running")
         rows = [r for r in ledger.jobs(batch_id=found["id"], limit=None) if r["status"] in unfinished]
+        hopeless = [r for r in rows if r["status"] == "failed" and r.get("permanent") and not all_]
+        rows = [r for r in rows if r not in hopeless]
+        _report_hopeless(hopeless, json_)
         if not rows:
             info(f"batch {found['id']}: nothing to retry")
             if json_:
-                emit_json({"batch_id": found["id"], "retried": 0})
+                emit_json({"batch_id": found["id"], "retried": 0, "never_succeed": len(hopeless)})
             return
         jobs = [Job.from_row(row) for row in rows]
         for job in jobs:
             catalog.lookup(job.model)  # a model since removed from the catalog fails here, clearly
         poses = {spec: resolve_pose(spec) for spec in {job.params.pose_spec for job in jobs}}
+        ran = _remembered(found)
         run_settings = _run_settings(
             config,
-            concurrency=concurrency,
+            concurrency=concurrency or ran.get("concurrency"),
             overwrite=overwrite,
-            no_fallback=no_fallback,
-            allow_upgrade=allow_upgrade,
+            no_fallback=no_fallback or ran.get("fallback") is False,
+            allow_upgrade=allow_upgrade or bool(ran.get("allow_upgrade")),
             json_=json_,
-            endpoint=endpoint,
-            provider=provider,
+            endpoint=endpoint or _remembered_endpoint(found, ran),
+            provider=provider or ran.get("provider"),
             token=token,
-            wait_timeout=wait_timeout,
+            wait_timeout=wait_timeout or ran.get("wait_timeout"),
+            model_dir=model_dir or ran.get("model_dir"),
+            tiny=tiny or bool(ran.get("tiny")),
         )
         info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
         summary = execute(
@@ -349,5 +394,50 @@ def retry(
             confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
             emit=emit_json if json_ else None,
             say=info,
+            batch_id=found["id"],
         )
+    summary.skipped += len(hopeless)
+    summary.total += len(hopeless)
     _finish(summary, json_)
+
+
+def _remembered(batch: dict) -> dict:
+    import json
+
+    try:
+        stored = json.loads(batch.get("settings") or "{}")
+    except ValueError:
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _remembered_endpoint(batch: dict, ran: dict) -> str | None:
+    from avatargen.errors import UsageError
+    from avatargen.redact import MASK
+
+    url = ran.get("endpoint")
+    if url and MASK in url:
+        raise UsageError(
+            f"batch {batch['id']} ran against an endpoint whose URL holds credentials, which are never stored",
+            "pass it again: avatargen retry --endpoint URL",
+        )
+    return url
+
+
+def _report_hopeless(rows: list[dict], json_: bool) -> None:
+    """Jobs a retry would only fail again: listed, counted, and left out unless --all."""
+    if not rows:
+        return
+    from avatargen.output import emit_json, info
+    from avatargen.plan import Job
+
+    info(
+        f"{len(rows)} job(s) can never succeed as they are and are not re-sent (pass --all to send them anyway):"
+    )
+    for row in rows:
+        info(f"  {row['input_path']}: {row['error']}")
+        if json_:
+            job = Job.from_row(row)
+            emit_json(
+                job.result_line(status="skipped", reason=f"can never succeed: {row['error']}", credits=0)
+            )

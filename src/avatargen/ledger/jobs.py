@@ -95,6 +95,11 @@ class Jobs(Credits):
             )
             return row["status"]
 
+    def requeue_done(self, job_key: str) -> None:
+        """A finished job whose image is gone everywhere is made again."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET status = 'queued' WHERE job_key = ? AND status = 'done'", (job_key,))
+
     def record_copy(self, job_key: str, path: str, copied_from: str, batch_id: str) -> None:
         """A finished job's output copied into another folder (no charge): one more place it is."""
         with self._tx() as db:
