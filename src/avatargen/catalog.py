@@ -207,6 +207,8 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
         raise CatalogError(f"{path}: catalog file not found", "check --catalog / AVATARGEN_CATALOG") from None
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise CatalogError(f"{path}: not valid TOML (nested too deeply)") from None
     except UnicodeDecodeError:
         raise CatalogError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except OSError as exc:  # a folder, no permission...

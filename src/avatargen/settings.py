@@ -180,6 +180,10 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", f"fix the file or remove it: {path}") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ConfigError(
+            f"{path}: not valid TOML (nested too deeply)", f"fix the file or remove it: {path}"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(
             f"{path}: not valid TOML (not UTF-8 text)", f"fix the file or remove it: {path}"
