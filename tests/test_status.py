@@ -263,3 +263,78 @@ def select_model():
     from provider_fakes import model
 
     return model()
+
+
+# ---------------------------------------------------------------- the local backend (everyday 3)
+def hide_serve_extra(monkeypatch):
+    """As tests/test_serve_local.py does: diffusers is not installed."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a)
+    )
+
+
+def test_local_in_a_core_install_names_the_missing_extra(cli, monkeypatch):
+    hide_serve_extra(monkeypatch)
+    report = status_json(cli, "--provider", "local")
+    assert report["backend"] == "local" and report["state"] == "missing-extra"
+    assert "serve" in report["detail"] and report["hint"] == "install it with: pip install 'avatargen[serve]'"
+    out = status_text(cli, "--provider", "local")
+    assert "unavailable" not in out
+    assert "hint      install it with: pip install 'avatargen[serve]'" in out
+
+
+def fake_hub_cache(home, repo_id: str, filename: str) -> None:
+    """The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<commit>/file}."""
+    repo = home / "hf-home" / "hub" / ("models--" + repo_id.replace("/", "--"))
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / filename).write_text("{}")
+
+
+def test_local_in_a_full_install_says_whether_the_weights_are_cached(cli, monkeypatch, avatargen_home):
+    monkeypatch.setattr(local_status, "local_device", lambda: "cpu")
+    report = status_json(cli, "--provider", "local")
+    assert report["weights"]["cached"] is False
+    assert report["weights"]["missing"] == [CONTROLNET, BASE]
+    assert f"weights   not cached: the first run downloads {CONTROLNET} and {BASE}" in status_text(
+        cli, "--provider", "local"
+    )
+    fake_hub_cache(avatargen_home, CONTROLNET, "config.json")
+    fake_hub_cache(avatargen_home, BASE, "model_index.json")
+    report = status_json(cli, "--provider", "local")
+    assert report["weights"]["cached"] is True and report["weights"]["missing"] == []
+    assert "weights   cached (HF_HOME): nothing to download" in status_text(cli, "--provider", "local")
+
+
+# ---------------------------------------------------------------- no Python reprs (everyday 9)
+def test_human_output_has_no_python_reprs(cli, monkeypatch, no_serve_extra):
+    from avatargen.cli import status as status_cmd
+
+    stats = {
+        "jobs": 4,
+        "success_rate": 0.75,
+        "median_seconds": None,
+        "requests_today": 2,
+        "requests_today_all_models": 5,
+        "daily_request_limit": None,
+        "daily_request_limit_model": None,
+    }
+    monkeypatch.setattr(status_cmd, "history_stats", lambda model: stats)
+    out = status_text(cli)
+    for repr_ in ("None", "{", "}", "['", "[]", "True", "False", "token     none: none"):
+        assert repr_ not in out, (repr_, out)
+    assert "daily_request_limit no limit" in out and "median_seconds" not in out
+
+
+def test_human_output_of_a_real_ledger_has_no_none(cli, no_serve_extra):
+    from avatargen.ledger import Ledger, default_path
+
+    with Ledger(default_path()):
+        pass  # a ledger with no jobs yet: the limits are unset
+    out = status_text(cli)
+    assert "history" in out and "None" not in out

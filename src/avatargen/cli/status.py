@@ -78,6 +78,8 @@ def render(report: dict[str, Any]) -> list[str]:
         lines.append(f"hint      {report['hint']}")
     for model_id, info in report.get("hub", {}).items():
         lines.append(f"hub       {model_id}: {info['state']}, {info['detail']}")
+    if report.get("weights"):
+        lines.append(f"weights   {report['weights']['detail']}")
     if report.get("note"):
         lines.append(f"note      {report['note']}")
     token = report["token"]
@@ -90,5 +92,21 @@ def render(report: dict[str, Any]) -> list[str]:
     lines.append(f"waits     up to {report['wait_timeout']:g} s for a cold model (wait_timeout)")
     history = report.get("history")
     if history:
-        lines.append("history   " + ", ".join(f"{k} {v}" for k, v in history.items()))
+        shown = ((k, _plain(k, v)) for k, v in history.items())
+        lines.append("history   " + ", ".join(f"{k} {v}" for k, v in shown if v))
     return lines
+
+
+def _plain(key: str, value: Any) -> str:
+    """A value as a person reads it, never a Python repr ('' leaves the field out)."""
+    if value is None:
+        return "no limit" if "limit" in key else ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_plain(k, v)}" for k, v in value.items() if _plain(k, v))
+    if isinstance(value, list | tuple):
+        return ", ".join(text for text in (_plain(key, v) for v in value) if text)
+    return str(value)

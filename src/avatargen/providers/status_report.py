@@ -93,20 +93,15 @@ def build_status(
                 note="text-to-image only: the pose goes into the prompt; pose control needs an endpoint",
             )
         else:
-            found = (device or local_status.local_device)()
-            report.update(
-                state="local",
-                device=found,
-                detail=f"runs in-process on {found}" + (" (slow)" if found == "cpu" else ""),
-            )
-        if uses_hub_token(choice.backend, choice.url):
-            report["token"] = check_token(client, token_info)
+            report.update(local_status.probe_local(model, device or local_status.local_device))
+        if not token_info.found or uses_hub_token(choice.backend, choice.url):
+            report["token"] = check_token(client, token_info)  # no token: answered without a request
         else:  # asking huggingface.co about a token this backend never sends would only leak intent
             report["token"] = {
-                "found": token_info.found,
+                "found": True,
                 "source": token_info.source,
                 "valid": None,
-                "detail": "not checked: the backend in use does not send it" if token_info.found else "none",
+                "detail": "not checked: the backend in use does not send it",
             }
         if history_stats is not None:
             report["history"] = history_stats
