@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from avatargen.catalog import load_catalog
-from avatargen.errors import InputError, MissingExtra, ModelUnavailable
+from avatargen.errors import InputError, MissingExtra, ModelLoadError, ModelUnavailable
 from avatargen.providers import local as local_mod
 from avatargen.providers.base import GenerationRequest
 from avatargen.providers.local import LocalProvider
@@ -19,7 +19,19 @@ from serve_fixtures import pose_png, tiny_home, tiny_models  # noqa: F401 - fixt
 
 @pytest.fixture(autouse=True)
 def fresh_announcements(monkeypatch):
+    # A fresh process as far as the local backend knows: nothing said, nothing loaded or failed.
     monkeypatch.setattr(local_mod, "_announced", set())
+    monkeypatch.setattr(local_mod, "_loaded", {})
+
+
+@pytest.fixture(autouse=True)
+def own_environment(monkeypatch):
+    """quiet() sets variables in os.environ: undo them after each test, so none leaks into the next."""
+    from avatargen.quiet import ENV_NAMES
+
+    for name in ENV_NAMES:
+        monkeypatch.setenv(name, "")  # records the value to restore
+        monkeypatch.delenv(name)
 
 
 def _model(alias="controlnet-openpose-sd15"):
@@ -57,10 +69,19 @@ def test_tiny_local_generation_says_once_where_it_runs(tiny_home):
     assert result.model_key == "avatar-generator:controlnet-openpose-sd15"
     assert Image.open(io.BytesIO(result.image)).size == (64, 64)
     assert [e.state for e in events] == ["loading"]
-    assert len(said) == 1 and "in this process on cpu" in said[0] and "noise" in said[0]
+    # Two facts, each on its own line: where the weights come from, and the device.
+    assert said == [
+        "weights: a tiny random-weight model of the sd15 architecture, built here without downloads "
+        "(its images are noise)",
+        "device: CPU (a tiny-model image takes about a second)",
+    ]
     again = provider.generate(_request(provider.model))
     assert again.image == result.image  # same seed, same image
-    assert len(said) == 1  # said once
+    assert len(said) == 2  # said once
+    # Loaded once per process and model: a second provider (a fallback, another batch) shares it.
+    other = LocalProvider(_model(), tiny=True, say=said.append)
+    other.generate(_request(other.model))
+    assert other._service is provider._service and len(said) == 2
     status = provider.status()
     assert (status.backend, status.state, status.url) == ("local", "local", None)
     assert status.extra["device"] == "cpu" and status.extra["loaded"] is True
@@ -69,13 +90,28 @@ def test_tiny_local_generation_says_once_where_it_runs(tiny_home):
     assert provider.status().extra["loaded"] is False
 
 
-def test_real_model_on_cpu_warns_how_slow_it_is(capsys):
+def test_real_model_on_cpu_says_where_the_weights_come_from_and_how_slow_it_is(capsys):
     provider = LocalProvider(_model(), tiny=False)
     provider._announce("cpu")
-    err = capsys.readouterr().err
-    assert "downloads its weights from the Hugging Face Hub" in err
-    assert "many minutes" in err
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "weights: stable-diffusion-v1-5 + control_v11p_sd15_openpose from the Hugging Face Hub "
+        "(~6 GB, cached in HF_HOME after the first run)",
+        "device: CPU — expect several minutes per image at 512x512, 30 steps; a GPU takes seconds "
+        "(or use --endpoint URL with `avatargen serve` on a GPU machine)",
+    ]
     assert capsys.readouterr().out == ""
+
+
+def test_weights_from_a_folder_or_the_cache_are_said_so():
+    said: list[str] = []
+    LocalProvider(_model(), model_dir="./my-dir", say=said.append)._announce("cpu")
+    LocalProvider(_model("controlnet-openpose-sdxl"), say=said.append)._announce("cpu", cached=True)
+    assert said[0] == "weights: ./my-dir (a saved pipeline)"
+    assert said[2] == (
+        "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 from the Hugging Face Hub, "
+        "already in the download cache (HF_HOME)"
+    )
 
 
 def test_sdxl_img2img_locally_from_a_model_dir(tiny_models):
@@ -102,7 +138,8 @@ def test_refusals_are_user_errors(tiny_home, tmp_path):
         provider.generate(_request(provider.model, pose=False))
     with pytest.raises(InputError, match="multiple of 8"):
         provider.generate(_request(provider.model, width=70))
-    with pytest.raises(InputError, match="model_index.json"):
+    # Not a pipeline folder: every job would fail alike, so it is a load error (it stops a batch).
+    with pytest.raises(ModelLoadError, match=r"\(--model-dir\) is not a saved diffusers pipeline"):
         LocalProvider(_model(), model_dir=tmp_path, say=lambda _: None).generate(_request(_model()))
     with pytest.raises(ModelUnavailable, match="sd35"):
         LocalProvider(_model("sd35-controlnet-canny"), tiny=True, say=lambda _: None).generate(
@@ -110,23 +147,32 @@ def test_refusals_are_user_errors(tiny_home, tmp_path):
         )
 
 
-def test_hub_weights_unreachable_is_model_unavailable_with_a_hint(monkeypatch):
-    # The Hub path, stopped before any network: what a download failure looks like to the user.
-    from avatargen.serve import pipelines
+def test_a_download_that_fills_the_disk_says_so(monkeypatch):
+    # The Hub answered (the pre-flight passed), then saving the weights ran out of disk.
+    import errno
+
+    from avatargen.serve import pipelines, resolve
 
     asked = []
 
-    def no_hub(cls, repo_id, variant, **kwargs):
-        asked.append((cls.__name__, repo_id))
-        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {repo_id}")
+    def disk_full(cls, repo_id, variant, **kwargs):
+        asked.append(repo_id)
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pipelines, "_from_hub", no_hub)
+    monkeypatch.setattr(resolve, "hub_preflight", lambda spec, model, ways=None: False)
+    monkeypatch.setattr(pipelines, "_from_hub", disk_full)
     provider = LocalProvider(_model(), say=lambda _: None)
-    with pytest.raises(ModelUnavailable) as caught:
+    with pytest.raises(ModelLoadError) as caught:
         provider.generate(_request(provider.model))
-    assert asked == [("ControlNetModel", "lllyasviel/control_v11p_sd15_openpose")]
-    assert "couldn't connect" in caught.value.message
-    assert "--model-dir" in caught.value.hint and "--tiny" in caught.value.hint
+    assert asked == ["lllyasviel/control_v11p_sd15_openpose"]
+    assert caught.value.exit_code == 6 and caught.value.stops_batch is True
+    assert "out of disk space" in caught.value.message and "HF_HOME" in caught.value.message
+    hint = caught.value.hint
+    assert "--tiny" in hint and "noise" in hint and "--model-dir DIR" in hint and "--endpoint URL" in hint
+    # Remembered: the next job fails at once, without a second download.
+    with pytest.raises(ModelLoadError, match="out of disk space"):
+        provider.generate(_request(provider.model))
+    assert asked == ["lllyasviel/control_v11p_sd15_openpose"]
 
 
 def test_missing_serve_extra(monkeypatch):

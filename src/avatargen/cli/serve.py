@@ -56,17 +56,27 @@ def serve(
     from avatargen.catalog import resolve_model
     from avatargen.errors import UsageError
     from avatargen.output import info, warn
-    from avatargen.serve.resolve import load_error, model_source, require_serve_extra
+    from avatargen.quiet import quiet
+    from avatargen.serve.resolve import (
+        SERVE_WAYS,
+        hub_preflight,
+        load_error,
+        model_source,
+        require_serve_extra,
+    )
     from avatargen.settings import get_value
 
     require_serve_extra(
         "avatargen serve", ("starlette", "uvicorn", "torch", "diffusers", "transformers", "PIL")
     )
+    quiet()  # before the server imports torch and diffusers: their chatter off stderr
     if tiny and model_dir:
         raise UsageError("--tiny and --model-dir cannot be used together", "give one of them")
     catalog = state.load_catalog()
     chosen = catalog.lookup(model) if model else resolve_model(catalog, default=get_value("model"))
     spec, source = model_source(chosen, model_dir=model_dir, tiny=tiny, lazy=True)
+    if source is None:  # Hub weights: an unreachable Hub is said now, not after the server started
+        hub_preflight(spec, chosen, ways=SERVE_WAYS)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     if not loopback and not token:
         warn(
@@ -93,7 +103,7 @@ def serve(
     try:
         run_server(options, say=info)
     except LoadError as exc:
-        raise load_error(exc, chosen) from None
+        raise load_error(exc, chosen, ways=SERVE_WAYS) from None
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc})",

@@ -1,9 +1,12 @@
 """local: the catalog model in this process, through the same pipeline module as `avatargen serve`.
 
 The request goes through `pipelines.parse_request` exactly as the server reads it off the wire,
-so the local backend and an endpoint cannot drift apart. Weights load on first use: from the
-Hugging Face Hub (huggingface_hub's progress bars on stderr, cached in HF_HOME), from
-`model_dir`, or the tiny random-weight model (`tiny`, for tests and trying things out).
+so the local backend and an endpoint cannot drift apart. Weights load on first use, once per
+process and model: from the Hugging Face Hub (huggingface_hub's progress bars on a terminal,
+cached in HF_HOME), from `model_dir`, or the tiny random-weight model (`tiny`, for tests and
+trying things out). A load that fails raises ModelLoadError (which stops a batch) and is
+remembered, so no later job waits for it again; an unreachable Hub is found out in a second by
+resolve.hub_preflight instead of after huggingface_hub's retries.
 Environment defaults, for the CLI and CI: AVATARGEN_LOCAL_MODEL_DIR, AVATARGEN_LOCAL_TINY=1.
 """
 
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avatargen.errors import InputError, ProviderError
+from avatargen.errors import InputError, ModelLoadError, ProviderError
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport, WaitEvent
 from avatargen.serve.resolve import require_serve_extra
 
@@ -28,9 +31,15 @@ MODEL_DIR_ENV = "AVATARGEN_LOCAL_MODEL_DIR"
 TINY_ENV = "AVATARGEN_LOCAL_TINY"
 # Rough seconds to load a model from the local cache, shown while the progress display waits.
 _EXPECTED_LOAD_S = {"cuda": 60.0, "cpu": 120.0}
+# Rough download sizes in GB: fp16 files on a GPU, full fp32 ones elsewhere (ControlNet + base).
+_DOWNLOAD_GB = {("sd15", True): 3, ("sd15", False): 6, ("sdxl", True): 10, ("sdxl", False): 19}
 
 _announced: set[str] = set()  # "where it runs" is said once per process and model
 _announce_lock = threading.Lock()
+# One load per process and model: the loaded service, or the ModelLoadError it failed with (so a
+# batch's next job, or a fallback's provider, does not try again for minutes).
+_loaded: dict[tuple[str, bool, str, str], Any] = {}
+_loaded_lock = threading.Lock()
 
 
 class LocalProvider:
@@ -51,7 +60,7 @@ class LocalProvider:
         self.requested_device = device
         self._say = say
         self._service: Any = None
-        self._lock = threading.Lock()
+        self._key = (model.key, self.tiny, str(self.model_dir or ""), device or "")
 
     # ------------------------------------------------------------ loading
     def _device(self) -> str:
@@ -59,7 +68,8 @@ class LocalProvider:
 
         return pick_device(self.requested_device)
 
-    def _announce(self, device: str) -> None:
+    def _announce(self, device: str, request: GenerationRequest | None = None, cached: bool = False) -> None:
+        """Two facts, once per process and model: where the weights come from, and the device."""
         key = f"{self.model.key}|{self.tiny}|{self.model_dir}"
         with _announce_lock:
             if key in _announced:
@@ -69,52 +79,89 @@ class LocalProvider:
             from avatargen.output import info as say
         else:
             say = self._say
-        if self.tiny:
-            what = f"{self.model.key} as a tiny random-weight model (its images are noise)"
-        elif self.model_dir:
-            what = f"{self.model.key} from {self.model_dir}"
-        else:
-            what = (
-                f"{self.model.key} ({self.model.huggingface_model} on {self.model.base_model}); the first "
-                "run downloads its weights from the Hugging Face Hub (several GB, cached in HF_HOME)"
-            )
-        say(f"local backend: running {what} in this process on {device}")
-        if device == "cpu" and not self.tiny:
-            width, height = self.model.size
-            say(
-                f"note: on a CPU one {width}x{height}, {self.model.steps}-step image takes many minutes "
-                "(a CUDA GPU takes seconds); for speed use an Inference Endpoint (avatargen endpoint bundle) "
-                "or `avatargen serve` on a GPU machine"
-            )
+        say(f"weights: {self._weights_fact(device, cached)}")
+        say(f"device: {self._device_fact(device, request)}")
 
-    def _ensure_loaded(self, on_event: EventSink | None) -> Any:
+    def _weights_fact(self, device: str, cached: bool) -> str:
+        if self.tiny:
+            return (
+                f"a tiny random-weight model of the {self.model.architecture} architecture, built here "
+                "without downloads (its images are noise)"
+            )
+        if self.model_dir:
+            return f"{self.model_dir} (a saved pipeline)"
+        names = (
+            f"{self.model.base_model.rsplit('/', 1)[-1]} + {self.model.huggingface_model.rsplit('/', 1)[-1]}"
+        )
+        if cached:
+            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME)"
+        size = _DOWNLOAD_GB.get((self.model.architecture, device.startswith("cuda")))
+        about = f"~{size} GB, " if size else ""
+        return f"{names} from the Hugging Face Hub ({about}cached in HF_HOME after the first run)"
+
+    def _device_fact(self, device: str, request: GenerationRequest | None) -> str:
+        width, height = (request.width, request.height) if request else self.model.size
+        steps = request.steps if request and request.steps else self.model.steps
+        if device == "cpu":
+            if self.tiny:
+                return "CPU (a tiny-model image takes about a second)"
+            return (
+                f"CPU — expect several minutes per image at {width}x{height}, {steps} steps; a GPU takes "
+                "seconds (or use --endpoint URL with `avatargen serve` on a GPU machine)"
+            )
+        if device.startswith("cuda"):
+            import torch
+
+            return f"GPU ({torch.cuda.get_device_name(device)}) — seconds per image"
+        return device
+
+    def _ensure_loaded(self, on_event: EventSink | None, request: GenerationRequest | None = None) -> Any:
         if self._service is not None:
             return self._service
-        with self._lock:
-            if self._service is not None:
-                return self._service
-            from avatargen.serve.pipelines import ControlNetService, LoadError
-            from avatargen.serve.resolve import load_error, model_source
+        with _loaded_lock:
+            known = _loaded.get(self._key)
+            if isinstance(known, ModelLoadError):  # failed before in this process: say so again, at once
+                raise ModelLoadError(known.message, known.hint)
+            if known is None:
+                known = self._load(on_event, request)
+                _loaded[self._key] = known
+            self._service = known
+            return known
 
-            device = self._device()
-            self._announce(device)
+    def _load(self, on_event: EventSink | None, request: GenerationRequest | None) -> Any:
+        """The service for this model, loaded; a ModelLoadError is remembered, then raised."""
+        from avatargen.quiet import quiet, quiet_pipelines
+        from avatargen.serve.pipelines import ControlNetService, LoadError
+        from avatargen.serve.resolve import failure_reason, hub_preflight, load_error, model_source
+
+        quiet()  # before torch, transformers and diffusers are imported
+        try:  # first what fails fast (a folder, the Hub), before seconds of importing torch
             spec, source = model_source(self.model, model_dir=self.model_dir, tiny=self.tiny)
-            service = ControlNetService(spec, source=source, device=device)
-            if on_event is not None:
-                expected = 5.0 if self.tiny else _EXPECTED_LOAD_S.get(device, 120.0)
-                on_event(WaitEvent("loading", expected, "loading the model weights", self.model.key))
-            try:
-                service.load()
-            except LoadError as exc:
-                raise load_error(exc, self.model) from None
-            except ImportError as exc:
-                from avatargen.errors import MissingExtra
+            cached = hub_preflight(spec, self.model) if source is None else False
+        except ModelLoadError as exc:
+            _loaded[self._key] = exc
+            raise
+        quiet(libraries=True)
+        device = self._device()
+        self._announce(device, request, cached)
+        service = ControlNetService(spec, source=source, device=device)
+        if on_event is not None:
+            expected = 5.0 if self.tiny else _EXPECTED_LOAD_S.get(device, 120.0)
+            on_event(WaitEvent("loading", expected, "loading the model weights", self.model.key))
+        try:
+            service.load()
+        except ImportError as exc:
+            from avatargen.errors import MissingExtra
 
-                raise MissingExtra(
-                    "serve", f"the local backend ({exc.name or 'a module'} is missing)"
-                ) from None
-            self._service = service
-            return service
+            raise MissingExtra("serve", f"the local backend ({exc.name or 'a module'} is missing)") from None
+        except Exception as exc:  # the Hub, the disk or the folder, told apart by load_error
+            if not isinstance(exc, LoadError | OSError) and failure_reason(exc, self.model.key) is None:
+                raise  # not a loading problem we know: a bug, with its traceback under AVATARGEN_DEBUG
+            error = load_error(exc, self.model)
+            _loaded[self._key] = error
+            raise error from None
+        quiet_pipelines(service.pipe)
+        return service
 
     # ------------------------------------------------------------ the protocol
     def generate(
@@ -130,7 +177,7 @@ class LocalProvider:
 
         if request.pose_png is None:
             raise InputError(f"no pose image for {self.model.key}", "the local backend needs a pose (--pose)")
-        service = self._ensure_loaded(on_event)
+        service = self._ensure_loaded(on_event, request)
         # Raw bytes: parse_request takes them as well as base64.
         inputs = request.wire_inputs(lambda data: data)
         try:
@@ -177,8 +224,14 @@ class LocalProvider:
         )
 
     def close(self) -> None:
+        """Let go of the loaded weights (a failed load stays remembered for this process)."""
         service, self._service = self._service, None
-        if service is not None and str(service.device).startswith("cuda"):
+        if service is None:
+            return
+        with _loaded_lock:
+            if _loaded.get(self._key) is service:
+                del _loaded[self._key]
+        if str(service.device).startswith("cuda"):
             import torch
 
             del service
