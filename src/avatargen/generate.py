@@ -122,13 +122,19 @@ def copy_outputs(ledger: Ledger, copies: list[tuple[Job, Path]], batch_id: str) 
     return copied
 
 
-def check_writable(folders: set[Path]) -> None:
+def check_writable(outputs: list[Path]) -> None:
     """Create each output folder and write and remove a probe file in it, before anything is
-    sent: a read-only folder, a too-long name or a full disk is found now, not after N calls."""
+    sent: a read-only folder, a full disk or a name too long is found now, not after N calls.
+    The probe has the temporary name of the folder's longest output, so it fails exactly as
+    that write would."""
     from avatargen.images import temp_output_path
 
-    for folder in sorted(folders):
-        probe = temp_output_path(folder / "write-check")
+    longest: dict[Path, Path] = {}
+    for path in outputs:
+        if len(path.name) > len(longest.get(path.parent, Path()).name):
+            longest[path.parent] = path
+    for folder, path in sorted(longest.items()):
+        probe = temp_output_path(path)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with open(probe, "wb") as fh:
@@ -137,8 +143,8 @@ def check_writable(folders: set[Path]) -> None:
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise OutputError(
-                f"{folder}: the output folder cannot be written ({exc.strerror or exc})",
-                "choose a writable folder with -o, or free disk space; nothing was spent",
+                f"{folder}: the output folder cannot be written ({exc.strerror or exc}), e.g. {path.name}",
+                "choose a writable folder with -o (or a shorter --name), or free disk space; nothing was spent",
             ) from None
         finally:
             with contextlib.suppress(OSError):
@@ -210,9 +216,7 @@ def execute(
             "resume tomorrow with the same command, or raise it: avatargen config set limits.daily_requests N",
         )
     if groups.to_run or groups.copies:
-        check_writable(
-            {j.output_path.parent for j in groups.to_run} | {j.output_path.parent for j, _ in groups.copies}
-        )
+        check_writable([j.output_path for j in groups.to_run] + [j.output_path for j, _ in groups.copies])
     confirm(len(groups.to_run), cost, yes, confirm_above)
 
     batch_id = batch_id or new_batch_id()

@@ -15,8 +15,13 @@ _GLOB_CHARS = set("*?[")
 
 
 def _folder_images(folder: Path, recursive: bool) -> Iterable[Path]:
-    entries = folder.rglob("*") if recursive else folder.iterdir()
-    for path in sorted(entries):
+    try:
+        entries = sorted(folder.rglob("*") if recursive else folder.iterdir())
+    except OSError as exc:
+        raise InputError(
+            f"{folder}: the folder cannot be read ({exc.strerror or exc})", "check its permissions"
+        ) from None
+    for path in entries:
         # Hidden files (our own temporary outputs among them) and anything inside a hidden
         # folder (.git, .thumbnails) are not photos to process.
         if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
