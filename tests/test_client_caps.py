@@ -100,3 +100,11 @@ def test_an_image_a_little_larger_than_asked_is_still_taken():
         finally:
             provider.close()
     assert result.image.startswith(b"\x89PNG")
+
+
+def test_a_health_probe_answer_is_capped_too(httpx_mock):
+    from provider_fakes import HF_ENDPOINT
+
+    httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", content=bytes(2 * MB))
+    report = EndpointProvider(model(), HF_ENDPOINT).status()
+    assert report.state == "unknown" and "more than 1 MB" in report.detail

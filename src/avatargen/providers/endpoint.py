@@ -18,12 +18,15 @@ from avatargen.errors import InputError
 from avatargen.providers.base import GenerationRequest, StatusReport
 from avatargen.providers.http_client import (
     ENDPOINT_TOKEN_ENV,
+    PROBE_BODY_BYTES,
     PROBE_TIMEOUT_S,
+    BodyTooLarge,
     TokenScope,
     elapsed_ms,
     estimated_time,
     network_detail,
     scrub,
+    send_capped,
     server_message,
 )
 from avatargen.providers.http_provider import HttpProvider
@@ -102,7 +105,19 @@ def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope) -> StatusR
     for probe_url in candidates:
         began = time.perf_counter()
         try:
-            response = client.get(probe_url, headers=scope.headers_for(probe_url), timeout=PROBE_TIMEOUT_S)
+            response = send_capped(
+                client,
+                "GET",
+                probe_url,
+                cap=PROBE_BODY_BYTES,
+                headers=scope.headers_for(probe_url),
+                timeout=PROBE_TIMEOUT_S,
+            )
+        except BodyTooLarge as exc:
+            detail = f"HTTP {exc.status_code} with {exc} of body, not a health answer"
+            return StatusReport(
+                "hf-endpoint", shown, "unknown", detail=detail, round_trip_ms=elapsed_ms(began)
+            )
         except httpx.TransportError as exc:
             return StatusReport(
                 "hf-endpoint",
