@@ -292,3 +292,17 @@ def test_a_folder_without_read_permission_is_an_input_error(tmp_path, avatargen_
     result = run_unprivileged("generate", str(folder), "--endpoint", "http://127.0.0.1:9/", cwd=tmp_path)
     assert result.returncode == 5, result.stderr
     assert str(folder) in one_error_line(result.stderr) and "cannot be read" in result.stderr
+
+
+def test_a_corrupt_photo_is_named_once_in_the_summary(tmp_path, run_cli, endpoint):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (64, 64), "blue").save(tmp_path / "photos" / "good.jpg", format="JPEG")
+    whole = (tmp_path / "photos" / "good.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(whole[: len(whole) // 2])
+    result = run_cli(
+        "generate", str(tmp_path / "trunc.jpg"), "--endpoint", endpoint.url, "-o", str(tmp_path / "out")
+    )
+    assert result.returncode == 5, result.stderr  # its only job failed on its input
+    assert result.stdout.count("trunc.jpg") == 1, result.stdout

@@ -369,9 +369,8 @@ class BatchRunner:
         from avatargen.images import write_output
 
         try:
-            write_output(
-                job.output_path, result.image, self._metadata(job, ran), overwrite=self.settings.overwrite
-            )
+            meta = self._metadata(job, ran, getattr(result, "sampler", None))
+            write_output(job.output_path, result.image, meta, overwrite=self.settings.overwrite)
         except OSError as exc:
             # A full disk or a read-only folder fails every job alike: stop, keep the rest queued.
             raise OutputError(
@@ -475,7 +474,7 @@ class BatchRunner:
             strength=job.params.strength if init else None,
         )
 
-    def _metadata(self, job: Job, ran: Model) -> dict[str, Any]:
+    def _metadata(self, job: Job, ran: Model, result_sampler: str | None = None) -> dict[str, Any]:
         p = job.params
         width, height = ran.size if ran.key != job.model else (p.width, p.height)
         return {
@@ -494,6 +493,9 @@ class BatchRunner:
             "strength": p.strength,
             "width": width,
             "height": height,
+            "architecture": ran.architecture,
+            # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
+            **({"sampler": result_sampler} if result_sampler else {}),
         }
 
 

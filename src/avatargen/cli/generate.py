@@ -84,7 +84,7 @@ def _run_settings(
 
 def _finish(summary, json_: bool) -> None:
     from avatargen.generate import raise_for_outcome, resume_command
-    from avatargen.output import err_console, result_console
+    from avatargen.output import err_console
 
     code = raise_for_outcome(summary, resume_command(summary.batch_id))
     if json_:
@@ -95,27 +95,33 @@ def _finish(summary, json_: bool) -> None:
             highlight=False,
         )
     else:
-        from rich.table import Table
+        from avatargen.output import print_table
 
-        table = Table(title=f"batch {summary.batch_id}", title_justify="left", show_header=False)
-        table.add_column("what", style="bold")
-        table.add_column("value")
-        for name, value in (
-            ("done", summary.done),
-            ("failed", summary.failed),
-            ("skipped", summary.skipped),
-            ("credits spent", summary.credits_spent),
-            ("seconds", summary.duration_s),
-            ("output folder", summary.output_dir),
-        ):
-            table.add_row(name, str(value))
+        rows = [
+            [
+                "done",
+                str(summary.done) + (f" ({summary.copied} copied, no charge)" if summary.copied else ""),
+            ],
+            ["failed", str(summary.failed)],
+            ["skipped", str(summary.skipped)],
+            ["credits spent", str(summary.credits_spent)],
+            ["seconds", str(summary.duration_s)],
+            ["output folder", summary.output_dir],
+        ]
         for item in summary.failed_items[:20]:
-            table.add_row("failed", f"{item['input']}: {item['error']}")
+            # A photo's own error usually starts with its name already: say it once.
+            error = item["error"]
+            rows.append(["failed", error if error.startswith(item["input"]) else f"{item['input']}: {error}"])
         if len(summary.failed_items) > 20:
-            table.add_row(
-                "failed", f"... and {len(summary.failed_items) - 20} more (avatargen history --status failed)"
+            rows.append(
+                [
+                    "failed",
+                    f"... and {len(summary.failed_items) - 20} more (avatargen history --status failed)",
+                ]
             )
-        result_console().print(table)
+        print_table(
+            f"batch {summary.batch_id}", ["what", "value"], rows, detail=("value",), show_header=False
+        )
     if code:
         from avatargen.output import warn
 
