@@ -4,11 +4,17 @@ Inference Endpoint runs with our handler.
 The endpoint container has torch, diffusers and Pillow but not avatargen, so handler.py is
 written standalone: the text of serve/pipelines.py and serve/handler.py (package data, read with
 importlib.resources) joined into one file that imports nothing of ours.
+
+With `tiny` the bundle also carries a tiny random-weight pipeline of the model's architecture
+(serve/tiny.py, saved so that the toolkit's pinned transformers/diffusers load it too): the
+handler then loads it from the repository, so the whole deploy path can be tried without the
+multi-gigabyte download. Its images are noise.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,37 +59,87 @@ def standalone_handler_source() -> str:
     )
 
 
-def bundle_files(model: Any) -> dict[str, str]:
-    spec = ModelSpec.from_catalog(model)
-    return {
+def bundle_files(model: Any, tiny: bool = False) -> dict[str, bytes]:
+    """The bundle's files by relative path (POSIX), with their content."""
+    spec = ModelSpec.from_catalog(model, tiny=tiny)
+    texts = {
         "handler.py": standalone_handler_source(),
         "requirements.txt": REQUIREMENTS,
         SPEC_FILE: json.dumps(spec.to_dict(), indent=2) + "\n",
         "README.md": _readme(model, spec),
     }
+    files = {name: text.encode("utf-8") for name, text in texts.items()}
+    if tiny:
+        from avatargen.serve.tiny import ensure_tiny
+
+        pipeline = ensure_tiny(model.architecture)
+        for path in sorted(pipeline.rglob("*")):
+            if path.is_file():
+                files[path.relative_to(pipeline).as_posix()] = path.read_bytes()
+    return files
 
 
-def write_bundle(model: Any, folder: Path, force: bool = False) -> list[Path]:
-    """Write the bundle; refuses to overwrite files that differ unless `force` (FileExistsError)."""
-    files = bundle_files(model)
+def write_bundle(model: Any, folder: Path, force: bool = False, tiny: bool = False) -> list[Path]:
+    """Write the bundle; refuses to overwrite files that differ unless `force` (FileExistsError).
+
+    A tiny pipeline left in the folder by an earlier `tiny` bundle counts as a clash for a real
+    one (the handler would serve it instead of the Hub weights); `force` removes it."""
+    files = bundle_files(model, tiny=tiny)
     folder.mkdir(parents=True, exist_ok=True)
     clashes = [
         name
-        for name, text in files.items()
-        if (folder / name).exists() and (folder / name).read_text(encoding="utf-8") != text
+        for name, data in files.items()
+        if (folder / name).is_file() and (folder / name).read_bytes() != data
     ]
-    if clashes and not force:
-        raise FileExistsError(", ".join(str(folder / n) for n in clashes))
+    stale = [] if tiny else _tiny_pipeline_paths(folder)
+    if (clashes or stale) and not force:
+        raise FileExistsError(", ".join([str(folder / n) for n in clashes] + [str(p) for p in stale]))
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     written = []
-    for name, text in files.items():
+    for name, data in files.items():
         path = folder / name
-        path.write_text(text, encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         written.append(path)
     return written
 
 
+def _tiny_pipeline_paths(folder: Path) -> list[Path]:
+    """The parts of a tiny pipeline saved in `folder` (marked by TINY.txt), else nothing."""
+    if not (folder / "TINY.txt").is_file():
+        return []
+    paths = [folder / "TINY.txt"]
+    index = folder / "model_index.json"
+    if index.is_file():
+        try:
+            parts = json.loads(index.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            parts = {}
+        paths.append(index)
+        # The pipeline's part folders, named by the index: plain names only, never the folder itself.
+        for name, entry in parts.items() if isinstance(parts, dict) else ():
+            if isinstance(entry, list) and name not in ("", ".", "..") and Path(name).name == name:
+                paths.append(folder / name)
+    return [path for path in paths if path.exists()]
+
+
+TINY_NOTE = """**This bundle holds a tiny random-weight model** of the same architecture (`model_index.json`
+and its folders, written by `avatargen endpoint bundle --tiny`): the handler loads it instead of the
+Hub weights, so the deploy path can be tried in minutes on a CPU instance, but **every image is
+noise**. Write the bundle again without `--tiny` (and `--force`) to deploy the real model."""
+
+
 def _readme(model: Any, spec: ModelSpec) -> str:
     width, height = spec.width, spec.height
+    weights = (
+        TINY_NOTE
+        if spec.tiny
+        else "The repository holds no weights: the endpoint downloads them from the Hub when it starts."
+    )
     return f"""---
 tags:
 - avatargen
@@ -96,7 +152,7 @@ tags:
 
 A custom Inference Endpoint handler that runs **{spec.controlnet}** (ControlNet OpenPose) on
 **{spec.base_model}** ({spec.architecture}) with diffusers, for the `avatargen` CLI.
-The repository holds no weights: the endpoint downloads them from the Hub when it starts.
+{weights}
 
 | file | what it is |
 |---|---|

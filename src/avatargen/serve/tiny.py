@@ -5,6 +5,10 @@ are the real classes at toy sizes (32/64 channels, a VAE that downsamples by 8 a
 vocabulary written here, since no tokenizer can be downloaded), and saves it with
 `save_pretrained`. pipelines.py loads it back with `from_pretrained`, the very same path as
 real weights. Its images are noise: the weights are random.
+
+The saved folder is made portable (`make_portable`): it loads under the library versions installed
+here and under those the Hugging Face inference toolkit pins (transformers 4.51, diffusers 0.33),
+so a `--tiny` endpoint bundle runs in that toolkit too.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = 2  # bump when the configs change, so cached folders are rebuilt
+TINY_VERSION = 3  # bump when the configs change, so cached folders are rebuilt
 TINY_ARCHITECTURES = ("sd15", "sdxl")
 _SEED = 0
 
@@ -53,6 +57,7 @@ def build_tiny(architecture: str, folder: Path) -> Path:
         torch.manual_seed(_SEED)
         pipe = _build_sdxl(staging) if architecture == "sdxl" else _build_sd15(staging)
         pipe.save_pretrained(staging / "pipe", safe_serialization=True)
+        make_portable(staging / "pipe")
         (staging / "pipe" / "TINY.txt").write_text(
             "Random-weight tiny pipeline built by avatargen for tests: its images are noise.\n"
         )
@@ -64,6 +69,46 @@ def build_tiny(architecture: str, folder: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+# ---------------------------------------------------------------- portability
+def make_portable(folder: Path) -> None:
+    """Rewrite what transformers 5 saves in a form transformers 4.51 reads too (5 reads both):
+
+    - tokenizers: 5 writes only the fast tokenizer.json, which 4.51's CLIPTokenizer (the slow class
+      the pipeline's model_index.json names) cannot read; vocab.json + merges.txt are read by both,
+      and give the same token ids.
+    - CLIPTextModel weights: 5 saves them without the "text_model." prefix (its model lost that
+      wrapper) and strips the prefix when loading; 4.51 needs the prefix and would silently leave
+      every weight it cannot find at random (with a mere warning).
+    """
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    for part, entry in index.items():
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == "transformers"):
+            continue
+        if entry[1] == "CLIPTokenizer":
+            _slow_tokenizer_files(folder / part)
+        elif entry[1] == "CLIPTextModel":
+            _prefix_weights(folder / part / "model.safetensors", "text_model.")
+
+
+def _slow_tokenizer_files(folder: Path) -> None:
+    (folder / "tokenizer.json").unlink(missing_ok=True)  # one source of truth: the files both read
+    write_tiny_tokenizer(folder)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config.pop("backend", None)  # transformers 5's note that tokenizer.json is the source
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _prefix_weights(path: Path, prefix: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(path)
+    if all(key.startswith(prefix) for key in weights):
+        return
+    renamed = {key if key.startswith(prefix) else prefix + key: value for key, value in weights.items()}
+    save_file(renamed, path, metadata={"format": "pt"})
 
 
 # ---------------------------------------------------------------- tokenizer
