@@ -387,7 +387,7 @@ def test_fallback_taken_recorded_and_charged_at_its_cost(tmp_path, run_cli, avat
         make_photos(tmp_path / "last", 1, start=60)
         alone = run_cli("generate", str(tmp_path / "last"), "--model", "controlnet-openpose-sdxl-ultra",
                         "--endpoint", broken.url, "-o", str(tmp_path / "out"), "--json", env=env)  # fmt: skip
-        assert alone.returncode == 1
+        assert alone.returncode == 9  # its only job failed on 5xx
         assert "local backend" not in alone.stderr and good.posts == 2
         failed = json.loads(alone.stdout)
         assert failed["status"] == "failed" and "HTTP 500" in failed["error"]  # the model asked for
