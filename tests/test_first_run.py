@@ -260,5 +260,5 @@ def test_a_tiny_run_leaves_stderr_to_avatargen(tmp_path, run_cli):
     assert lines == [
         "weights: a tiny random-weight model of the sd15 architecture, built here without downloads "
         "(its images are noise)",
-        "device: CPU (a tiny-model image takes about a second)",
+        "device: CPU (tiny model: about a second per image at --steps 2)",
     ], result.stderr

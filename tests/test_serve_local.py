@@ -73,7 +73,7 @@ def test_tiny_local_generation_says_once_where_it_runs(tiny_home):
     assert said == [
         "weights: a tiny random-weight model of the sd15 architecture, built here without downloads "
         "(its images are noise)",
-        "device: CPU (a tiny-model image takes about a second)",
+        "device: CPU (tiny model: about a second per image at --steps 2)",
     ]
     again = provider.generate(_request(provider.model))
     assert again.image == result.image  # same seed, same image

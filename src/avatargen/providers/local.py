@@ -104,7 +104,7 @@ class LocalProvider:
         steps = request.steps if request and request.steps else self.model.steps
         if device == "cpu":
             if self.tiny:
-                return "CPU (a tiny-model image takes about a second)"
+                return "CPU (tiny model: about a second per image at --steps 2)"
             return (
                 f"CPU — expect several minutes per image at {width}x{height}, {steps} steps; a GPU takes "
                 "seconds (or use --endpoint URL with `avatargen serve` on a GPU machine)"
