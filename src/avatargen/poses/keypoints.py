@@ -230,23 +230,14 @@ def pose_from_json(data: Any, source: str) -> Pose:
     if normalised:
         if not canvas_given:
             width = height = NORMALISED_CANVAS
-        sx, sy, dx, dy = width, height, 0.0, 0.0
-    elif canvas_given:
-        sx = sy = 1.0
-        dx = dy = 0.0
+        sx, sy = width, height
     else:
-        # Frame the figure by its bounding box, not by its largest coordinate (which would
-        # keep the empty space left and above it and shrink the figure into a corner).
-        xs = [x for x, _ in present] or [0.0]
-        ys = [y for _, y in present] or [0.0]
         sx = sy = 1.0
-        dx, dy = -min(xs), -min(ys)
-        width, height = max(1.0, max(xs) - min(xs)), max(1.0, max(ys) - min(ys))
 
     def place(x: float, y: float, c: float) -> Point | None:
         if c <= 0 or (normalised and not (0 <= x <= 1 and 0 <= y <= 1)):
             return None
-        return (x * sx + dx, y * sy + dy)
+        return (x * sx, y * sy)
 
     people = []
     for i, parts in enumerate(raw_people):
@@ -265,6 +256,14 @@ def pose_from_json(data: Any, source: str) -> Pose:
                 )
             setattr(person, part, [place(*t) for t in triples])
         people.append(person)
+    if not normalised and not canvas_given:
+        # Frame the figure by its bounding box, not by its largest coordinate (which would keep
+        # the empty space left of and above it and shrink the figure into a corner).
+        points = [p for person in people for p in person.all_points()] or [(0.0, 0.0)]
+        x0, y0 = min(x for x, _ in points), min(y for _, y in points)
+        width = max(1.0, max(x for x, _ in points) - x0)
+        height = max(1.0, max(y for _, y in points) - y0)
+        people = [person.mapped(lambda p: (p[0] - x0, p[1] - y0)) for person in people]
     return Pose(float(width), float(height), people, canvas_given=canvas_given)
 
 
