@@ -76,3 +76,47 @@ def reset_peak_rss(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def attack(url: str, pid: int, bodies: list[tuple[str, bytes]]) -> dict:
+    """Send every body at once (one thread each) and watch the server's memory meanwhile.
+
+    Returns baseline_kb (RSS before), peak_kb (the highest RSS seen: VmHWM after a reset where
+    the kernel allows it, else sampled every 5 ms) and answers [(name, status, content-type, text)].
+    """
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    baseline = rss_kb(pid)
+    exact = reset_peak_rss(pid)
+    samples = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(rss_kb(pid))
+            time.sleep(0.005)
+
+    def post(item: tuple[str, bytes]) -> tuple[str, int, str, str]:
+        name, body = item
+        try:
+            response = httpx.post(
+                url, content=body, headers={"content-type": "application/json"}, timeout=300
+            )
+        except httpx.HTTPError as exc:  # status 0: no answer at all
+            return name, 0, "", f"{type(exc).__name__}: {exc}"
+        return name, response.status_code, response.headers.get("content-type", ""), response.text[:200]
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(post, bodies))
+    finally:
+        done.set()
+        watcher.join(5)
+    peak = max(max(samples), rss_kb(pid, "VmHWM") if exact else 0)
+    return {"baseline_kb": baseline, "peak_kb": peak, "exact_peak": exact, "answers": answers}
