@@ -27,9 +27,9 @@ def today() -> str:
 
 
 def default_path() -> Path:
-    from avatargen.settings import data_dir
+    from avatargen.settings import ledger_path
 
-    return data_dir() / "ledger.db"
+    return ledger_path()
 
 
 class Store:
