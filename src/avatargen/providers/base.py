@@ -68,6 +68,9 @@ class GenerationResult:
     attempts: int  # HTTP attempts made, retries included
     backend: str
     model_key: str
+    # The scheduler the server reports having used (diffusers class name), when it says so:
+    # `avatargen serve` sends it as the X-Avatargen-Sampler header; PNG metadata reads it.
+    sampler: str | None = None
 
     def __repr__(self) -> str:
         return f"GenerationResult({self.backend}, {len(self.image)} bytes, attempts={self.attempts})"

@@ -143,6 +143,7 @@ class RetryPolicy:
             attempts=run.attempts,
             backend=target.backend,
             model_key=target.model_key,
+            sampler=outcome.sampler,
         )
 
 
@@ -153,6 +154,7 @@ class _Outcome:
     server_wait: float | None = None
     image: bytes = b""
     content_type: str = ""
+    sampler: str | None = None
     seconds: float = 0.0
     retry: bool = False
     sleep: float = 0.0
@@ -380,6 +382,7 @@ def _tag(error: AvatargenError, status: int | None, waited: float | None = None)
     return error
 
 
+SAMPLER_HEADER = "X-Avatargen-Sampler"
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
@@ -407,7 +410,11 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
             "check that the URL runs the avatargen handler (`avatargen endpoint bundle`)",
         )
         return _Outcome("bad-image", error=_tag(error, response.status_code))
-    return _Outcome("ok", image=body, content_type=content_type)
+    # A class name at most: anything else from the server stays out of our metadata.
+    sampler = (
+        "".join(c for c in response.headers.get(SAMPLER_HEADER, "") if c.isalnum() or c in "_+-")[:64] or None
+    )
+    return _Outcome("ok", image=body, content_type=content_type, sampler=sampler)
 
 
 def _too_big(size: tuple[int, int], target: Target) -> _Outcome | None:
