@@ -262,3 +262,15 @@ def test_a_tiny_run_leaves_stderr_to_avatargen(tmp_path, run_cli):
         "(its images are noise)",
         "device: CPU (tiny model: about a second per image at --steps 2)",
     ], result.stderr
+
+
+def test_quiet_leaves_the_libraries_alone_when_debugging_or_told_otherwise(monkeypatch):
+    from avatargen.quiet import ENV_NAMES, quiet
+
+    monkeypatch.setenv("AVATARGEN_DEBUG", "1")
+    quiet()
+    assert not any(os.environ.get(name) for name in ENV_NAMES)
+    monkeypatch.delenv("AVATARGEN_DEBUG")
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")  # the user's own choice wins
+    quiet()
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "info" and os.environ["DIFFUSERS_VERBOSITY"] == "error"

@@ -103,6 +103,19 @@ def test_real_model_on_cpu_says_where_the_weights_come_from_and_how_slow_it_is(c
     assert capsys.readouterr().out == ""
 
 
+def test_on_a_gpu_it_names_the_card_and_the_fp16_download(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    said: list[str] = []
+    LocalProvider(_model("controlnet-openpose-sdxl"), say=said.append)._announce("cuda")
+    assert said == [
+        "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 from the Hugging Face Hub "
+        "(~10 GB, cached in HF_HOME after the first run)",
+        "device: GPU (NVIDIA H100 80GB HBM3) — seconds per image",
+    ]
+
+
 def test_weights_from_a_folder_or_the_cache_are_said_so():
     said: list[str] = []
     LocalProvider(_model(), model_dir="./my-dir", say=said.append)._announce("cpu")
