@@ -137,3 +137,16 @@ def test_cli_extract_no_person_exit_code(run_cli, coins_png, tmp_path):
     assert f"no person found in {coins_png}" in result.stderr
     assert result.stderr.count("\n") == 1  # one line: MediaPipe's start-up chatter is silenced
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_extract_stderr_has_no_mediapipe_noise(run_cli, astronaut_png, tmp_path):
+    """MediaPipe's absl/glog (W0000 ...) and TF Lite INFO lines stay off stderr unless debugging."""
+    result = run_cli("poses", "extract", str(astronaut_png), "-o", str(tmp_path / "a.json"))
+    assert result.returncode == 0, result.stderr
+    assert "W0000" not in result.stderr and "INFO:" not in result.stderr
+    assert result.stderr == ""
+    # The same run with AVATARGEN_DEBUG=1 shows them: this test would see them if they leaked.
+    debug = run_cli(
+        "poses", "extract", str(astronaut_png), "-o", str(tmp_path / "b.json"), env={"AVATARGEN_DEBUG": "1"}
+    )
+    assert debug.returncode == 0 and "W0000" in debug.stderr

@@ -105,12 +105,13 @@ def extract_pose(photo, source: str = "the photo", min_visibility: float = MIN_V
     rgb = np.asarray(photo.convert("RGB"))
     global _warmed
     with _lock:
-        detector = _get_detector()
         if _warmed:
-            result = detector.process(rgb)
+            result = _get_detector().process(rgb)
         else:
+            # Building the graph and its first run print absl/glog lines (W0000 ...) and TF Lite
+            # INFO lines straight to fd 2, whatever GLOG_minloglevel says.
             with _quiet_native_stderr():
-                result = detector.process(rgb)
+                result = _get_detector().process(rgb)
             _warmed = True
     if result.pose_landmarks is None:
         raise InputError(f"no person found in {source}", "use a photo where one person is clearly visible")

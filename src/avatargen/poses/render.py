@@ -4,12 +4,17 @@ Style (docs/openpose-facts.md): black canvas; each of the 17 limbs a filled elli
 limb, half-width 4 px, at 0.6 of its colour; each joint a radius-4 disc in full colour; then
 hands (2 px HSV-coloured edges, blue joints) and face points (radius-3 white). Sizes are in
 output pixels whatever the canvas size, as the annotators draw them.
+
+Pixels follow the reference annotator's OpenCV rasterisation (controlnet_aux's draw_bodypose,
+checked by tests/test_pose_reference.py): truncated joint centres, OpenCV's filled discs,
+ellipse2Poly limbs filled as fillConvexPoly fills, 3 px hand lines, rounded edge colours.
 """
 
 from __future__ import annotations
 
 import colorsys
 import math
+import struct
 from typing import Literal
 
 from PIL import Image, ImageDraw
@@ -19,11 +24,10 @@ from avatargen.poses.keypoints import COLORS, HAND_EDGES, LIMBS, Person, Point, 
 STICK_HALF_WIDTH = 4
 JOINT_RADIUS = 4
 HAND_JOINT_RADIUS = 4
-HAND_LINE_WIDTH = 2
+HAND_LINE_HALF_WIDTH = 1  # OpenCV's thickness=2
 FACE_RADIUS = 3
 HAND_JOINT_COLOR = (0, 0, 255)
 FACE_COLOR = (255, 255, 255)
-ELLIPSE_POINTS = 72  # polygon vertices per limb: smooth at 1024 px, still cheap
 
 Fit = Literal["pose", "canvas"]
 
@@ -34,7 +38,7 @@ def limb_color(i: int) -> tuple[int, int, int]:
 
 def hand_edge_color(e: int) -> tuple[int, int, int]:
     r, g, b = colorsys.hsv_to_rgb(e / len(HAND_EDGES), 1.0, 1.0)
-    return (int(r * 255), int(g * 255), int(b * 255))
+    return (round(r * 255), round(g * 255), round(b * 255))  # OpenCV rounds a float colour
 
 
 def pose_extent(pose: Pose) -> tuple[float, float, float, float]:
@@ -91,19 +95,15 @@ def render_pose(
     people = [p.mapped(lambda pt: (pt[0] * scale + dx, pt[1] * scale + dy)) for p in pose.people]
     image = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(image)
-    for person in people:
+    for person in people:  # the annotator's order: each person's body, hands, then face
         _draw_limbs(draw, person)
-    for person in people:
         _draw_joints(draw, person)
-    for person in people:
         for hand in (person.left_hand, person.right_hand):
             if hand is not None:
                 _draw_hand(draw, hand)
-    for person in people:
-        if person.face is not None:
-            for p in person.face:
-                if p is not None:
-                    _disc(draw, p, FACE_RADIUS, FACE_COLOR)
+        for p in person.face or ():
+            if p is not None and min(_px(p)) > 0:  # the annotator skips the top and left edge
+                _disc(draw, _px(p), FACE_RADIUS, FACE_COLOR)
     return image
 
 
@@ -112,46 +112,114 @@ def _draw_limbs(draw: ImageDraw.ImageDraw, person: Person) -> None:
         pa, pb = person.body[a], person.body[b]
         if pa is None or pb is None:
             continue  # a limb needs both of its joints
-        draw.polygon(_limb_polygon(pa, pb), fill=limb_color(i))
+        _fill_convex(draw, _limb_polygon(pa, pb), limb_color(i))
 
 
-def _limb_polygon(pa: Point, pb: Point) -> list[tuple[float, float]]:
-    """Vertices of the ellipse centred between the joints, long axis along the limb.
+def _limb_polygon(pa: Point, pb: Point) -> list[tuple[int, int]]:
+    """The annotator's limb: an ellipse polygon with whole-pixel centre, axes and angle.
 
-    Pillow has no rotated ellipse, so the outline is sampled and filled as a polygon.
+    The outline is sampled every degree (as OpenCV's ellipse2Poly does) around the truncated
+    midpoint, with half-length int(length / 2), half-width 4 and the angle truncated to whole
+    degrees; vertices are rounded and repeats dropped.
     """
-    cx, cy = (pa[0] + pb[0]) / 2, (pa[1] + pb[1]) / 2
-    half_len = math.dist(pa, pb) / 2
-    angle = math.atan2(pb[1] - pa[1], pb[0] - pa[0])
-    ca, sa = math.cos(angle), math.sin(angle)
-    out = []
-    for k in range(ELLIPSE_POINTS):
-        t = 2 * math.pi * k / ELLIPSE_POINTS
-        u, v = half_len * math.cos(t), STICK_HALF_WIDTH * math.sin(t)
-        out.append((cx + u * ca - v * sa, cy + u * sa + v * ca))
+    cx, cy = int((pa[0] + pb[0]) / 2), int((pa[1] + pb[1]) / 2)
+    half_len = int(math.dist(pa, pb) / 2)
+    angle = int(math.degrees(math.atan2(pa[1] - pb[1], pa[0] - pb[0]))) % 360
+    ca, sa = _COS[angle], _SIN[angle]
+    out: list[tuple[int, int]] = []
+    for degree in range(0, 361):
+        u, v = half_len * _COS[degree], STICK_HALF_WIDTH * _SIN[degree]
+        vertex = (round(cx + u * ca - v * sa), round(cy + u * sa + v * ca))  # half to even, as cvRound
+        if not out or vertex != out[-1]:
+            out.append(vertex)
     return out
+
+
+def _float32(v: float) -> float:
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+# OpenCV's ellipse2Poly reads sines and cosines of whole degrees from a table of floats.
+_SIN = [_float32(math.sin(math.radians(d))) for d in range(361)]
+_COS = [_float32(math.cos(math.radians(d))) for d in range(361)]
+
+
+def _fill_convex(draw: ImageDraw.ImageDraw, points: list[tuple[int, int]], color) -> None:
+    """Fill a convex polygon the way OpenCV's fillConvexPoly does: its outline drawn as 1 px
+    lines, then each row filled between its edges rounded to whole pixels (Pillow's own
+    polygon fill leaves the boundary pixels out and comes out about 1 px thinner)."""
+    if len(points) == 1:
+        draw.point(points, fill=color)
+        return
+    draw.line([*points, points[0]], fill=color, width=1)
+    # Each edge once: the x where it crosses each row it spans; a row's span is their extremes.
+    spans: dict[int, list[float]] = {}
+    for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
+        if y0 == y1:
+            crossings = [(y0, x0), (y0, x1)]
+        else:
+            step = 1 if y1 > y0 else -1
+            crossings = [(y, x0 + (x1 - x0) * (y - y0) / (y1 - y0)) for y in range(y0, y1 + step, step)]
+        for y, x in crossings:
+            span = spans.setdefault(y, [x, x])
+            span[0], span[1] = min(span[0], x), max(span[1], x)
+    for y, (left, right) in spans.items():
+        draw.line([(_cv_round(left), y), (_cv_round(right), y)], fill=color, width=1)
+
+
+def _cv_round(v: float) -> int:
+    return math.floor(v + 0.5)
 
 
 def _draw_joints(draw: ImageDraw.ImageDraw, person: Person) -> None:
     for i, p in enumerate(person.body):
         if p is not None:
-            _disc(draw, p, JOINT_RADIUS, COLORS[i])
+            _disc(draw, _px(p), JOINT_RADIUS, COLORS[i])
 
 
 def _draw_hand(draw: ImageDraw.ImageDraw, hand: list[Point | None]) -> None:
+    # The annotator skips points on the canvas's top or left edge (x or y of 0 after truncation).
+    pixels = [None if p is None or min(_px(p)) <= 0 else _px(p) for p in hand]
     for e, (a, b) in enumerate(HAND_EDGES):
-        pa, pb = hand[a], hand[b]
+        pa, pb = pixels[a], pixels[b]
         if pa is not None and pb is not None:
-            draw.line([_px(pa), _px(pb)], fill=hand_edge_color(e), width=HAND_LINE_WIDTH)
-    for p in hand:
+            _thick_line(draw, pa, pb, hand_edge_color(e))
+    for p in pixels:
         if p is not None:
             _disc(draw, p, HAND_JOINT_RADIUS, HAND_JOINT_COLOR)
 
 
+def _thick_line(draw: ImageDraw.ImageDraw, pa: tuple[int, int], pb: tuple[int, int], color) -> None:
+    """OpenCV's line(thickness=2): a quad 1 px either side of the segment, filled the
+    fillConvexPoly way, with a radius-1 disc on each end (about 3 px wide in all)."""
+    dx, dy = pb[0] - pa[0], pb[1] - pa[1]
+    length = math.hypot(dx, dy)
+    if length > 0:
+        nx, ny = _cv_round(-dy / length * HAND_LINE_HALF_WIDTH), _cv_round(dx / length * HAND_LINE_HALF_WIDTH)
+        quad = [
+            (pa[0] + nx, pa[1] + ny),
+            (pa[0] - nx, pa[1] - ny),
+            (pb[0] - nx, pb[1] - ny),
+            (pb[0] + nx, pb[1] + ny),
+        ]
+        _fill_convex(draw, quad, color)
+    for x, y in (pa, pb):
+        draw.point([(x, y), (x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)], fill=color)
+
+
 def _px(p: Point) -> tuple[int, int]:
-    return (round(p[0]), round(p[1]))
+    return (int(p[0]), int(p[1]))  # truncated, as the annotator does: int(x * W)
 
 
-def _disc(draw: ImageDraw.ImageDraw, p: Point, r: int, color: tuple[int, int, int]) -> None:
-    x, y = _px(p)  # whole-pixel centres, as the annotators draw them
-    draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
+# Rows of OpenCV's filled circle, as (dy, half-width): radius 4 covers 49 px, radius 3 covers 29
+# (Pillow's ellipse of the same radius covers 61 and 37).
+_DISC_ROWS = {
+    4: ((-4, 0), (-3, 2), (-2, 3), (-1, 3), (0, 4), (1, 3), (2, 3), (3, 2), (4, 0)),
+    3: ((-3, 0), (-2, 2), (-1, 2), (0, 3), (1, 2), (2, 2), (3, 0)),
+}
+
+
+def _disc(draw: ImageDraw.ImageDraw, centre: tuple[int, int], r: int, color: tuple[int, int, int]) -> None:
+    x, y = centre
+    for dy, half in _DISC_ROWS[r]:
+        draw.line([(x - half, y + dy), (x + half, y + dy)], fill=color, width=1)
