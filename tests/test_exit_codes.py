@@ -170,3 +170,14 @@ def test_every_row_of_the_readme_table_is_reached():
     assert "| 74 |" in readme
     missing = set(errors.EXIT_CODES) - REACHED - SIGNAL_CODES - {errors.INTERNAL}
     assert not missing, f"exit codes no test reached: {sorted(missing)}"
+
+
+def test_the_budget_hint_names_a_cheaper_model_only_when_there_is_one(tmp_path, run_cli):
+    make_photos(tmp_path / "photos", 2)
+    base = ("generate", str(tmp_path / "photos"), "--endpoint", "http://127.0.0.1:9/", "--max-credits", "1")
+    cheapest = run_cli(*base)  # the default model is already the cheapest
+    expect(cheapest, errors.CREDITS)
+    assert "cheaper model" not in cheapest.stderr
+    dearer = run_cli(*base, "--model", "controlnet-openpose-sdxl")
+    expect(dearer, errors.CREDITS)
+    assert "--model controlnet-openpose-sd15" in dearer.stderr
