@@ -7,10 +7,12 @@ import json
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from avatargen.serve import server as server_mod
-from avatargen.serve.pipelines import ControlNetService, ModelSpec, spec_for_folder
+from avatargen.serve.pipelines import ControlNetService, ModelSpec, RequestError, spec_for_folder
 from avatargen.serve.server import ModelHost, create_app
 from avatargen.serve.tiny import TINY_VERSION
 from serve_fixtures import pose_png, request_body, tiny_home, tiny_models  # noqa: F401 - fixtures
@@ -189,6 +191,36 @@ def test_hostile_json_is_a_400_json_error_never_a_500(body, words):
     assert response.headers["content-type"] == "application/json"
     assert words in response.json()["error"]
     assert service.calls == 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        name: _JSON
+        for name in ("prompt", "image", "control_image", "init_image", "width", "height", "seed", "strength")
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.binary(max_size=200)
+    | _JSON.map(lambda v: json.dumps(v).encode())
+    | st.builds(
+        lambda i, p: json.dumps({"inputs": i, "parameters": p}).encode(), _JSON | _FIELDS, _JSON | _FIELDS
+    )
+)
+def test_any_body_is_params_or_a_request_error(body):
+    """Whatever arrives, read_request gives Params or a RequestError (a JSON 400/422): nothing else."""
+    try:
+        server_mod.read_request(body, SPEC)
+    except RequestError as exc:
+        assert exc.status in (400, 422) and str(exc)
 
 
 def test_hostile_images_and_prompts_are_refused_before_decoding():
