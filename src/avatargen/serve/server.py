@@ -5,7 +5,9 @@ request of pipelines.parse_request and answer image/png; `GET /` and `GET /healt
 While the pipeline loads in a background thread every route answers
 `503 {"error": "Model K is currently loading", "estimated_time": N}`, so the client's cold-start
 wait works unchanged. GPU work runs in a worker thread, one image at a time, behind a bounded
-queue: when it is full the answer is 429 with Retry-After.
+queue: a request takes its place on arrival, and when the queue is full the answer is 429 with
+Retry-After before the body is read. Bodies are parsed strictly (serve/body.py) and checked by
+parse_request (image sizes from the header, before decoding), so any input gets a JSON 4xx.
 """
 
 from __future__ import annotations
