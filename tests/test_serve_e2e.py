@@ -49,6 +49,8 @@ def test_cli_through_tiny_server_to_file(tmp_path, run_cli, tiny_server):
         with Image.open(line["output"]) as img:
             assert img.size == (512, 512)
             assert "Steps: 2" in img.text["parameters"]
+            # The scheduler the server really ran (tiny models use Euler), not the model's default.
+            assert "Sampler: Euler," in img.text["parameters"]
         assert read_metadata(line["output"])["job_key"] == line["job_key"]
     assert credits(run_cli)["balance"] == 100 - 6
 
@@ -71,7 +73,7 @@ def test_cli_through_tiny_server_to_file(tmp_path, run_cli, tiny_server):
         "--json",
         timeout=300,
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 9  # every job refused with 422: the provider's code (README rule)
     failed = json_lines(bad.stdout)
     assert {line["status"] for line in failed} == {"failed"}
     assert all("4096" in line["error"] for line in failed), failed

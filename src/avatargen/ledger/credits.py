@@ -33,7 +33,11 @@ class JobBusy(Exception):
 
     @property
     def reason(self) -> str:
-        return "already done by another avatargen process" if self.done else "running in another avatargen process"
+        return (
+            "already done by another avatargen process"
+            if self.done
+            else "running in another avatargen process"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ class Credits(Store):
             existing = db.execute("SELECT state FROM reservations WHERE job_key = ?", (job_key,)).fetchone()
             if existing and existing["state"] == "open":
                 raise JobBusy(job_key)
-            done = db.execute("SELECT 1 FROM jobs WHERE job_key = ? AND status = 'done'", (job_key,)).fetchone()
+            done = db.execute(
+                "SELECT 1 FROM jobs WHERE job_key = ? AND status = 'done'", (job_key,)
+            ).fetchone()
             if done:
                 raise JobBusy(job_key, done=True)
             available = self._balance(db)

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from avatargen.errors import InputError, ModelLoadError, ProviderError
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport, WaitEvent
+from avatargen.providers.local_status import MODEL_DIR_ENV, TINY_ENV
 from avatargen.serve.resolve import require_serve_extra
 
 if TYPE_CHECKING:
     from avatargen.catalog import Model
     from avatargen.providers.gate import ModelGate
 
-MODEL_DIR_ENV = "AVATARGEN_LOCAL_MODEL_DIR"
-TINY_ENV = "AVATARGEN_LOCAL_TINY"
 # Rough seconds to load a model from the local cache, shown while the progress display waits.
 _EXPECTED_LOAD_S = {"cuda": 60.0, "cpu": 120.0}
 # Rough download sizes in GB: fp16 files on a GPU, full fp32 ones elsewhere (ControlNet + base).
@@ -203,6 +202,7 @@ class LocalProvider:
             attempts=1,
             backend=self.name,
             model_key=self.model.key,
+            sampler=getattr(service, "sampler", None),
         )
 
     def status(self) -> StatusReport:

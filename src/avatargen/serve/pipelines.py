@@ -493,6 +493,11 @@ class ControlNetService:
             )
         return image
 
+    @property
+    def sampler(self) -> "str | None":
+        """The scheduler class that makes the images (A1111 calls it the sampler), once loaded."""
+        return type(self.pipe.scheduler).__name__ if self.pipe is not None else None
+
     def describe(self) -> str:
         what = "tiny random-weight model (images are noise)" if self.spec.tiny else self.spec.key
         return f"{what} on {self.device or pick_device(self.requested_device)}"

@@ -214,7 +214,10 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         except Exception as exc:  # noqa: BLE001 - the client gets a message, the console the traceback
             traceback.print_exc(file=sys.stderr)
             return _error(500, f"generation failed: {_first_line(exc)}")
-        return Response(data_png, media_type="image/png")
+        # The scheduler really used, so a client can write it into the PNG's metadata.
+        sampler = getattr(host.service, "sampler", None)
+        headers = {"X-Avatargen-Sampler": sampler} if sampler else None
+        return Response(data_png, media_type="image/png", headers=headers)
 
     routes = [
         Route("/", health, methods=["GET"]),
