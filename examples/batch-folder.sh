@@ -4,7 +4,8 @@
 #   examples/batch-folder.sh PHOTOS_DIR OUT_DIR [extra avatargen generate options...]
 #
 # Writes one JSON line per image to OUT_DIR/results.jsonl, prints a one-line summary and
-# exits with avatargen's own code (0 all done, 1 some failed, 4 not enough credits, ...).
+# exits with avatargen's own code (0 all done, 1 some failed, 4 not enough credits, 74 output
+# folder not writable, ...; see the README's exit-code table).
 # Re-running it resumes: finished images are skipped and not charged again.
 set -uo pipefail
 
