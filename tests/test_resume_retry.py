@@ -37,6 +37,9 @@ def test_another_output_folder_gets_the_images_copied_at_no_charge(tmp_path, run
     history = json_lines(run_cli("history", "--json").stdout)
     assert all(Path(row["output_path"]).is_file() for row in history)
     assert len(db_rows(avatargen_home, "SELECT path FROM job_outputs")) == 2
+    shown = json.loads(run_cli("history", "show", lines[0]["job_key"][:12], "--json").stdout)
+    assert shown["outputs"] == [str(Path(lines[0]["copied_from"])), lines[0]["output"]]
+    assert lines[0]["output"] in run_cli("history", "show", lines[0]["job_key"][:12]).stdout
     # An image deleted everywhere is made again (and charged again), into the folder asked for.
     for png in [*(tmp_path / "a").glob("*.png"), *(tmp_path / "b").glob("*.png")]:
         png.unlink()

@@ -85,7 +85,10 @@ def show(
         if row is None:
             raise UsageError(f"no job '{ref}' in history", "see `avatargen history`")
         moves = ledger.movements(1000, job_key=row["job_key"])
+        places = ledger.output_paths(row["job_key"])
     record = _public(row)
+    # Every place the image was written: where it was generated, then each free copy (another -o).
+    record["outputs"] = places if row["status"] == "done" else []
     record["movements"] = list(reversed(moves))
     if json_:
         from avatargen.output import emit_json
@@ -108,6 +111,10 @@ def _print_record(record: dict) -> None:
                 + (f"  {move['note']}" if move["note"] else "")
                 for move in value
             )
+        elif key == "outputs":
+            if len(value) > 1:  # one place is output_path, already printed
+                lines.append("outputs:")
+                lines.extend(f"  {path}" for path in value)
         elif key == "params" and isinstance(value, dict):
             lines.append("params:")
             lines.extend(f"  {name}: {human(item)}" for name, item in value.items())
