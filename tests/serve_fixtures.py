@@ -58,6 +58,20 @@ class TinyServer:
         return stop_server(self.process, timeout)
 
 
+@pytest.fixture
+def fresh_local_backend(monkeypatch):
+    """A fresh process as far as the local backend knows (nothing said, loaded or failed), and
+    the variables quiet() sets in os.environ restored after the test."""
+    import avatargen.providers.local as local_mod
+    from avatargen.quiet import ENV_NAMES
+
+    monkeypatch.setattr(local_mod, "_announced", set())
+    monkeypatch.setattr(local_mod, "_loaded", {})
+    for name in ENV_NAMES:
+        monkeypatch.setenv(name, "")  # records the value to restore
+        monkeypatch.delenv(name)
+
+
 def _read_first_line(process: subprocess.Popen, timeout: float) -> str:
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)

@@ -25,29 +25,15 @@ import pytest
 
 from avatargen.catalog import load_catalog
 from avatargen.errors import ModelLoadError
-from avatargen.providers import local as local_mod
 from avatargen.providers.base import GenerationRequest
 from avatargen.providers.local import LocalProvider
 from cli_helpers import run_main
-from serve_fixtures import pose_png
+from serve_fixtures import fresh_local_backend, pose_png  # noqa: F401 - fixtures
 
 WAYS = ("--tiny", "noise", "--model-dir DIR", "--endpoint URL")
 
 
-@pytest.fixture(autouse=True)
-def fresh_process(monkeypatch):
-    monkeypatch.setattr(local_mod, "_announced", set())
-    monkeypatch.setattr(local_mod, "_loaded", {})
-
-
-@pytest.fixture(autouse=True)
-def own_environment(monkeypatch):
-    """quiet() sets variables in os.environ: undo them after each test, so none leaks into the next."""
-    from avatargen.quiet import ENV_NAMES
-
-    for name in ENV_NAMES:
-        monkeypatch.setenv(name, "")  # records the value to restore
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("fresh_local_backend")
 
 
 @pytest.fixture

@@ -10,28 +10,12 @@ from PIL import Image
 
 from avatargen.catalog import load_catalog
 from avatargen.errors import InputError, MissingExtra, ModelLoadError, ModelUnavailable
-from avatargen.providers import local as local_mod
 from avatargen.providers.base import GenerationRequest
 from avatargen.providers.local import LocalProvider
 from avatargen.serve.tiny import TINY_VERSION
-from serve_fixtures import pose_png, tiny_home, tiny_models  # noqa: F401 - fixtures
+from serve_fixtures import fresh_local_backend, pose_png, tiny_home, tiny_models  # noqa: F401 - fixtures
 
-
-@pytest.fixture(autouse=True)
-def fresh_announcements(monkeypatch):
-    # A fresh process as far as the local backend knows: nothing said, nothing loaded or failed.
-    monkeypatch.setattr(local_mod, "_announced", set())
-    monkeypatch.setattr(local_mod, "_loaded", {})
-
-
-@pytest.fixture(autouse=True)
-def own_environment(monkeypatch):
-    """quiet() sets variables in os.environ: undo them after each test, so none leaks into the next."""
-    from avatargen.quiet import ENV_NAMES
-
-    for name in ENV_NAMES:
-        monkeypatch.setenv(name, "")  # records the value to restore
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("fresh_local_backend")
 
 
 def _model(alias="controlnet-openpose-sd15"):
