@@ -12,13 +12,10 @@ import os
 import re
 from collections.abc import Iterable
 
+from avatargen.settings import ENDPOINT_TOKEN_ENV, TOKEN_ENV_VARS
+
 # Environment variables that hold credentials: never shown, never passed to child processes.
-SECRET_ENV_VARS = (
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
-    "HUGGINGFACE_API_KEY",
-    "AVATARGEN_ENDPOINT_TOKEN",
-)
+SECRET_ENV_VARS = (*TOKEN_ENV_VARS, ENDPOINT_TOKEN_ENV)
 # Query parameters whose values are credentials by their name.
 _SECRET_QUERY = re.compile(
     r"(?i)([?&](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|auth|signature|sig|credential)[a-z0-9_.-]*)=)([^&#\s]*)"

@@ -318,6 +318,8 @@ class TokenInfo:
 
 
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_API_KEY")
+# The token for a self-hosted `avatargen serve`: sent only to the endpoint's own host.
+ENDPOINT_TOKEN_ENV = "AVATARGEN_ENDPOINT_TOKEN"
 
 
 def hf_token_file() -> Path:

@@ -18,9 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from avatargen.redact import redact_text, remember_secret
-from avatargen.settings import Secret, TokenInfo
+from avatargen.settings import ENDPOINT_TOKEN_ENV, Secret, TokenInfo
 
-ENDPOINT_TOKEN_ENV = "AVATARGEN_ENDPOINT_TOKEN"
 HF_HOST_SUFFIXES = (".huggingface.co", ".huggingface.cloud")
 HF_HOSTS = ("huggingface.co",)
 CONNECT_TIMEOUT = 10.0
