@@ -8,6 +8,7 @@ import json
 import shlex
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from fake_endpoint import FakeEndpoint
 from test_exit_codes import closed_port_url
@@ -66,28 +67,17 @@ def test_no_secret_reaches_any_output_file_webhook_or_child(tmp_path, run_cli, a
     script = f'cp "$1" {shlex.quote(str(keep / "summary.json"))}; env > {shlex.quote(str(keep / "env.txt"))}'
     on_complete = shlex.join(["sh", "-c", script, "sh"])
     hook = Webhook()
+
+    def generate_with_notices(photos: Path, url: str, *extra: str):
+        """generate with every secret-carrying option, a webhook and an --on-complete command."""
+        args = ["generate", str(photos), "--endpoint", url, "--token", CLI_TOKEN, "-o", str(out)]
+        return run_cli(*args, "--notify-url", hook.url, "--on-complete", on_complete, *extra, env=env)
+
     results = []
     try:
         with FakeEndpoint() as fake:
             url = with_credentials(fake.url)
-            results.append(
-                run_cli(
-                    "generate",
-                    str(tmp_path / "photos"),
-                    "--endpoint",
-                    url,
-                    "--token",
-                    CLI_TOKEN,
-                    "-o",
-                    str(out),
-                    "--notify-url",
-                    hook.url,
-                    "--on-complete",
-                    on_complete,
-                    "--json",
-                    env=env,
-                )  # fmt: skip
-            )
+            results.append(generate_with_notices(tmp_path / "photos", url, "--json"))
             assert results[-1].returncode == 0, results[-1].stderr
             results.append(
                 run_cli("status", "controlnet-openpose-sd15", "--endpoint", url, "--json", env=env)
@@ -96,23 +86,7 @@ def test_no_secret_reaches_any_output_file_webhook_or_child(tmp_path, run_cli, a
         # A failing run: errors, jobs.error and movements.note quote the endpoint.
         make_photos(tmp_path / "more", 1, start=20)
         down = with_credentials(closed_port_url())
-        results.append(
-            run_cli(
-                "generate",
-                str(tmp_path / "more"),
-                "--endpoint",
-                down,
-                "--token",
-                CLI_TOKEN,
-                "-o",
-                str(out),
-                "--notify-url",
-                hook.url,
-                "--on-complete",
-                on_complete,
-                env=env,
-            )  # fmt: skip
-        )
+        results.append(generate_with_notices(tmp_path / "more", down))
         assert results[-1].returncode == 8, results[-1].stderr
         results.append(run_cli("generate", str(tmp_path / "more"), "--endpoint", down, "--json", env=env))
         for args in (

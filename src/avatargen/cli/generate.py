@@ -360,7 +360,7 @@ def retry(
         # that another live process is still running.
         unfinished = ("failed", "queued", "running")
         rows = [r for r in ledger.jobs(batch_id=found["id"], limit=None) if r["status"] in unfinished]
-        hopeless = [r for r in rows if r["status"] == "failed" and r.get("permanent") and not all_]
+        hopeless = [] if all_ else [r for r in rows if r["status"] == "failed" and r.get("permanent")]
         rows = [r for r in rows if r not in hopeless]
         _report_hopeless(hopeless, json_)
         if not rows:
