@@ -95,13 +95,11 @@ def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnava
     """No URL for a model that needs a server. One short line: the fixes this install can use."""
     bundle = f"avatargen endpoint bundle {model.alias} -o DIR"
     if not serve_installed:
-        hub = "" if hub_extra_available() else "pip install 'avatargen[hub]', "
+        hub = "" if hub_extra_available() else "pip install 'avatargen[hub]' + "
         return ModelUnavailable(
             f"no endpoint for {model.key}, and this install cannot run models itself "
             "(serverless Hugging Face cannot run ControlNet)",
-            f"with just a Hugging Face token: {hub}set HF_TOKEN (or `hf auth login`) and it runs on "
-            f"Inference Providers (--model {TOKEN_DEFAULT_MODEL.split(':')[1]}); or "
-            f"pip install 'avatargen[serve]' to run it here, or pass --endpoint URL (deploy one: {bundle})",
+            f"{hub}HF_TOKEN (Inference Providers), pip install 'avatargen[serve]', or --endpoint URL ({bundle})",
         )
     return ModelUnavailable(
         f"no endpoint for {model.key} (serverless Hugging Face cannot run ControlNet)",
