@@ -1,4 +1,5 @@
-"""`avatargen endpoint bundle`: a folder to deploy a catalog model as a Hugging Face Inference Endpoint."""
+"""`avatargen endpoint bundle|deploy|list|status|pause|resume|scale-to-zero|delete`: a catalog model as a
+Hugging Face Inference Endpoint, from a folder to a running, stoppable endpoint (the work is in deploy/)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import typer
 
 from avatargen.cli import state
-from avatargen.cli.options import Json
+from avatargen.cli.options import Json, TokenOpt
 
 app = typer.Typer(help="Hugging Face Inference Endpoints running avatargen's handler.", no_args_is_help=True)
 
@@ -71,3 +72,127 @@ def bundle(
         f"next: upload {folder} as a model repository (hf upload YOUR_NAME/REPO {folder} .), create an "
         f"Inference Endpoint from it (task Custom), then: avatargen config set endpoints.{chosen.key} URL"
     )
+
+
+class _StateLine:
+    """The endpoint's state on stderr: rewritten in place on a terminal, one line per change otherwise."""
+
+    def __init__(self, name: str) -> None:
+        import sys
+
+        self.name = name
+        self.tty = sys.stderr.isatty()
+        self.last: str | None = None
+
+    def __call__(self, state: str, elapsed: float) -> None:
+        import sys
+
+        if self.tty:
+            sys.stderr.write(f"\rendpoint {self.name}: {state} ({elapsed:.0f} s)\033[K")
+            if state in ("running", "failed", "updateFailed"):
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif state != self.last:
+            print(f"endpoint {self.name}: {state}", file=sys.stderr, flush=True)
+        self.last = state
+
+
+@app.command("deploy")
+def deploy(
+    model: Annotated[str, typer.Argument(help="Model key or alias, e.g. controlnet-openpose-sd15.")],
+    vendor: Annotated[str | None, typer.Option("--vendor", help="Cloud vendor (default aws).")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="Region (default us-east-1).")] = None,
+    instance_type: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-type", help="Default: nvidia-l4 (24 GB) for SDXL, nvidia-t4 (16 GB) for SD 1.5."
+        ),
+    ] = None,
+    instance_size: Annotated[str | None, typer.Option("--instance-size", help="Default x1.")] = None,
+    min_replicas: Annotated[int, typer.Option("--min-replicas", help="0 lets it scale to zero.")] = 0,
+    max_replicas: Annotated[int, typer.Option("--max-replicas", help="Replicas under load.")] = 1,
+    scale_to_zero_after: Annotated[
+        int,
+        typer.Option("--scale-to-zero-after", metavar="MINUTES", help="Idle minutes before zero replicas."),
+    ] = 15,
+    security: Annotated[
+        str, typer.Option("--security", help="authenticated (token needed), private or public.")
+    ] = "authenticated",
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="User or organisation (default: the token's user).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Endpoint name (default avatargen-<alias>).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return once created; do not wait for it to run.")
+    ] = False,
+    wait_timeout: Annotated[
+        float, typer.Option("--wait-timeout", metavar="SECONDS", help="Give up waiting after this long.")
+    ] = 1800.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print every call it would make; nothing is sent or created.")
+    ] = False,
+    token: TokenOpt = None,
+    json_: Json = False,
+) -> None:
+    """From nothing to a running Inference Endpoint: bundle, private repository NAMESPACE/avatargen-<alias>,
+    endpoint (updated when it exists), wait until running, probe, store its URL in endpoints.<model key>."""
+    from avatargen.deploy.plan import DeployOptions, make_plan
+    from avatargen.output import emit_json, info
+    from avatargen.serve.bundle import bundle_files
+
+    chosen = state.load_catalog().lookup(model)
+    options = DeployOptions(
+        vendor=vendor,
+        region=region,
+        instance_type=instance_type,
+        instance_size=instance_size,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        scale_to_zero_after=scale_to_zero_after,
+        security=security,
+        namespace=namespace,
+        name=name,
+    )
+    plan = make_plan(chosen, options, files=[])
+    plan.files = sorted(bundle_files(chosen))
+    if dry_run:
+        calls = plan.calls()
+        if json_:
+            emit_json({"dry_run": True, "plan": plan.to_dict(), "calls": calls})
+            return
+        import json
+
+        for number, call in enumerate(calls, 1):
+            what = call.pop("call")
+            print(f"{number}. {what}")
+            for key, value in call.items():
+                print(f"   {key}: {json.dumps(value)}")
+        info("dry run: nothing was sent or created")
+        return
+    from avatargen.deploy import hub
+    from avatargen.deploy.run import deploy as run_deploy
+
+    secret = hub.require_token(token)
+    result = run_deploy(
+        plan,
+        chosen,
+        secret,
+        wait=not no_wait,
+        wait_timeout=wait_timeout,
+        say=info,
+        show_state=_StateLine(plan.name),
+    )
+    if json_:
+        emit_json(result)
+        return
+    if result.get("probe") and result["probe"]["state"] != "ready":
+        from avatargen.output import warn
+
+        warn(f"the endpoint runs but its probe says {result['probe']['state']}: {result['probe']['detail']}")
+    if no_wait:
+        info(f"not waiting: follow it with `avatargen endpoint status {chosen.alias}`")
+    else:
+        info(f"stored in config endpoints.{chosen.key}; try: avatargen generate PHOTO -m {chosen.alias}")
+    print(result["url"] or f"{result['namespace']}/{result['name']} ({result['state']})")

@@ -1,0 +1,116 @@
+"""`avatargen endpoint deploy|list|status|pause|resume|scale-to-zero|delete`, and the endpoint
+hooks of `generate`, against loopback fakes of the Hub and the Inference Endpoints API
+(tests/endpoints_api_fake.py) and of the endpoint itself (tests/fake_endpoint.py)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+from tests.endpoints_api_fake import TOKEN, EndpointsApiFake
+from tests.fake_endpoint import FakeEndpoint
+
+MODEL = "controlnet-openpose-sd15"
+KEY = "avatar-generator:controlnet-openpose-sd15"
+
+
+@pytest.fixture
+def served():
+    with FakeEndpoint() as endpoint, EndpointsApiFake(endpoint_url=endpoint.url) as api:
+        yield api, endpoint
+
+
+def config(home) -> dict:
+    return tomllib.loads((home / "config.toml").read_text())
+
+
+def test_deploy_from_nothing_creates_repo_uploads_waits_and_stores_the_url(served, run_cli, avatargen_home):
+    api, endpoint = served
+    result = run_cli("endpoint", "deploy", MODEL, env=api.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == endpoint.url.rstrip("/")
+    # a private repository with the bundle in it
+    create = api.calls("POST", "/api/repos/create")[0]["json"]
+    assert create["name"] == "avatargen-controlnet-openpose-sd15" and create["visibility"] == "private"
+    files = api.repos["alice/avatargen-controlnet-openpose-sd15"]
+    assert {"handler.py", "requirements.txt", "README.md", "avatargen-model.json"} <= set(files)
+    assert b"class EndpointHandler" in files["handler.py"]
+    # the endpoint, with the payload the issue asks for
+    (created,) = api.calls("POST", "/v2/endpoint/alice")
+    body = created["json"]
+    assert body["compute"] == {
+        "accelerator": "gpu",
+        "instanceType": "nvidia-t4",
+        "instanceSize": "x1",
+        "scaling": {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 15},
+    }
+    assert body["model"]["framework"] == "custom" and body["model"]["task"] == "custom"
+    assert body["model"]["repository"] == "alice/avatargen-controlnet-openpose-sd15"
+    assert body["model"]["image"] == {"huggingface": {}}  # the default container
+    assert body["model"]["revision"]  # pinned to the commit just uploaded
+    assert body["provider"] == {"vendor": "aws", "region": "us-east-1"}
+    assert body["type"] == "authenticated" and body["tags"] == ["avatargen"]
+    # states shown live on stderr, in order; the URL stored; the token went only to the API hosts
+    lines = [line for line in result.stderr.splitlines() if line.startswith("endpoint ")]
+    assert [line.rsplit(": ", 1)[1] for line in lines] == ["pending", "initializing", "running"]
+    assert config(avatargen_home)["endpoints"][KEY] == endpoint.url.rstrip("/")
+    assert all(r["authorized"] for r in api.requests)
+    assert TOKEN not in result.stdout + result.stderr
+    assert endpoint.requests and endpoint.requests[-1]["path"] == "/health"  # the proof it answers
+
+
+def test_deploy_again_updates_the_same_endpoint(served, run_cli):
+    api, _ = served
+    assert run_cli("endpoint", "deploy", MODEL, env=api.env()).returncode == 0
+    again = run_cli("endpoint", "deploy", MODEL, "--max-replicas", "3", "--json", env=api.env())
+    assert again.returncode == 0, again.stderr
+    assert len(api.calls("POST", "/v2/endpoint/alice")) == 1 and len(api.endpoints) == 1
+    (update,) = api.calls("PUT", "/v2/endpoint/alice/")
+    assert update["json"]["compute"]["scaling"]["maxReplica"] == 3
+    data = json.loads(again.stdout)
+    assert data["created"] is False and data["state"] == "running"
+
+
+def test_a_failed_endpoint_shows_its_message_and_exits_6(run_cli, avatargen_home):
+    with EndpointsApiFake(fail_message="CUDA out of memory on nvidia-t4") as api:
+        result = run_cli("endpoint", "deploy", MODEL, env=api.env())
+    assert result.returncode == 6
+    assert "failed: CUDA out of memory on nvidia-t4" in result.stderr
+    assert not (avatargen_home / "config.toml").exists()
+
+
+def test_dry_run_sends_nothing_and_lists_every_call(run_cli):
+    with EndpointsApiFake() as api:
+        result = run_cli(
+            "endpoint", "deploy", "controlnet-openpose-sdxl", "--dry-run", "--json", env=api.env()
+        )
+        assert api.requests == []
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [c["call"].split()[0] for c in data["calls"]] == [
+        "create_repo",
+        "upload_folder",
+        "create_inference_endpoint",
+        "wait",
+    ]
+    assert "handler.py" in data["calls"][1]["files"]
+    assert data["calls"][2]["instance_type"] == "nvidia-l4"  # 24 GB for SDXL
+
+
+def test_protected_is_refused_with_the_new_name(run_cli):
+    result = run_cli("endpoint", "deploy", MODEL, "--security", "protected", "--dry-run")
+    assert result.returncode == 2
+    assert "authenticated" in result.stderr
+
+
+def test_missing_hub_extra_names_the_install_command(monkeypatch, capsys):
+    import sys
+
+    from tests.cli_helpers import run_main
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    code, _, err = run_main(monkeypatch, capsys, "endpoint", "deploy", MODEL)
+    assert code == 11
+    assert "pip install 'avatargen[hub]'" in err
