@@ -114,3 +114,43 @@ def test_missing_hub_extra_names_the_install_command(monkeypatch, capsys):
     code, _, err = run_main(monkeypatch, capsys, "endpoint", "deploy", MODEL)
     assert code == 11
     assert "pip install 'avatargen[hub]'" in err
+
+
+def test_status_list_pause_resume_delete(served, run_cli, avatargen_home):
+    api, endpoint = served
+    env = api.env()
+    assert run_cli("endpoint", "deploy", MODEL, env=env).returncode == 0
+    # someone else's endpoint in the same account: only --all shows it
+    api.endpoints["alice/other"] = api._raw(
+        {"name": "other", "model": {"repository": "x/y", "framework": "pytorch"}}, "alice"
+    )
+
+    status = run_cli("endpoint", "status", MODEL, "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["state"] == "running" and data["url"] == endpoint.url.rstrip("/")
+    assert data["replicas"] == {"current": 1, "target": 1, "min": 0, "max": 1}
+    assert data["hardware"]["instance_type"] == "nvidia-t4" and data["cost_per_hour_usd"] == 0.5
+    human = run_cli("endpoint", "status", MODEL, env=env).stdout
+    assert "$0.5 per hour" in human and "1 running (min 0, max 1)" in human
+
+    ours = json.loads(run_cli("endpoint", "list", "--json", env=env).stdout)["endpoints"]
+    everything = json.loads(run_cli("endpoint", "list", "--all", "--json", env=env).stdout)["endpoints"]
+    assert [e["name"] for e in ours] == [data["name"]]
+    assert sorted(e["name"] for e in everything) == sorted([data["name"], "other"])
+
+    paused = run_cli("endpoint", "pause", MODEL, "--json", env=env)
+    assert json.loads(paused.stdout)["state"] == "paused"
+    resumed = run_cli("endpoint", "resume", MODEL, "--wait", env=env)
+    assert resumed.returncode == 0 and resumed.stdout.strip().endswith(": running")
+    assert run_cli("endpoint", "scale-to-zero", MODEL, env=env).stdout.strip().endswith(": scaledToZero")
+
+    refused = run_cli("endpoint", "delete", MODEL, env=env)  # no terminal: --yes is needed
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert len(api.endpoints) == 2
+    deleted = run_cli("endpoint", "delete", MODEL, "--yes", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert list(api.endpoints) == ["alice/other"]
+    assert KEY not in config(avatargen_home).get("endpoints", {})  # the stored URL went with it
+    gone = run_cli("endpoint", "status", MODEL, env=env)
+    assert gone.returncode == 6 and "not found" in gone.stderr

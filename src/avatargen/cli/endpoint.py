@@ -196,3 +196,206 @@ def deploy(
     else:
         info(f"stored in config endpoints.{chosen.key}; try: avatargen generate PHOTO -m {chosen.alias}")
     print(result["url"] or f"{result['namespace']}/{result['name']} ({result['state']})")
+
+
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", help="User or organisation (default: the token's user).")
+]
+TargetArg = Annotated[
+    str, typer.Argument(help="A model key or alias (its deployed endpoint), or an endpoint name.")
+]
+
+
+def _api_and_target(what: str, namespace: str | None, token: str | None):
+    from avatargen.deploy import hub, manage
+
+    api = hub.hf_api(hub.require_token(token))
+    target = manage.target_for(what, namespace)
+    target.namespace = manage.namespace_of(api, target.namespace)
+    return api, target
+
+
+def _show(data: dict, json_: bool) -> None:
+    from avatargen.output import emit_json, print_table
+
+    if json_:
+        emit_json(data)
+        return
+    replicas = data["replicas"]
+    hardware = data["hardware"]
+    cost = data["cost_per_hour_usd"]
+    rows = [
+        [
+            "state",
+            str(data["state"])
+            + (f" ({data['message']})" if data["state"] != "running" and data["message"] else ""),
+        ],
+        ["url", data["url"] or "-"],
+        ["replicas", f"{replicas['current']} running (min {replicas['min']}, max {replicas['max']})"],
+        [
+            "hardware",
+            " ".join(str(hardware[k]) for k in ("vendor", "region", "instance_type", "instance_size")),
+        ],
+        [
+            "cost",
+            f"${cost:g} per hour per replica" if cost is not None else "unknown (the API gave no price)",
+        ],
+        ["repository", data["repository"] or "-"],
+        ["security", data["security"] or "-"],
+    ]
+    print_table(
+        f"endpoint {data['namespace']}/{data['name']}",
+        ["what", "value"],
+        rows,
+        detail=("value",),
+        show_header=False,
+    )
+
+
+@app.command("list")
+def list_(
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every endpoint of the account, not only avatargen's.")
+    ] = False,
+    namespace: NamespaceOpt = None,
+    token: TokenOpt = None,
+    json_: Json = False,
+) -> None:
+    """The endpoints avatargen deployed (tagged 'avatargen'), with state and URL."""
+    from avatargen.deploy import hub, manage
+    from avatargen.output import emit_json, print_table
+
+    api = hub.hf_api(hub.require_token(token))
+    ns = manage.namespace_of(api, namespace)
+    found = hub.call(f"list endpoints of {ns}", api.list_inference_endpoints, namespace=ns)
+    rows = [manage.summary(e.raw, ns) for e in found if all_ or manage.is_ours(e.raw)]
+    if json_:
+        emit_json({"namespace": ns, "endpoints": rows})
+        return
+    print_table(
+        f"endpoints of {ns}" + ("" if all_ else " deployed by avatargen"),
+        ["name", "state", "replicas", "url"],
+        [
+            [r["name"], r["state"], f"{r['replicas']['current']}/{r['replicas']['max']}", r["url"] or "-"]
+            for r in rows
+        ],
+        detail=("url",),
+    )
+
+
+@app.command("status")
+def status_(
+    target: TargetArg, namespace: NamespaceOpt = None, token: TokenOpt = None, json_: Json = False
+) -> None:
+    """State, URL, replicas (running/min/max), hardware and cost per hour of one endpoint."""
+    from avatargen.deploy import hub, manage
+
+    api, where = _api_and_target(target, namespace, token)
+    endpoint = hub.call(
+        f"read endpoint {where.name}", api.get_inference_endpoint, where.name, namespace=where.namespace
+    )
+    _show(manage.summary(endpoint.raw, where.namespace, manage.prices(api, where.namespace)), json_)
+
+
+def _act(action: str, target: str, namespace: str | None, token: str | None, json_: bool, wait: bool = False):
+    from avatargen.deploy import hub, manage
+
+    api, where = _api_and_target(target, namespace, token)
+    method = getattr(api, f"{action.replace('-', '_')}_inference_endpoint")
+    endpoint = hub.call(f"{action} endpoint {where.name}", method, where.name, namespace=where.namespace)
+    if wait:
+        from avatargen.deploy.run import DEFAULT_WAIT_S, wait_running
+
+        endpoint = wait_running(endpoint, DEFAULT_WAIT_S, _StateLine(where.name))
+    data = manage.summary(endpoint.raw, where.namespace)
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json(data)
+    else:
+        print(f"{where.namespace}/{where.name}: {data['state']}")
+
+
+@app.command("pause")
+def pause(
+    target: TargetArg, namespace: NamespaceOpt = None, token: TokenOpt = None, json_: Json = False
+) -> None:
+    """Stop the endpoint and its billing; it stays stopped (a request does not wake it) until resumed."""
+    _act("pause", target, namespace, token, json_)
+
+
+@app.command("resume")
+def resume(
+    target: TargetArg,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it runs again.")] = False,
+    namespace: NamespaceOpt = None,
+    token: TokenOpt = None,
+    json_: Json = False,
+) -> None:
+    """Start a paused endpoint again."""
+    _act("resume", target, namespace, token, json_, wait=wait)
+
+
+@app.command("scale-to-zero")
+def scale_to_zero(
+    target: TargetArg, namespace: NamespaceOpt = None, token: TokenOpt = None, json_: Json = False
+) -> None:
+    """Drop to zero replicas now (no cost); the next request starts one again (a cold start)."""
+    _act("scale-to-zero", target, namespace, token, json_)
+
+
+@app.command("delete")
+def delete(
+    target: TargetArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed without a terminal).")] = False,
+    namespace: NamespaceOpt = None,
+    token: TokenOpt = None,
+    json_: Json = False,
+) -> None:
+    """Delete the endpoint (its repository stays). Asks first; without a terminal it needs --yes."""
+    import sys
+
+    from avatargen.deploy import hub, records
+    from avatargen.errors import UsageError
+
+    api, where = _api_and_target(target, namespace, token)
+    question = f"Delete endpoint {where.namespace}/{where.name}?"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"{question} No terminal to ask on", "pass --yes to delete from a script")
+        if not typer.confirm(question, default=False, err=True):
+            raise UsageError("cancelled: nothing was deleted")
+    hub.call(
+        f"delete endpoint {where.name}", api.delete_inference_endpoint, where.name, namespace=where.namespace
+    )
+    forgot = None
+    if where.model_key:
+        record = records.get(where.model_key) or {}
+        forgot = _forget_url(where.model_key, record.get("url"))
+        records.forget(where.model_key)
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json({"deleted": f"{where.namespace}/{where.name}", "config_unset": forgot})
+    else:
+        print(f"deleted {where.namespace}/{where.name}")
+
+
+def _forget_url(model_key: str, url: str | None) -> str | None:
+    """Unset endpoints.<key> when it still points at the deleted endpoint (or drop it from a list)."""
+    from avatargen import settings
+
+    key = f"endpoints.{model_key}"
+    current = settings.get_value(key)
+    if not url or current is None:
+        return None
+    if current == url:
+        settings.unset_value(key)
+        return key
+    if isinstance(current, list) and url in current:
+        data = settings.load_config()
+        rest = [u for u in current if u != url]
+        data["endpoints"][model_key] = rest if len(rest) != 1 else rest[0]
+        settings.save_config(data)
+        return key
+    return None
