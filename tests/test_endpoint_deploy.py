@@ -154,3 +154,44 @@ def test_status_list_pause_resume_delete(served, run_cli, avatargen_home):
     assert KEY not in config(avatargen_home).get("endpoints", {})  # the stored URL went with it
     gone = run_cli("endpoint", "status", MODEL, env=env)
     assert gone.returncode == 6 and "not found" in gone.stderr
+
+
+def photos(folder, count: int):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (64, 80), (i * 40 % 256, 90, 160)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_a_batch_ending_with_scale_to_zero(served, run_cli, tmp_path):
+    api, endpoint = served
+    env = api.env()
+    assert run_cli("endpoint", "deploy", MODEL, env=env).returncode == 0
+    before = len(endpoint.requests)
+    result = run_cli(
+        "generate", str(photos(tmp_path / "in", 2)), "-m", MODEL, "-o", str(tmp_path / "out"),
+        "--endpoint-after", "scale-to-zero", "--json", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert endpoint.posts == 2 and len(endpoint.requests) > before
+    assert len(api.calls("POST", "/scale-to-zero")) == 1
+    (raw,) = api.endpoints.values()
+    assert raw["status"]["state"] == "scaledToZero"
+    assert "scaledToZero (--endpoint-after scale-to-zero)" in result.stderr
+
+
+def test_a_paused_endpoint_is_named_and_resumed_on_request(served, run_cli, tmp_path):
+    api, endpoint = served
+    env = api.env()
+    assert run_cli("endpoint", "deploy", MODEL, env=env).returncode == 0
+    assert run_cli("endpoint", "pause", MODEL, env=env).returncode == 0
+    args = ["generate", str(photos(tmp_path / "in", 1)), "-m", MODEL, "-o", str(tmp_path / "out"), "--json"]
+    refused = run_cli(*args, env=env)
+    assert refused.returncode == 6
+    assert "is paused" in refused.stderr and "--resume-endpoint" in refused.stderr
+    assert endpoint.posts == 0  # no request waited out a timeout against a stopped endpoint
+    resumed = run_cli(*args, "--resume-endpoint", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(api.calls("POST", "/resume")) == 1 and endpoint.posts == 1

@@ -30,6 +30,17 @@ DEFAULT_OUTPUT = "avatars"
 DEFAULT_STRENGTH = 0.75
 
 
+EndpointAfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-after",
+        help="When the batch ends (Ctrl-C too), an endpoint avatargen deployed is: keep, pause or "
+        "scale-to-zero (default: config endpoint_after, else keep).",
+    ),
+]
+ResumeEndpointOpt = Annotated[
+    bool, typer.Option("--resume-endpoint", help="Resume the model's endpoint if it is paused.")
+]
 ModelDirOpt = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Local backend: load a saved diffusers pipeline from this folder."),
@@ -189,6 +200,8 @@ def generate(
     ] = None,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    endpoint_after: EndpointAfterOpt = None,
+    resume_endpoint: ResumeEndpointOpt = False,
     json_: Json = False,
 ) -> None:
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
@@ -270,7 +283,8 @@ def generate(
         model_dir=model_dir,
         tiny=tiny,
     )
-    with open_ledger() as ledger:
+    session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
+    with open_ledger() as ledger, session:
         result = execute(
             ledger=ledger,
             catalog=catalog,
@@ -292,6 +306,20 @@ def generate(
         _print_plan(result, chosen, json_)
         return
     _finish(result, json_)
+
+
+def _endpoint_session(model, config, endpoint, after, resume, token, dry_run):
+    """The deployed endpoint's before/after steps (deploy/batch_hooks.py); nothing for a dry run."""
+    import contextlib
+
+    from avatargen.deploy.batch_hooks import check_after, running, session_for
+    from avatargen.output import info
+
+    chosen = check_after(after, "--endpoint-after") if after else None
+    chosen = chosen or check_after(str(config.get("endpoint_after") or "keep"), "config endpoint_after")
+    if dry_run:
+        return contextlib.nullcontext()
+    return running(session_for(model, endpoint, after=chosen, resume=resume, token=token, say=info))
 
 
 def _print_plan(plan: dict, model, json_: bool) -> None:
