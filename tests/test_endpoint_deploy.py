@@ -195,3 +195,64 @@ def test_a_paused_endpoint_is_named_and_resumed_on_request(served, run_cli, tmp_
     resumed = run_cli(*args, "--resume-endpoint", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert len(api.calls("POST", "/resume")) == 1 and endpoint.posts == 1
+
+
+def peak_in_flight(endpoint: FakeEndpoint, until: float | None = None) -> int:
+    """Most requests the server held at once, from arrival times: each is held `delay` seconds,
+    and a client slot frees only after its answer, so arrivals closer than that overlapped."""
+    times = sorted(r["time"] for r in endpoint.requests if r["method"] == "POST")
+    if until is not None:
+        times = [t for t in times if t < until]
+    window = endpoint.delay * 0.9
+    return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
+
+
+def test_concurrency_follows_a_replica_count_that_goes_from_1_to_3(monkeypatch, capsys, run_cli, tmp_path):
+    import threading
+    import time
+
+    from tests.cli_helpers import run_main
+
+    from avatargen.deploy import batch_hooks
+
+    with FakeEndpoint(delay=0.4) as endpoint, EndpointsApiFake(endpoint_url=endpoint.url) as api:
+        assert run_cli("endpoint", "deploy", MODEL, "--max-replicas", "3", env=api.env()).returncode == 0
+        for name, value in api.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(batch_hooks, "REFRESH_S", 0.1)
+        api.ready_replica = 1
+        flipped: list[float] = []
+
+        def scale_up() -> None:
+            time.sleep(1.5)
+            flipped.append(time.monotonic())
+            api.ready_replica = 3
+
+        threading.Thread(target=scale_up, daemon=True).start()
+        folder = photos(tmp_path / "in", 18)
+        code, out, err = run_main(
+            monkeypatch, capsys, "generate", str(folder), "-m", MODEL, "-o", str(tmp_path / "o"), "--yes"
+        )
+        assert code == 0, err
+        assert "1 of 3 running, 2 requests each" in err
+        assert endpoint.posts == 18
+        assert peak_in_flight(endpoint, until=flipped[0]) <= 2  # one replica: two requests at a time
+        assert 2 < peak_in_flight(endpoint) <= 6  # three replicas: up to six
+
+
+def test_two_urls_share_a_batch_and_a_failing_one_is_set_aside(run_cli, tmp_path, avatargen_home):
+    from avatargen.providers.pool import SET_ASIDE_AFTER
+    from avatargen.providers.retry import TRANSIENT_RETRIES
+
+    with FakeEndpoint(delay=0.05) as good, FakeEndpoint(fail_prompts=("",)) as bad:
+        setting = run_cli("config", "set", f"endpoints.{KEY}", f"{good.url},{bad.url}")
+        assert setting.returncode == 0, setting.stderr
+        result = run_cli(
+            "generate", str(photos(tmp_path / "in", 8)), "-m", MODEL, "-o", str(tmp_path / "out"), "--json",
+            env={"AVATARGEN_RETRY_SCALE": "0.001"},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len([line for line in result.stdout.splitlines() if line.strip()]) == 8
+    assert good.posts == 8 and bad.posts >= 1  # both were used
+    assert "set aside for this batch" in result.stderr
+    assert bad.posts <= SET_ASIDE_AFTER * (1 + TRANSIENT_RETRIES)

@@ -30,6 +30,16 @@ DEFAULT_OUTPUT = "avatars"
 DEFAULT_STRENGTH = 0.75
 
 
+ConcurrencyAutoOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--concurrency",
+        "-c",
+        metavar="N|auto",
+        help="Parallel requests (default 4), or auto: follow the running replicas of an endpoint "
+        "avatargen deployed (the default for one).",
+    ),
+]
 EndpointAfterOpt = Annotated[
     str | None,
     typer.Option(
@@ -175,7 +185,7 @@ def generate(
         int | None, typer.Option("--seed", min=0, help="First seed (default: derived from each photo).")
     ] = None,
     num: Annotated[int, typer.Option("--num", "-n", min=1, max=100, help="Variants per photo.")] = 1,
-    concurrency: ConcurrencyOpt = None,
+    concurrency: ConcurrencyAutoOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and quote only; nothing runs.")] = False,
     yes: YesOpt = False,
     max_credits: Annotated[
@@ -211,6 +221,7 @@ def generate(
     install_stop_signals()
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
+    from avatargen.deploy.batch_hooks import parse_concurrency, scaling
     from avatargen.errors import InputError
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.images import file_hash
@@ -269,9 +280,10 @@ def generate(
         output_dir=output,
         template=template,
     )
+    concurrency = parse_concurrency(concurrency)
     run_settings = _run_settings(
         config,
-        concurrency=concurrency,
+        concurrency=concurrency if isinstance(concurrency, int) else None,
         overwrite=overwrite,
         no_fallback=no_fallback,
         allow_upgrade=allow_upgrade,
@@ -284,7 +296,8 @@ def generate(
         tiny=tiny,
     )
     session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
-    with open_ledger() as ledger, session:
+    with open_ledger() as ledger, session as deployed:
+        factory = scaling(deployed, chosen, run_settings, concurrency, "concurrency" in config, info)
         result = execute(
             ledger=ledger,
             catalog=catalog,
@@ -301,6 +314,7 @@ def generate(
             say=info,
             notify_url=notify_url,
             on_complete=on_complete,
+            provider_factory=factory,
         )
     if dry_run:
         _print_plan(result, chosen, json_)

@@ -36,7 +36,7 @@ class EndpointSession:
         resume: bool,
         token: str | None,
         say: Callable[[str], None],
-        refresh_s: float = REFRESH_S,
+        refresh_s: float | None = None,
     ) -> None:
         self.record = record
         self.model_key = model_key
@@ -44,7 +44,7 @@ class EndpointSession:
         self.resume = resume
         self.cli_token = token
         self.say = say
-        self.refresh_s = refresh_s
+        self.refresh_s = refresh_s or REFRESH_S  # read at run time: tests shorten it
         self.api: Any = None
         self.replicas: int | None = None  # running now, as the API last said
         self.max_replicas: int | None = None
@@ -169,3 +169,71 @@ def running(session: EndpointSession):
         yield session
     finally:
         session.finish()
+
+
+SLOTS_PER_REPLICA = 2  # requests per replica: one generating, one uploading or queued behind it
+
+
+def parse_concurrency(text: str | None) -> int | str | None:
+    """--concurrency: a number from 1 to 64, or 'auto'."""
+    if text is None or text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise UsageError(f"--concurrency must be a number from 1 to 64 or auto, got '{text}'")
+    return value
+
+
+def scaling(
+    session: EndpointSession | None,
+    model: Any,
+    run_settings: Any,
+    concurrency: int | str | None,
+    configured_concurrency: bool,
+    say: Callable[[str], None],
+) -> Callable[..., Any] | None:
+    """Set the batch's concurrency and return the provider factory that spreads the model's jobs
+    over its URLs (endpoints.<key> as a list) under the replica-following cap; None when the
+    plain single provider will do."""
+    import os
+
+    from avatargen.providers.pool import Capacity, EndpointPool
+    from avatargen.providers.select import ENDPOINT_ENV, configured_urls, make_provider
+
+    overridden = run_settings.endpoint is not None or bool(os.environ.get(ENDPOINT_ENV, "").strip())
+    urls = [] if overridden or run_settings.provider not in (None, "hf-endpoint") else configured_urls(model)
+    known = session is not None and session.active and session.max_replicas is not None
+    auto = concurrency == "auto" or (concurrency is None and not configured_concurrency and known)
+    if auto and not known:
+        say(
+            f"--concurrency auto: no replica count for {model.alias} (not deployed by avatargen); using a fixed one"
+        )
+        auto = False
+    capacity = None
+    others = max(0, len(urls) - 1) * SLOTS_PER_REPLICA  # the other servers' share
+    if auto:
+        assert session is not None and session.max_replicas is not None
+        watched = session
+        capacity = Capacity(lambda: max(1, watched.replicas or 1) * SLOTS_PER_REPLICA + others)
+        run_settings.concurrency = session.max_replicas * SLOTS_PER_REPLICA + others
+        say(
+            f"concurrency follows the replicas of {session.where}: {session.replicas or 0} of "
+            f"{session.max_replicas} running, {SLOTS_PER_REPLICA} requests each"
+        )
+    elif len(urls) > 1 and concurrency is None and not configured_concurrency:
+        run_settings.concurrency = max(run_settings.concurrency, SLOTS_PER_REPLICA * len(urls))
+    if len(urls) < 2 and capacity is None:
+        return None
+
+    def factory(candidate: Any, **kwargs: Any) -> Any:
+        if candidate.key != model.key or kwargs.get("endpoint"):
+            return make_provider(candidate, **kwargs)  # fallbacks, and an --endpoint, stay single
+        members = [make_provider(candidate, **{**kwargs, "endpoint": url}) for url in urls] or [
+            make_provider(candidate, **kwargs)
+        ]
+        return EndpointPool(members, capacity=capacity, say=say)
+
+    return factory
