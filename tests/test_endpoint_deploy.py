@@ -45,7 +45,7 @@ def test_deploy_from_nothing_creates_repo_uploads_waits_and_stores_the_url(serve
         "instanceSize": "x1",
         "scaling": {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 15},
     }
-    assert body["model"]["framework"] == "custom" and body["model"]["task"] == "custom"
+    assert body["model"]["framework"] == "pytorch" and body["model"]["task"] == "custom"
     assert body["model"]["repository"] == "alice/avatargen-controlnet-openpose-sd15"
     assert body["model"]["image"] == {"huggingface": {}}  # the default container
     assert body["model"]["revision"]  # pinned to the commit just uploaded

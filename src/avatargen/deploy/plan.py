@@ -79,7 +79,9 @@ class DeployPlan:
         """The arguments of HfApi.create_inference_endpoint (update takes the same, less name and type)."""
         return {
             "repository": self.repo_id,
-            "framework": "custom",
+            # The default container (huggingface inference toolkit, which runs handler.py) is the
+            # PyTorch one; task "custom" tells it to load our EndpointHandler.
+            "framework": "pytorch",
             "task": "custom",
             "accelerator": self.accelerator,
             "vendor": self.vendor,
