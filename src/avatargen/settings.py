@@ -139,12 +139,34 @@ def _url(text: str) -> str:
     return text
 
 
+def _urls(text: str) -> str | list[str]:
+    """One URL, or several separated by commas or spaces (one server each, shared by a batch)."""
+    urls = [_url(part) for part in text.replace(",", " ").split()]
+    if not urls:
+        raise ValueError("give at least one URL")
+    return urls[0] if len(urls) == 1 else urls
+
+
+def _endpoint_after(text: str) -> str:
+    if text not in ENDPOINT_AFTER:
+        raise ValueError(f"must be one of {', '.join(ENDPOINT_AFTER)}")
+    return text
+
+
+ENDPOINT_AFTER = ("keep", "pause", "scale-to-zero")
 CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     "token": (str, "Hugging Face token (prefer HF_TOKEN or `hf auth login`)"),
     "plan": (_tier, "highest tier you may use: free, basic, pro, enterprise (unset = no cap)"),
     "model": (str, "default model key or alias for generate"),
     "provider": (_provider, "default backend: hf-endpoint, hf-inference, local or hf-providers"),
-    "endpoints.*": (_url, "Inference Endpoint URL for one model key"),
+    "endpoints.*": (
+        _urls,
+        "Inference Endpoint URL for one model key (several: comma-separated, shared by a batch)",
+    ),
+    "endpoint_after": (
+        _endpoint_after,
+        "after a batch, a deployed endpoint is: keep (default), pause, scale-to-zero",
+    ),
     "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
     "concurrency": (_at_least_one, "parallel requests for generate"),
     "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),

@@ -30,6 +30,27 @@ DEFAULT_OUTPUT = "avatars"
 DEFAULT_STRENGTH = 0.75
 
 
+ConcurrencyAutoOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--concurrency",
+        "-c",
+        metavar="N|auto",
+        help="Parallel requests (default 4), or auto: follow the running replicas of an endpoint "
+        "avatargen deployed (the default for one).",
+    ),
+]
+EndpointAfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-after",
+        help="When the batch ends (Ctrl-C too), an endpoint avatargen deployed is: keep, pause or "
+        "scale-to-zero (default: config endpoint_after, else keep).",
+    ),
+]
+ResumeEndpointOpt = Annotated[
+    bool, typer.Option("--resume-endpoint", help="Resume the model's endpoint if it is paused.")
+]
 ModelDirOpt = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Local backend: load a saved diffusers pipeline from this folder."),
@@ -171,7 +192,7 @@ def generate(
         int | None, typer.Option("--seed", min=0, help="First seed (default: derived from each photo).")
     ] = None,
     num: Annotated[int, typer.Option("--num", "-n", min=1, max=100, help="Variants per photo.")] = 1,
-    concurrency: ConcurrencyOpt = None,
+    concurrency: ConcurrencyAutoOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and quote only; nothing runs.")] = False,
     yes: YesOpt = False,
     max_credits: Annotated[
@@ -197,6 +218,8 @@ def generate(
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
     hf_provider: HfProviderOpt = None,
+    endpoint_after: EndpointAfterOpt = None,
+    resume_endpoint: ResumeEndpointOpt = False,
     json_: Json = False,
 ) -> None:
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
@@ -206,6 +229,7 @@ def generate(
     install_stop_signals()
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
+    from avatargen.deploy.batch_hooks import parse_concurrency, scaling
     from avatargen.errors import InputError
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.images import file_hash
@@ -267,9 +291,10 @@ def generate(
         output_dir=output,
         template=template,
     )
+    concurrency = parse_concurrency(concurrency)
     run_settings = _run_settings(
         config,
-        concurrency=concurrency,
+        concurrency=concurrency if isinstance(concurrency, int) else None,
         overwrite=overwrite,
         no_fallback=no_fallback,
         allow_upgrade=allow_upgrade,
@@ -281,7 +306,9 @@ def generate(
         model_dir=model_dir,
         tiny=tiny,
     )
-    with open_ledger() as ledger:
+    session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
+    with open_ledger() as ledger, session as deployed:
+        factory = scaling(deployed, chosen, run_settings, concurrency, "concurrency" in config, info)
         result = execute(
             ledger=ledger,
             catalog=catalog,
@@ -298,7 +325,7 @@ def generate(
             say=info,
             notify_url=notify_url,
             on_complete=on_complete,
-            provider_factory=_with_hf_provider(hf_provider),
+            provider_factory=factory or _with_hf_provider(hf_provider),
         )
     if dry_run:
         _print_plan(result, chosen, json_)
@@ -340,6 +367,20 @@ def _with_hf_provider(hf_provider: str | None):
     from avatargen.providers.select import make_provider
 
     return functools.partial(make_provider, hf_provider=hf_provider)
+
+
+def _endpoint_session(model, config, endpoint, after, resume, token, dry_run):
+    """The deployed endpoint's before/after steps (deploy/batch_hooks.py); nothing for a dry run."""
+    import contextlib
+
+    from avatargen.deploy.batch_hooks import check_after, running, session_for
+    from avatargen.output import info
+
+    chosen = check_after(after, "--endpoint-after") if after else None
+    chosen = chosen or check_after(str(config.get("endpoint_after") or "keep"), "config endpoint_after")
+    if dry_run:
+        return contextlib.nullcontext()
+    return running(session_for(model, endpoint, after=chosen, resume=resume, token=token, say=info))
 
 
 def _print_plan(plan: dict, model, json_: bool) -> None:

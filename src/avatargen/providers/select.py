@@ -74,11 +74,21 @@ def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | N
         return _checked_url(env, ENDPOINT_ENV), ENDPOINT_ENV
     key = f"endpoints.{model.key}"
     configured = settings.get_value(key)
+    if isinstance(configured, list) and configured:  # several servers: the first names the model's
+        configured = configured[0]
     if isinstance(configured, str) and configured.strip():
         return _checked_url(configured, f"config {key}"), f"config {key}"
     if model.endpoint.strip():
         return _checked_url(model.endpoint, f"catalog {model.source or 'models.toml'}"), "catalog"
     return None, "none"
+
+
+def configured_urls(model: Model) -> list[str]:
+    """Every URL of config endpoints.<key> (a string or a list), checked; [] when unset."""
+    key = f"endpoints.{model.key}"
+    configured = settings.get_value(key)
+    values = configured if isinstance(configured, list) else [configured] if configured else []
+    return [_checked_url(str(value), f"config {key}") for value in values]
 
 
 def serve_extra_available() -> bool:
