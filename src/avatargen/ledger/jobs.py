@@ -59,9 +59,12 @@ class Jobs(Credits):
             row = None
             if ref.isdigit():
                 row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(ref),)).fetchone()
-            if row is None:
+            if row is None and ref:
+                # A range on the key's index, not LIKE (which scans every job); keys are lowercase hex.
+                prefix = ref.lower()
                 row = self._db.execute(
-                    "SELECT * FROM jobs WHERE job_key LIKE ? ORDER BY id DESC LIMIT 1", (ref + "%",)
+                    "SELECT * FROM jobs WHERE job_key >= ? AND job_key < ? ORDER BY id DESC LIMIT 1",
+                    (prefix, prefix + "\U0010ffff"),
                 ).fetchone()
         return dict(row) if row else None
 
