@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 from typing import Any
 
 from avatargen.ledger.credits import Credits
@@ -196,6 +195,8 @@ class Jobs(Credits):
             ).fetchall()
         if not rows:
             return None
+        import statistics  # only `status` needs it: not on every command that opens the ledger
+
         done = [r["seconds"] for r in rows if r["status"] == "done" and r["seconds"] is not None]
         median = statistics.median(done) if done else None  # even count: mean of the middle two
         return {
