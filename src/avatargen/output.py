@@ -90,7 +90,8 @@ def print_table(
         return
     width = terminal_width()
     natural = [
-        max([cell_width(c) if show_header else 0, *(cell_width(r[i]) for r in rows)]) for i, c in enumerate(columns)
+        max([cell_width(c) if show_header else 0, *(cell_width(r[i]) for r in rows)])
+        for i, c in enumerate(columns)
     ]
     if _table_fits(columns, rows, natural, detail, width):
         text = _boxed(title, columns, rows, natural, right, detail, show_header, width)
@@ -122,7 +123,8 @@ def cell_width(text: str) -> int:
     import unicodedata
 
     return sum(
-        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
     )
 
 
@@ -136,7 +138,9 @@ def _table_fits(columns, rows, natural, detail, width) -> bool:
     if not spots:
         return False
     room = (width - frame - sum(n for i, n in enumerate(natural) if i not in spots)) // len(spots)
-    longest_word = max((cell_width(word) for row in rows for i in spots for word in row[i].split()), default=0)
+    longest_word = max(
+        (cell_width(word) for row in rows for i in spots for word in row[i].split()), default=0
+    )
     return room >= max(MIN_DETAIL_WIDTH, longest_word)
 
 
@@ -188,9 +192,7 @@ def _boxed(title, columns, rows, natural, right, detail, show_header, width) -> 
         return left + cross.join(fill * (n + 2) for n in sizes) + end
 
     def lines_of(cells: list[str], edges: str, header: bool = False) -> list[str]:
-        wrapped = [
-            _wrap(cell, sizes[i]) if columns[i] in detail else [cell] for i, cell in enumerate(cells)
-        ]
+        wrapped = [_wrap(cell, sizes[i]) if columns[i] in detail else [cell] for i, cell in enumerate(cells)]
         out = []
         for k in range(max(len(w) for w in wrapped)):
             parts = []
@@ -253,7 +255,8 @@ def _stacked(title, columns, rows, natural, right, detail, show_header, width) -
     sizes = {i: natural[i] for i in kept}
 
     def aligned(cells: list[str]) -> str:
-        parts = [cells[i].rjust(sizes[i]) if columns[i] in right else cells[i].ljust(sizes[i]) for i in kept]
+        pads = {i: " " * (sizes[i] - cell_width(cells[i])) for i in kept}  # by display width
+        parts = [pads[i] + cells[i] if columns[i] in right else cells[i] + pads[i] for i in kept]
         return "  ".join(parts).rstrip()
 
     out = [title] if title else []
