@@ -224,6 +224,8 @@ def test_a_photo_is_decoded_once_for_num_3_and_sent_as_jpeg_at_the_models_size(t
 def test_which_architectures_need_the_photo_lossless():
     # SD 3.5's ControlNets read the picture itself (Canny, Depth): no JPEG block edges there.
     assert needs_lossless("sd35")
+    # Editing models keep the input's pixels where they do not edit: JPEG artefacts would stay.
+    assert needs_lossless("qwen-image") and needs_lossless("flux")
     assert not needs_lossless("sd15") and not needs_lossless("sdxl")
 
 

@@ -20,8 +20,9 @@ from typing import Any
 # smaller latents cannot keep JPEG q95's artefacts, then noise it by `strength`: JPEG, ~6x
 # smaller and ~100x faster to encode than PNG. SD 3.5's ControlNets (Canny, Depth, Blur) read
 # the picture itself as the control image, where JPEG's block edges would show as edges: PNG.
-# Pose skeletons are always PNG (thin lines, flat colours).
-LOSSLESS_ARCHITECTURES = frozenset({"sd35"})
+# The router's editing models (Qwen-Image-Edit, FLUX Kontext) keep the input's pixels wherever
+# they do not edit, artefacts included: PNG. Pose skeletons are always PNG (thin lines, flat colours).
+LOSSLESS_ARCHITECTURES = frozenset({"sd35", "qwen-image", "flux"})
 JPEG_QUALITY = 95
 
 
