@@ -135,6 +135,7 @@ class BatchRunner:
         self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
+        self._photos = _photo_cache(catalog, settings.concurrency)
 
     # ------------------------------------------------------------ shared per-model state
     def provider_for(self, model: Model, primary: bool = True):
@@ -331,12 +332,11 @@ class BatchRunner:
 
     def _generate(self, job: Job, model: Model, progress: Progress, track: _Track):
         """The provider call, with fallbacks: (the model that ran, its result)."""
-        photo = self._load_photo(job)
         chain = self._models_to_try(model)
         for candidate in chain:
             if candidate is not model:
                 self.ledger.adjust_reservation(job.job_key, candidate.key, candidate.credit_cost)
-            request = self._request(job, candidate, photo)
+            request = self._request(job, candidate)
 
             def on_event(event, _c=candidate):
                 track.move(progress, "waiting")
@@ -427,21 +427,17 @@ class BatchRunner:
         self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))
 
     # ------------------------------------------------------------ pieces of a job
-    def _load_photo(self, job: Job):
-        if job.params.strength is None and not self.poses[job.params.pose_spec].per_photo:
-            return None
-        from avatargen.images import load_photo
-
-        photo = load_photo(job.input_path)
-        photo.filename = str(job.input_path)  # so `--pose auto` errors can name the file
-        return photo
-
-    def _pose_png(self, spec: str, width: int, height: int, photo) -> bytes:
+    def _pose_png(self, job: Job, width: int, height: int) -> bytes:
         from avatargen.images import png_bytes
 
+        spec = job.params.pose_spec
         pose = self.poses[spec]
-        if pose.per_photo:
-            return png_bytes(pose.image(width, height, photo))
+        if pose.per_photo:  # the photo's own pose: found once per photo and size
+
+            def draw(photo) -> bytes:
+                return png_bytes(pose.image(width, height, photo))
+
+            return self._photos.made(job.input_path, job.input_hash, ("pose", spec, width, height), draw)
         with self._lock:
             cached = self._pose_cache.get((spec, width, height))
         if cached is None:  # the same skeleton for every photo: render it once per size
@@ -450,14 +446,15 @@ class BatchRunner:
                 self._pose_cache[(spec, width, height)] = cached
         return cached
 
-    def _request(self, job: Job, model: Model, photo):
-        from avatargen.images import fit_to, png_bytes
+    def _request(self, job: Job, model: Model):
+        from avatargen.photo_prep import needs_lossless
         from avatargen.providers.base import GenerationRequest
 
         width, height = model.size if model.key != job.model else (job.params.width, job.params.height)
         init = None
-        if job.params.strength is not None and photo is not None:
-            init = png_bytes(fit_to(photo, width, height))
+        if job.params.strength is not None:
+            lossless = needs_lossless(model.architecture)
+            init = self._photos.init_image(job.input_path, job.input_hash, width, height, lossless)
         return GenerationRequest(
             model=model,
             prompt=job.params.prompt,
@@ -468,7 +465,7 @@ class BatchRunner:
             guidance_scale=job.params.guidance_scale,
             controlnet_conditioning_scale=job.params.controlnet_conditioning_scale,
             seed=job.seed,
-            pose_png=self._pose_png(job.params.pose_spec, width, height, photo),
+            pose_png=self._pose_png(job, width, height),
             pose_description=self.poses[job.params.pose_spec].description,
             init_image_png=init,
             strength=job.params.strength if init else None,
@@ -497,6 +494,15 @@ class BatchRunner:
             # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
             **({"sampler": result_sampler} if result_sampler else {}),
         }
+
+
+def _photo_cache(catalog: Catalog, concurrency: int):
+    """Photos decoded once per batch: a few more kept than workers run, each decoded no larger
+    than the largest model needs."""
+    from avatargen.photo_prep import PhotoCache
+
+    largest = max((max(m.size) for m in catalog.by_key.values()), default=1024)
+    return PhotoCache(keep=concurrency + 2, min_side=largest)
 
 
 def _never_succeeds(exc: Exception) -> bool:

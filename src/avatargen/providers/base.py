@@ -29,7 +29,7 @@ class GenerationRequest:
     seed: int
     pose_png: bytes | None = None  # the skeleton at width x height, PNG
     pose_description: str = ""  # prompt text for a backend that cannot take a pose image
-    init_image_png: bytes | None = None  # the photo, when it should guide the look
+    init_image_png: bytes | None = None  # the photo, when it should guide the look (JPEG or PNG)
     strength: float | None = None
 
     def wire_inputs(self, encode_image: Callable[[bytes], Any]) -> dict[str, Any]:
