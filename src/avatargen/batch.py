@@ -135,6 +135,7 @@ class BatchRunner:
         self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
+        self._faces: Any = None  # faces.FaceCache, made on the first job with identity on
 
     # ------------------------------------------------------------ shared per-model state
     def provider_for(self, model: Model, primary: bool = True):
@@ -472,7 +473,30 @@ class BatchRunner:
             pose_description=self.poses[job.params.pose_spec].description,
             init_image_png=init,
             strength=job.params.strength if init else None,
+            ip_adapter_images=tuple(crop.png for crop in self._face_crops(job, model, photo)),
+            ip_adapter_scale=job.params.identity_scale,
         )
+
+    def _face_crops(self, job: Job, model: Model, photo=None) -> list:
+        """The photo's face crop, then its references', each cropped once per batch; none when
+        identity is off or the model that runs has no adapter (a fallback without one)."""
+        if not job.params.identity_scale or model.identity_adapter is None:
+            return []
+        from avatargen.faces import FaceCache
+
+        with self._lock:
+            if self._faces is None:
+                self._faces = FaceCache()
+        crops = [self._faces.get(job.input_hash, job.input_path, photo)]
+        files = dict(job.reference_files)
+        for digest in job.params.references:
+            if digest not in files:
+                raise InputError(
+                    f"{job.input_path}: this job's reference photos are not known to this run",
+                    "run the generate command again with the same --ref/--person options",
+                )
+            crops.append(self._faces.get(digest, files[digest]))
+        return crops
 
     def _metadata(self, job: Job, ran: Model, result_sampler: str | None = None) -> dict[str, Any]:
         p = job.params
@@ -496,6 +520,28 @@ class BatchRunner:
             "architecture": ran.architecture,
             # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
             **({"sampler": result_sampler} if result_sampler else {}),
+            **self._identity_metadata(job, ran),
+        }
+
+    def _identity_metadata(self, job: Job, ran: Model) -> dict[str, Any]:
+        """What reproduces the identity part: the adapter that ran, its scale, and hashes (never
+        paths) of the reference photos and of the exact face crops sent."""
+        crops = self._face_crops(job, ran)  # cached: no detection again
+        if not crops:
+            return {}
+        adapter = ran.identity_adapter
+        return {
+            "identity": {
+                "adapter": {
+                    "repo": adapter.repo,
+                    "subfolder": adapter.subfolder,
+                    "weight_name": adapter.weight_name,
+                    "image_encoder_folder": adapter.image_encoder_folder,
+                },
+                "scale": job.params.identity_scale,
+                "references": list(job.params.references),
+                "crops": [crop.sha256 for crop in crops],
+            }
         }
 
 
