@@ -135,7 +135,6 @@ class BatchRunner:
         self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
-        self._faces: Any = None  # faces.FaceCache, made on the first job with identity on
 
     # ------------------------------------------------------------ shared per-model state
     def provider_for(self, model: Model, primary: bool = True):
@@ -482,12 +481,10 @@ class BatchRunner:
         identity is off or the model that runs has no adapter (a fallback without one)."""
         if not job.params.identity_scale or model.identity_adapter is None:
             return []
-        from avatargen.faces import FaceCache
+        from avatargen.faces import shared_cache
 
-        with self._lock:
-            if self._faces is None:
-                self._faces = FaceCache()
-        crops = [self._faces.get(job.input_hash, job.input_path, photo)]
+        faces = shared_cache()
+        crops = [faces.get(job.input_hash, job.input_path, photo)]
         files = dict(job.reference_files)
         for digest in job.params.references:
             if digest not in files:
@@ -495,7 +492,7 @@ class BatchRunner:
                     f"{job.input_path}: this job's reference photos are not known to this run",
                     "run the generate command again with the same --ref/--person options",
                 )
-            crops.append(self._faces.get(digest, files[digest]))
+            crops.append(faces.get(digest, files[digest]))
         return crops
 
     def _metadata(self, job: Job, ran: Model, result_sampler: str | None = None) -> dict[str, Any]:

@@ -128,10 +128,16 @@ def face_crop(path: Path | str) -> FaceCrop:
 
 class FaceCache:
     """Face crops by file content hash, made once per photo for a whole batch (every pose of a
-    set, every variant, every job that takes the photo as a reference), failures included."""
+    set, every variant, every job that takes the photo as a reference), failures included.
 
-    def __init__(self) -> None:
-        self._done: dict[str, FaceCrop | InputError] = {}
+    Bounded: a batch runs a photo's jobs one after another (plan.plan_pose_set orders them so),
+    so the last `size` photos are all it needs; 256 crops are ~25 MB."""
+
+    def __init__(self, size: int = 256) -> None:
+        from collections import OrderedDict
+
+        self.size = size
+        self._done: OrderedDict[str, FaceCrop | InputError] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -140,20 +146,31 @@ class FaceCache:
         with self._guard:
             lock = self._locks.setdefault(digest, threading.Lock())
         with lock:  # two workers on the same photo: one crops, the other waits for it
-            if digest not in self._done:
+            with self._guard:
+                found = self._done.get(digest)
+            if found is None:
                 try:
                     if photo is None:
-                        self._done[digest] = face_crop(path)
+                        found = face_crop(path)
                     else:
                         require_detector()
-                        self._done[digest] = crop_face(photo, str(path))
+                        found = crop_face(photo, str(path))
                 except InputError as exc:
-                    self._done[digest] = exc
-            found = self._done[digest]
+                    found = exc
+            with self._guard:
+                self._done[digest] = found
+                self._done.move_to_end(digest)
+                while len(self._done) > self.size:
+                    oldest, _ = self._done.popitem(last=False)
+                    self._locks.pop(oldest, None)
         if isinstance(found, InputError):
             raise InputError(found.message, found.hint)
         return found
 
-    def put(self, digest: str, crop: FaceCrop) -> None:
-        with self._guard:
-            self._done.setdefault(digest, crop)
+
+_shared = FaceCache()
+
+
+def shared_cache() -> FaceCache:
+    """The process's cache: what the CLI cropped to check --ref photos, the batch finds done."""
+    return _shared

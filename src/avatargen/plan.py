@@ -140,16 +140,18 @@ def derive_seed(input_hash: str, variant: int, base: int | None) -> int:
 
 
 def job_key(input_hash: str, pose_identity: str, model: str, params: Params, seed: int) -> str:
-    payload = json.dumps(
-        {
-            "input": input_hash,
-            "pose": pose_identity,
-            "model": model,
-            "params": params.to_dict(),
-            "seed": seed,
-        },
-        sort_keys=True,
-    )
+    fields: dict[str, Any] = {
+        "input": input_hash,
+        "pose": pose_identity,
+        "model": model,
+        "params": params.to_dict(),
+        "seed": seed,
+    }
+    if params.identity_scale:
+        from avatargen.faces import CROP_VERSION
+
+        fields["face_crop"] = CROP_VERSION  # another crop is another image
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -215,6 +217,25 @@ def plan_jobs(
     return jobs
 
 
+def pose_specs(values: list[str]) -> list[str]:
+    """`--pose` values as a list of specs: the option repeated, comma-separated names, `all`
+    for every template; a URL or an existing file is kept whole (it may hold a comma)."""
+    specs: list[str] = []
+    for value in values:
+        if value.lower().startswith(("http://", "https://")) or Path(value).is_file():
+            parts = [value]
+        else:
+            parts = [part.strip() for part in value.split(",")]
+        for part in parts:
+            if part.lower() == "all":
+                from avatargen.poses.templates import template_names
+
+                specs += template_names()
+            else:
+                specs.append(part)  # an empty one is refused by resolve_pose, naming --pose
+    return list(dict.fromkeys(specs))
+
+
 @dataclass(frozen=True)
 class PlannedPose:
     spec: str  # as given to --pose (the key of the batch's pose sources)
@@ -236,6 +257,9 @@ def plan_pose_set(poses: list[PlannedPose], *, params: Params, template: str, **
             template=template,
             **common,
         )
+    # Photo-major: a photo's set runs together, so its face crop is made once and stays cached.
+    order = {path: i for i, path in enumerate(common["inputs"])}
+    jobs.sort(key=lambda job: order[job.input_path])
     _disambiguate(jobs)
     return jobs
 
