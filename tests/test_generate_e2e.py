@@ -147,8 +147,6 @@ def test_bad_inputs_fail_alone_and_refund(tmp_path, run_cli, endpoint):
         "generate",
         str(tmp_path / "photos"),
         str(not_image),
-        "--strength",  # the photo is read for img2img (as it is for identity, off in these tests)
-        "0.75",
         "--endpoint",
         endpoint.url,
         "-o",

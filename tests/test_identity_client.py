@@ -358,3 +358,35 @@ def test_img2img_is_opt_in(monkeypatch, capsys, tmp_path, endpoint):
     first, second = [r for r in endpoint.requests if r["method"] == "POST"]
     assert not first["has_init_image"] and "strength" not in first["inputs"]
     assert second["has_init_image"] and second["inputs"]["strength"] == 0.5
+
+
+# ------------------------------------------------------------------ the contact sheet
+def test_the_contact_sheet_puts_each_persons_set_in_one_row(monkeypatch, capsys, tmp_path, endpoint):
+    from avatargen.sheet import GAP, grid_geometry
+
+    faces_of(2, tmp_path / "photos")
+    out = tmp_path / "out"
+    code, lines, err = generate(
+        monkeypatch, capsys, endpoint.url, out, str(tmp_path / "photos"), "--pose", "wave,sitting,t-pose"
+    )
+    assert code == 0, err
+    code, stdout, err = run_main(
+        monkeypatch, capsys, "sheet", str(out), "-o", str(tmp_path / "sheet.png"), "--thumb", "64", "--json"
+    )
+    assert code == 0, err
+    sheet = json.loads(stdout)
+    geo = grid_geometry(6, 3, 64)
+    assert sheet["images"] == 6 and sheet["columns"] == 3
+    assert sheet["size"] == [geo["width"], geo["height"]] and geo["rows"] == 2  # a row per photo
+    from PIL import Image
+
+    from avatargen.images import read_metadata
+
+    # Each row holds one photo's three poses: the files in reading order, grouped by input.
+    by_name = sorted(out.glob("*.png"))
+    rows = {}
+    for path in by_name:
+        rows.setdefault(read_metadata(path)["input_hash"], []).append(path)
+    assert sorted(len(r) for r in rows.values()) == [3, 3]
+    with Image.open(tmp_path / "sheet.png") as page:
+        assert page.size == (GAP + 3 * (64 + GAP), geo["height"])

@@ -428,8 +428,8 @@ class BatchRunner:
 
     # ------------------------------------------------------------ pieces of a job
     def _load_photo(self, job: Job):
-        if job.params.strength is None and not self.poses[job.params.pose_spec].per_photo:
-            return None
+        # Always read, even when only the pose is sent: a file that is not a usable image is a
+        # failed job, never an avatar made from nothing (and the face crop reuses the decode).
         from avatargen.images import load_photo
 
         photo = load_photo(job.input_path)
