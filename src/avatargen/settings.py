@@ -16,7 +16,20 @@ from avatargen.errors import ConfigError, UsageError
 
 APP = "avatargen"
 TIERS = ("free", "basic", "pro", "enterprise")
-PROVIDERS = ("hf-endpoint", "hf-inference", "local")
+PROVIDERS = ("hf-endpoint", "hf-inference", "local", "hf-providers")
+# Hugging Face's router for Inference Providers; a proxy (or a test's loopback fake) replaces it.
+ROUTER_URL_ENV = "AVATARGEN_ROUTER_URL"
+DEFAULT_ROUTER_URL = "https://router.huggingface.co"
+
+
+def router_base_url() -> str:
+    """AVATARGEN_ROUTER_URL without its trailing slash, else the public router."""
+    return (os.environ.get(ROUTER_URL_ENV, "").strip() or DEFAULT_ROUTER_URL).rstrip("/")
+
+
+def hub_base_url() -> str:
+    """The Hub's address as huggingface_hub reads it (HF_ENDPOINT), without a trailing slash."""
+    return (os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co").rstrip("/")
 
 
 # ---------------------------------------------------------------- folders
@@ -130,7 +143,7 @@ CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     "token": (str, "Hugging Face token (prefer HF_TOKEN or `hf auth login`)"),
     "plan": (_tier, "highest tier you may use: free, basic, pro, enterprise (unset = no cap)"),
     "model": (str, "default model key or alias for generate"),
-    "provider": (_provider, "default backend: hf-endpoint, hf-inference or local"),
+    "provider": (_provider, "default backend: hf-endpoint, hf-inference, local or hf-providers"),
     "endpoints.*": (_url, "Inference Endpoint URL for one model key"),
     "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
     "concurrency": (_at_least_one, "parallel requests for generate"),

@@ -33,6 +33,13 @@ ModelDirOpt = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Local backend: load a saved diffusers pipeline from this folder."),
 ]
+HfProviderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--hf-provider",
+        help="hf-providers backend: the Inference Provider to use (e.g. fal-ai, replicate; default: the catalog's).",
+    ),
+]
 TinyOpt = Annotated[
     bool,
     typer.Option(
@@ -220,6 +227,7 @@ def generate(
     ] = None,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    hf_provider: HfProviderOpt = None,
     json_: Json = False,
 ) -> None:
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
@@ -251,6 +259,9 @@ def generate(
     catalog = state.load_catalog()
     chosen = resolve_model(
         catalog, model, quality, tier, plan=config.get("plan"), default=config.get("model")
+    )
+    chosen = _token_default(
+        catalog, chosen, config, model or quality or tier, endpoint, provider, token, tiny, model_dir
     )
     template = name or config.get("output_template") or DEFAULT_TEMPLATE
     check_template(template)
@@ -347,11 +358,48 @@ def generate(
             say=info,
             notify_url=notify_url,
             on_complete=on_complete,
+            provider_factory=_with_hf_provider(hf_provider),
         )
     if dry_run:
         _print_plan(result, chosen, json_)
         return
     _finish(result, json_)
+
+
+def _token_default(catalog, chosen, config, asked, endpoint, provider, token, tiny, model_dir):
+    """With only a Hugging Face token (no endpoint, no serve extra, no model asked for), the
+    Inference Providers model runs instead of exit 6; said once, with its cost."""
+    from avatargen.providers.select import token_default_model
+
+    switched = token_default_model(
+        catalog,
+        chosen,
+        explicit=bool(asked or config.get("model")),
+        endpoint=endpoint,
+        provider=provider or ("local" if tiny or model_dir else None),
+        token=token,
+    )
+    if switched is None:
+        return chosen
+    from avatargen.output import info
+
+    info(
+        f"no endpoint and no serve extra: running {switched.alias} on Hugging Face Inference Providers "
+        f"({switched.hf_provider}), {switched.credit_cost} credits per image here, billed by the provider "
+        "to your Hugging Face account (README: 'No GPU, no endpoint: just a token')"
+    )
+    return switched
+
+
+def _with_hf_provider(hf_provider: str | None):
+    """The provider factory with --hf-provider bound (None: the batch's default factory)."""
+    if not hf_provider:
+        return None
+    import functools
+
+    from avatargen.providers.select import make_provider
+
+    return functools.partial(make_provider, hf_provider=hf_provider)
 
 
 def _print_plan(plan: dict, model, json_: bool) -> None:

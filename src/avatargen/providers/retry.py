@@ -75,6 +75,9 @@ class Target:
     not_found_hint: str
     secrets: list[str] = field(default_factory=list)
     expected_size: tuple[int, int] | None = None  # (width, height) asked for
+    # "image": a 2xx must be a whole image; "json": a JSON object (a provider's queue ticket,
+    # status or result), handed back as GenerationResult.image bytes for the caller to read.
+    expects: str = "image"
 
 
 @dataclass
@@ -244,7 +247,7 @@ class _Run:
         code = response.status_code
         t = self.target
         if 200 <= code < 300:
-            return _check_image(response, t)
+            return _check_json(response, t) if t.expects == "json" else _check_image(response, t)
         if code == 503:
             estimate = estimated_time(response)
             return _Outcome("loading" if estimate is not None else "starting", server_wait=estimate)
@@ -415,6 +418,22 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
         "".join(c for c in response.headers.get(SAMPLER_HEADER, "") if c.isalnum() or c in "_+-")[:64] or None
     )
     return _Outcome("ok", image=body, content_type=content_type, sampler=sampler)
+
+
+def _check_json(response: httpx.Response, target: Target) -> _Outcome:
+    """A 2xx that should be a JSON object: anything else is retried once, like a broken image."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        what = response.headers.get("content-type", "").split(";")[0] or "unknown type"
+        error = ProviderError(
+            f"{target.label} answered {response.status_code} but not a JSON object ({what})",
+            "check AVATARGEN_ROUTER_URL: it must be Hugging Face's router or a proxy of it",
+        )
+        return _Outcome("bad-image", error=_tag(error, response.status_code))
+    return _Outcome("ok", image=response.content, content_type="application/json")
 
 
 def _too_big(size: tuple[int, int], target: Target) -> _Outcome | None:
