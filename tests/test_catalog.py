@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from avatargen import errors
-from avatargen.catalog import load_catalog, shipped_catalog_path
+from avatargen.catalog import IdentityAdapter, load_catalog, shipped_catalog_path
 from avatargen.errors import CatalogError
 from cli_helpers import run_main
 
@@ -254,6 +254,42 @@ BAD_CATALOGS = {
         "fallbacks",
         ["avatar-generator:nope"],
     ),
+    "adapter not a table": (
+        f'[[models]]\nkey = "{SDXL}"\nidentity_adapter = "h94/IP-Adapter"\n',
+        SDXL,
+        "identity_adapter",
+        ["expected a table"],
+    ),
+    "adapter unknown field": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nweights = "x"\n',
+        SDXL,
+        "identity_adapter.weights",
+        ["unknown field", "weight_name"],
+    ),
+    "adapter scale out of range": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nscale = 3\n',
+        SDXL,
+        "identity_adapter.scale",
+        ["between 0 and 2"],
+    ),
+    "adapter scale wrong type": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nscale = "high"\n',
+        SDXL,
+        "identity_adapter.scale",
+        ["expected float"],
+    ),
+    "adapter empty repo": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nrepo = " "\n',
+        SDXL,
+        "identity_adapter.repo",
+        ["empty"],
+    ),
+    "new adapter without weight file": (
+        NEW + '[models.identity_adapter]\nrepo = "me/adapter"\n',
+        "avatar-generator:mine",
+        "identity_adapter.weight_name",
+        ["missing"],
+    ),
     "fallbacks not a list": (
         f'[[models]]\nkey = "{SDXL}"\nfallbacks = "{SD15}"\n',
         SDXL,
@@ -324,6 +360,45 @@ def test_missing_or_unreadable_catalog_path(tmp_path, monkeypatch, capsys):
         load_catalog(tmp_path)  # a folder
     code, _, err = run_main(monkeypatch, capsys, "--catalog", str(tmp_path / "nope.toml"), "models", "list")
     assert code == 3 and "nope.toml" in err
+
+
+def test_the_three_controlnet_models_carry_the_plus_face_adapter():
+    catalog = load_catalog()
+    sd15, sdxl, ultra = (catalog.by_key[k].identity_adapter for k in (SD15, SDXL, ULTRA))
+    assert sd15 == IdentityAdapter(
+        repo="h94/IP-Adapter",
+        subfolder="models",
+        weight_name="ip-adapter-plus-face_sd15.safetensors",
+        image_encoder_folder="models/image_encoder",
+        scale=0.6,
+    )
+    # SDXL keeps the ViT-H encoder: the repo's default for sdxl_models is the 1.8B bigG one.
+    assert sdxl == ultra and sdxl.subfolder == "sdxl_models"
+    assert sdxl.weight_name == "ip-adapter-plus-face_sdxl_vit-h.safetensors"
+    assert sdxl.image_encoder_folder == "models/image_encoder"
+    assert catalog.by_key[SD35].identity_adapter is None
+    record = catalog.by_key[SD15].to_seed()
+    assert record["identity_adapter"]["weight_name"] == sd15.weight_name
+    json.dumps(record)  # --json and `models export` can still write it
+
+
+def test_a_user_file_changes_one_adapter_field_or_adds_an_adapter(avatargen_home, tmp_path, cli):
+    _write(
+        avatargen_home / "models.toml",
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nscale = 0.9\n',
+    )
+    extra = _write(
+        tmp_path / "mine.toml",
+        NEW + '[models.identity_adapter]\nrepo = "me/faceid"\nweight_name = "faceid.bin"\n',
+    )
+    catalog = load_catalog(extra)
+    sdxl = catalog.by_key[SDXL].identity_adapter
+    assert sdxl.scale == 0.9 and sdxl.repo == "h94/IP-Adapter" and sdxl.subfolder == "sdxl_models"
+    mine = catalog.by_key["avatar-generator:mine"].identity_adapter
+    assert mine == IdentityAdapter(repo="me/faceid", weight_name="faceid.bin")
+    assert mine.image_encoder_folder == "image_encoder" and mine.scale == 0.6
+    shown = cli("models", "show", "controlnet-openpose-sdxl").stdout
+    assert "identity_adapter.scale" in shown and "0.9" in shown
 
 
 # ---------------------------------------------------------------- merging by key

@@ -451,6 +451,9 @@ class BatchRunner:
         from avatargen.providers.base import GenerationRequest
 
         width, height = model.size if model.key != job.model else (job.params.width, job.params.height)
+        # Always read, even when only the pose is sent: a file that is not a usable image is a
+        # failed job, never an avatar made from nothing (and the face crop reuses the decode).
+        photo = self._photos.photo(job.input_path, job.input_hash)
         init = None
         if job.params.strength is not None:
             lossless = needs_lossless(model.architecture)
@@ -469,7 +472,28 @@ class BatchRunner:
             pose_description=self.poses[job.params.pose_spec].description,
             init_image_png=init,
             strength=job.params.strength if init else None,
+            ip_adapter_images=tuple(crop.png for crop in self._face_crops(job, model, photo)),
+            ip_adapter_scale=job.params.identity_scale,
         )
+
+    def _face_crops(self, job: Job, model: Model, photo=None) -> list:
+        """The photo's face crop, then its references', each cropped once per batch; none when
+        identity is off or the model that runs has no adapter (a fallback without one)."""
+        if not job.params.identity_scale or model.identity_adapter is None:
+            return []
+        from avatargen.faces import shared_cache
+
+        faces = shared_cache()
+        crops = [faces.get(job.input_hash, job.input_path, photo)]
+        files = dict(job.reference_files)
+        for digest in job.params.references:
+            if digest not in files:
+                raise InputError(
+                    f"{job.input_path}: this job's reference photos are not known to this run",
+                    "run the generate command again with the same --ref/--person options",
+                )
+            crops.append(faces.get(digest, files[digest]))
+        return crops
 
     def _metadata(self, job: Job, ran: Model, result_sampler: str | None = None) -> dict[str, Any]:
         p = job.params
@@ -493,6 +517,28 @@ class BatchRunner:
             "architecture": ran.architecture,
             # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
             **({"sampler": result_sampler} if result_sampler else {}),
+            **self._identity_metadata(job, ran),
+        }
+
+    def _identity_metadata(self, job: Job, ran: Model) -> dict[str, Any]:
+        """What reproduces the identity part: the adapter that ran, its scale, and hashes (never
+        paths) of the reference photos and of the exact face crops sent."""
+        crops = self._face_crops(job, ran)  # cached: no detection again
+        if not crops:
+            return {}
+        adapter = ran.identity_adapter
+        return {
+            "identity": {
+                "adapter": {
+                    "repo": adapter.repo,
+                    "subfolder": adapter.subfolder,
+                    "weight_name": adapter.weight_name,
+                    "image_encoder_folder": adapter.image_encoder_folder,
+                },
+                "scale": job.params.identity_scale,
+                "references": list(job.params.references),
+                "crops": [crop.sha256 for crop in crops],
+            }
         }
 
 

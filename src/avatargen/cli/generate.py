@@ -27,7 +27,6 @@ from avatargen.cli.options import (
 
 DEFAULT_POSE = "portrait"
 DEFAULT_OUTPUT = "avatars"
-DEFAULT_STRENGTH = 0.75
 
 
 ConcurrencyAutoOpt = Annotated[
@@ -159,11 +158,17 @@ def _finish(summary, json_: bool) -> None:
 
 def generate(
     paths: Annotated[
-        list[str], typer.Argument(help="Photos, folders, globs, or - to read paths from stdin.")
-    ],
+        list[str] | None, typer.Argument(help="Photos, folders, globs, or - to read paths from stdin.")
+    ] = None,
     pose: Annotated[
-        str, typer.Option("--pose", "-p", help="Template name, pose .json/.png, URL, or 'auto'.")
-    ] = DEFAULT_POSE,
+        list[str] | None,
+        typer.Option(
+            "--pose",
+            "-p",
+            help="Template name, pose .json/.png, URL, or 'auto'; several make a set: "
+            "wave,sitting (or the option repeated), or 'all' templates. Default: portrait.",
+        ),
+    ] = None,
     model: ModelOpt = None,
     quality: QualityOpt = None,
     tier: TierOpt = None,
@@ -180,14 +185,40 @@ def generate(
         float | None, typer.Option("--control-scale", min=0.0, max=2.0, help="ControlNet conditioning scale.")
     ] = None,
     strength: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--strength",
             min=0.0,
             max=1.0,
-            help="How far the avatar may move from the photo (0 = send the pose only).",
+            help="img2img, off by default: also send the photo as init image; how far the avatar "
+            "may move from it (0-1, e.g. 0.75). Identity keeps the face without it.",
         ),
-    ] = DEFAULT_STRENGTH,
+    ] = None,
+    identity_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--identity-scale",
+            min=0.0,
+            max=2.0,
+            envvar="AVATARGEN_IDENTITY_SCALE",
+            help="How strongly the avatar takes the face of the photo (IP-Adapter on a face crop; "
+            "default: the model's, 0.6; 0 = off, no face needed).",
+        ),
+    ] = None,
+    ref: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ref", metavar="PHOTO", help="Another photo of the same person, for every job (repeatable)."
+        ),
+    ] = None,
+    person: Annotated[
+        Path | None,
+        typer.Option(
+            "--person",
+            metavar="DIR",
+            help="One sub-folder per person: its first photo (by name) is the subject, all are references.",
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", min=0, help="First seed (default: derived from each photo).")
     ] = None,
@@ -231,12 +262,21 @@ def generate(
     from avatargen.catalog import resolve_model
     from avatargen.deploy.batch_hooks import parse_concurrency, scaling
     from avatargen.errors import InputError
+    from avatargen.faces import require_detector
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
+    from avatargen.identity import check_references, hash_photo, people, resolve_scale
     from avatargen.images import file_hash
     from avatargen.inputs import collect_inputs
     from avatargen.ledger import open_ledger
-    from avatargen.output import emit_json, info
-    from avatargen.plan import DEFAULT_TEMPLATE, Params, check_template, plan_jobs
+    from avatargen.output import emit_json, info, warn
+    from avatargen.plan import (
+        DEFAULT_TEMPLATE,
+        Params,
+        PlannedPose,
+        check_template,
+        plan_pose_set,
+        pose_specs,
+    )
     from avatargen.poses.sources import resolve_pose
 
     config = settings_mod.load_config()
@@ -249,21 +289,35 @@ def generate(
     )
     template = name or config.get("output_template") or DEFAULT_TEMPLATE
     check_template(template)
-    pose_source = resolve_pose(pose)
-    inputs = collect_inputs(paths, recursive)
+    specs = pose_specs(pose or [DEFAULT_POSE])
+    pose_sources = {spec: resolve_pose(spec) for spec in specs}
+    scale, adapter = resolve_scale(chosen, identity_scale)
+    if scale:
+        require_detector()  # the pose extra, said before any photo is read
+    inputs = collect_inputs(paths, recursive) if paths else []
+    references = {}
+    stems = {}
+    for who in people(person) if person else []:
+        inputs.append(who.subject)
+        references[who.subject] = who.references
+        stems[who.subject] = who.name
     if not inputs:
         raise InputError(
-            f"no photos found in {' '.join(paths)}", "name image files or folders holding images"
+            f"no photos found in {' '.join(paths or [])}".rstrip(),
+            "name image files or folders holding images, or --person DIR",
         )
-    hashes = {}
-    for path in inputs:
-        try:
-            hashes[path] = file_hash(path)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    hashes = {path: hash_photo(path) for path in inputs}
+    common_refs = ()
+    if scale:
+        common_refs = check_references(ref or [])
+        references = {
+            path: tuple((hash_photo(p), p) for p in references.get(path, ())) + common_refs for path in inputs
+        }
+    elif ref or person:
+        warn("--ref and --person references have no effect with --identity-scale 0")
     width, height = chosen.size
     params = Params(
-        pose_spec=pose,
+        pose_spec=specs[0],
         prompt=prompt or chosen.prompt,
         negative_prompt=negative_prompt if negative_prompt is not None else chosen.negative_prompt,
         steps=steps or chosen.steps,
@@ -274,15 +328,19 @@ def generate(
         width=width,
         height=height,
         strength=strength or None,
+        identity_scale=scale,
+        identity_adapter=adapter,
     )
-    pose_file = Path(pose)
-    # A pose file's content is part of the job key: editing it makes new images, not "already done".
-    pose_identity = f"{pose}:{file_hash(pose_file)}" if pose_file.is_file() else pose
-    jobs = plan_jobs(
-        inputs,
+    planned = []
+    for spec in specs:
+        pose_file = Path(spec)
+        # A pose file's content is part of the job key: editing it makes new images, not "already done".
+        identity = f"{spec}:{file_hash(pose_file)}" if pose_file.is_file() else spec
+        planned.append(PlannedPose(spec, pose_sources[spec].name, identity))
+    jobs = plan_pose_set(
+        planned,
+        inputs=inputs,
         hashes=hashes,
-        pose_name=pose_source.name,
-        pose_identity=pose_identity,
         model_key=chosen.key,
         model_alias=chosen.alias,
         params=params,
@@ -290,6 +348,8 @@ def generate(
         seed=seed,
         output_dir=output,
         template=template,
+        references=references if scale else None,
+        stems=stems,
     )
     concurrency = parse_concurrency(concurrency)
     run_settings = _run_settings(
@@ -313,7 +373,7 @@ def generate(
             ledger=ledger,
             catalog=catalog,
             jobs=jobs,
-            poses={pose: pose_source},
+            poses=pose_sources,
             settings=run_settings,
             output_dir=output,
             argv=sys.argv[1:],
