@@ -103,6 +103,20 @@ def test_qwen_pose_batch_end_to_end(tmp_path, run_cli, fakes):
     assert TOKEN not in result.stdout + result.stderr
 
 
+def test_reference_photos_go_along_as_further_images_to_a_model_that_takes_several(tmp_path, run_cli, fakes):
+    router, _ = fakes
+    photo, ref = make_photos(tmp_path / "photos", 2)
+    result, lines = gen(run_cli, str(photo), "--ref", str(ref), "--model", "qwen-image-edit-pose",
+                        "--pose", "wave", "-o", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line["status"] for line in lines] == ["done"]
+    (submit,) = router.submits()
+    sent = [decode_data_url(url).convert("RGB") for url in submit["json"]["image_urls"]]
+    assert len(sent) == 3  # the photo, the pose, the reference: whole photos, no face crop
+    assert sent[0].getpixel((5, 5))[0] < 5 and 35 < sent[2].getpixel((5, 5))[0] < 45  # subject, then ref
+    assert "image 3" in submit["json"]["prompt"].lower()
+
+
 def test_payment_required_stops_the_batch_and_keeps_the_rest_queued(tmp_path, run_cli, fakes):
     router, _ = fakes
     router.paid_submits = 1

@@ -455,9 +455,17 @@ class BatchRunner:
         # failed job, never an avatar made from nothing (and the face crop reuses the decode).
         photo = self._photos.photo(job.input_path, job.input_hash)
         init = None
-        if job.params.strength is not None:
-            lossless = needs_lossless(model.architecture)
+        references: tuple[bytes, ...] = ()
+        lossless = needs_lossless(model.architecture)
+        if job.params.strength is not None or model.edits_photo:
             init = self._photos.init_image(job.input_path, job.input_hash, width, height, lossless)
+        if model.edits_photo and job.params.references:
+            files = dict(job.reference_files)
+            references = tuple(
+                self._photos.init_image(files[digest], digest, width, height, lossless)
+                for digest in job.params.references
+                if digest in files and digest != job.input_hash  # the subject is image 1 already
+            )
         return GenerationRequest(
             model=model,
             prompt=job.params.prompt,
@@ -474,6 +482,7 @@ class BatchRunner:
             strength=job.params.strength if init else None,
             ip_adapter_images=tuple(crop.png for crop in self._face_crops(job, model, photo)),
             ip_adapter_scale=job.params.identity_scale,
+            reference_images=references,
         )
 
     def _face_crops(self, job: Job, model: Model, photo=None) -> list:

@@ -103,6 +103,12 @@ class Model:
         return self.key.removeprefix(KEY_PREFIX)
 
     @property
+    def edits_photo(self) -> bool:
+        """An instruction-editing model (Inference Providers): the photo itself is its input,
+        whatever --strength says, and reference photos may go along as further images."""
+        return self.provider == "hf-providers"
+
+    @property
     def size(self) -> tuple[int, int]:
         width, height = self.resolution.split("x")
         return int(width), int(height)

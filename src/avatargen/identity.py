@@ -42,8 +42,9 @@ def hash_photo(path: Path) -> str:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def check_references(paths: list[Path]) -> tuple[Reference, ...]:
-    """Each --ref photo hashed and its face cropped now (exit 5 naming the file when it has none)."""
+def check_references(paths: list[Path], crop_faces: bool = True) -> tuple[Reference, ...]:
+    """Each --ref photo hashed and, for the identity adapter, its face cropped now (exit 5 naming
+    the file when it has none)."""
     from avatargen.faces import shared_cache
 
     refs: list[Reference] = []
@@ -51,7 +52,8 @@ def check_references(paths: list[Path]) -> tuple[Reference, ...]:
         if not path.is_file():
             raise InputError(f"--ref {path}: no such file", "name a photo of the same person")
         digest = hash_photo(path)
-        shared_cache().get(digest, path)
+        if crop_faces:
+            shared_cache().get(digest, path)
         if digest not in {d for d, _ in refs}:
             refs.append((digest, path))
     return tuple(refs)

@@ -308,8 +308,9 @@ def generate(
         )
     hashes = {path: hash_photo(path) for path in inputs}
     common_refs = ()
-    if scale:
-        common_refs = check_references(ref or [])
+    uses_references = bool(scale) or chosen.edits_photo  # an editing model takes whole photos
+    if uses_references:
+        common_refs = check_references(ref or [], crop_faces=bool(scale))
         references = {
             path: tuple((hash_photo(p), p) for p in references.get(path, ())) + common_refs for path in inputs
         }
@@ -348,7 +349,7 @@ def generate(
         seed=seed,
         output_dir=output,
         template=template,
-        references=references if scale else None,
+        references=references if uses_references else None,
         stems=stems,
     )
     concurrency = parse_concurrency(concurrency)

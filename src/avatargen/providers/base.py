@@ -34,6 +34,9 @@ class GenerationRequest:
     # Identity: face crops (encoded images: the photo's, then its references') for the model's
     # IP-Adapter, and its scale; nothing is sent while the scale is 0 or there is no crop.
     ip_adapter_images: tuple[bytes, ...] = ()
+    # The --ref/--person reference photos themselves, for a model that edits the photo and takes
+    # several images (it sees whole photos, so no face crop is needed).
+    reference_images: tuple[bytes, ...] = ()
     ip_adapter_scale: float = 0.0
 
     def wire_inputs(self, encode_image: Callable[[bytes], Any]) -> dict[str, Any]:

@@ -101,7 +101,9 @@ def edit_prompt(request: GenerationRequest, pose_input: str, extra_images: int =
             + ". Keep their face, identity, hair, skin tone and clothes exactly as in image 1; do not draw"
             " the skeleton."
         )
-        if extra_images:
+        if extra_images == 1:
+            text += " Image 3 shows the same person: keep the face consistent with it."
+        elif extra_images:
             text += (
                 f" Images 3 to {2 + extra_images} show the same person: keep the face consistent with them."
             )
@@ -127,18 +129,15 @@ def data_url(image: bytes) -> str:
 def call_arguments(request: GenerationRequest, model: Model) -> tuple[str, dict[str, Any]]:
     """The (image, parameters) of the image_to_image call this request makes: what
     `InferenceClient.image_to_image(image, **parameters)` would take (kwargs included)."""
-    if request.init_image_png is None:
-        raise InputError(
-            f"{model.key} edits the photo, and none was sent",
-            "leave --strength at its default (--strength 0 sends no photo)",
-        )
+    if request.init_image_png is None:  # the batch always sends it to a model that edits_photo
+        raise InputError(f"{model.key} edits the photo, and none was sent", "give a photo to generate")
     photo = data_url(request.init_image_png)
     extra: list[str] = []
     parameters: dict[str, Any] = {}
     if model.pose_input == "image":
         if request.pose_png is None:
             raise InputError(f"no pose image for {model.key}", "give a pose: --pose NAME|FILE|auto")
-        references = [data_url(img) for img in getattr(request, "identity_images", ()) or ()]
+        references = [data_url(img) for img in request.reference_images]
         extra = references
         parameters["image_urls"] = [photo, data_url(request.pose_png), *references]
     parameters = {
