@@ -281,7 +281,7 @@ class BatchRunner:
     def _run_job(self, job: Job, summary: Summary, progress: Progress) -> None:
         model = self.catalog.by_key[job.model]
         try:
-            self.ledger.reserve(job.job_key, model.key, model.credit_cost, summary.batch_id)
+            self.ledger.reserve_and_start(job.job_key, model.key, model.credit_cost, summary.batch_id)
         except JobBusy as busy:
             # Another live process runs (or just finished) this very job: not ours, not a failure.
             with self._lock:
@@ -303,7 +303,6 @@ class BatchRunner:
             self._in_flight.add(job.job_key)
         track = _Track()
         try:
-            self.ledger.mark_running(job.job_key)
             ran, result = self._generate(job, model, progress, track)
             credits = self._write_and_settle(job, model, ran, result, track.attempts)
         except BaseException as exc:

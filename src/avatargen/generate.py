@@ -240,8 +240,8 @@ def execute(
 def _run(
     ledger, catalog, poses, settings, groups: Classified, batch_id, output_dir, emit, say, provider_factory
 ):
-    for job in groups.to_run + groups.already_done + groups.exists + [j for j, _ in groups.copies]:
-        ledger.enqueue(job.record(), batch_id)
+    planned = groups.to_run + groups.already_done + groups.exists + [j for j, _ in groups.copies]
+    ledger.enqueue_many([job.record() for job in planned], batch_id)  # one commit for the plan
     for key in groups.regenerate:
         ledger.requeue_done(key)
     for job in groups.exists:

@@ -124,26 +124,27 @@ class Credits(Store):
     def reserve(self, job_key: str, model: str, amount: int, batch_id: str | None = None) -> None:
         """Hold `amount` credits for one job, or raise CreditsError; never goes below zero."""
         with self._tx() as db:
-            existing = db.execute("SELECT state FROM reservations WHERE job_key = ?", (job_key,)).fetchone()
-            if existing and existing["state"] == "open":
-                raise JobBusy(job_key)
-            done = db.execute(
-                "SELECT 1 FROM jobs WHERE job_key = ? AND status = 'done'", (job_key,)
-            ).fetchone()
-            if done:
-                raise JobBusy(job_key, done=True)
-            available = self._balance(db)
-            if available < amount:
-                raise CreditsError(
-                    f"not enough credits: {amount} needed, {available} available",
-                    "add some with `avatargen credits add N`",
-                )
-            self._move(db, "reserve", amount, job_key, model, batch_id, "reserved")
-            db.execute(
-                "INSERT OR REPLACE INTO reservations (job_key, model, amount, batch_id, pid, state, created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'open', ?)",
-                (job_key, model, amount, batch_id, os.getpid(), now()),
+            self._reserve(db, job_key, model, amount, batch_id)
+
+    def _reserve(self, db, job_key: str, model: str, amount: int, batch_id: str | None) -> None:
+        existing = db.execute("SELECT state FROM reservations WHERE job_key = ?", (job_key,)).fetchone()
+        if existing and existing["state"] == "open":
+            raise JobBusy(job_key)
+        done = db.execute("SELECT 1 FROM jobs WHERE job_key = ? AND status = 'done'", (job_key,)).fetchone()
+        if done:
+            raise JobBusy(job_key, done=True)
+        available = self._balance(db)
+        if available < amount:
+            raise CreditsError(
+                f"not enough credits: {amount} needed, {available} available",
+                "add some with `avatargen credits add N`",
             )
+        self._move(db, "reserve", amount, job_key, model, batch_id, "reserved")
+        db.execute(
+            "INSERT OR REPLACE INTO reservations (job_key, model, amount, batch_id, pid, state, created_at) "
+            "VALUES (?, ?, ?, ?, ?, 'open', ?)",
+            (job_key, model, amount, batch_id, os.getpid(), now()),
+        )
 
     def adjust_reservation(self, job_key: str, model: str, amount: int) -> None:
         """Move an open reservation to another model/cost (a fallback): refund or take the difference."""

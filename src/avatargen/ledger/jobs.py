@@ -69,33 +69,42 @@ class Jobs(Credits):
 
     def enqueue(self, job: dict[str, Any], batch_id: str) -> str:
         """Record a planned job (or adopt an earlier one into this batch); returns its status."""
+        return self.enqueue_many([job], batch_id)[0]
+
+    def enqueue_many(self, jobs: list[dict[str, Any]], batch_id: str) -> list[str]:
+        """`enqueue` for a whole plan in one transaction (one commit, not one per job); the
+        statuses in order."""
         with self._tx() as db:
-            row = db.execute("SELECT status FROM jobs WHERE job_key = ?", (job["job_key"],)).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO jobs (job_key, batch_id, input_path, input_hash, pose, model, params, seed, "
-                    "status, output_path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (
-                        job["job_key"],
-                        batch_id,
-                        job["input_path"],
-                        job["input_hash"],
-                        job["pose"],
-                        job["model"],
-                        json.dumps(job["params"]),
-                        job["seed"],
-                        job["output_path"],
-                        now(),
-                    ),
-                )
-                return "queued"
-            # A finished job keeps the path of the file it really wrote (history points at it).
+            return [self._enqueue(db, job, batch_id) for job in jobs]
+
+    @staticmethod
+    def _enqueue(db, job: dict[str, Any], batch_id: str) -> str:
+        row = db.execute("SELECT status FROM jobs WHERE job_key = ?", (job["job_key"],)).fetchone()
+        if row is None:
             db.execute(
-                "UPDATE jobs SET batch_id = ?, input_path = ?, "
-                "output_path = CASE status WHEN 'done' THEN output_path ELSE ? END WHERE job_key = ?",
-                (batch_id, job["input_path"], job["output_path"], job["job_key"]),
+                "INSERT INTO jobs (job_key, batch_id, input_path, input_hash, pose, model, params, seed, "
+                "status, output_path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (
+                    job["job_key"],
+                    batch_id,
+                    job["input_path"],
+                    job["input_hash"],
+                    job["pose"],
+                    job["model"],
+                    json.dumps(job["params"]),
+                    job["seed"],
+                    job["output_path"],
+                    now(),
+                ),
             )
-            return row["status"]
+            return "queued"
+        # A finished job keeps the path of the file it really wrote (history points at it).
+        db.execute(
+            "UPDATE jobs SET batch_id = ?, input_path = ?, "
+            "output_path = CASE status WHEN 'done' THEN output_path ELSE ? END WHERE job_key = ?",
+            (batch_id, job["input_path"], job["output_path"], job["job_key"]),
+        )
+        return row["status"]
 
     def requeue_done(self, job_key: str) -> None:
         """A finished job whose image is gone everywhere is made again."""
@@ -122,10 +131,21 @@ class Jobs(Credits):
 
     def mark_running(self, job_key: str) -> None:
         with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET status = 'running', started_at = ?, error = NULL WHERE job_key = ?",
-                (now(), job_key),
-            )
+            self._mark_running(db, job_key)
+
+    @staticmethod
+    def _mark_running(db, job_key: str) -> None:
+        db.execute(
+            "UPDATE jobs SET status = 'running', started_at = ?, error = NULL WHERE job_key = ?",
+            (now(), job_key),
+        )
+
+    def reserve_and_start(self, job_key: str, model: str, amount: int, batch_id: str | None = None) -> None:
+        """`reserve` then `mark_running` in one transaction: a job never holds credits while
+        still shown as queued, and a batch commits once per job start instead of twice."""
+        with self._tx() as db:
+            self._reserve(db, job_key, model, amount, batch_id)
+            self._mark_running(db, job_key)
 
     def mark_done(
         self, job_key: str, model_used: str, attempts: int, seconds: float, note: str = "generated"
