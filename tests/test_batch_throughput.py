@@ -5,6 +5,8 @@ keeps a connection per request in flight."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from avatargen.errors import CreditsError
@@ -68,3 +70,62 @@ def test_a_batch_commits_the_ledger_at_most_three_times_per_job(tmp_path, monkey
     assert code == 0, err
     fixed = 6  # migrations, batch start and finish, reconcile and the like, once per run
     assert len(commits) <= 3 * 8 + fixed, len(commits)
+
+
+# ------------------------------------------------------------------ concurrency
+def test_concurrency_bounds_requests_in_flight_not_the_work_around_them(tmp_path, monkeypatch, capsys):
+    """With --concurrency 1, the next request goes out while the previous output is written."""
+    import avatargen.images
+    from avatargen.providers import http_client
+
+    in_flight = peak = 0
+    lock = threading.Lock()
+    real_send = http_client.send_capped
+
+    def counting_send(client, method, url, **kwargs):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return real_send(client, method, url, **kwargs)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    posts = []
+    overlapped = []
+    real_write = avatargen.images.write_output
+
+    def slow_write(path, image, meta, overwrite=False):
+        # Hold the first output until another job's request was sent (or give up after 5 s).
+        if not overlapped:
+            seen = len(posts)
+            deadline = threading.Event()
+            for _ in range(100):
+                if len(posts) > seen:
+                    break
+                deadline.wait(0.05)
+            overlapped.append(len(posts) > seen)
+        return real_write(path, image, meta, overwrite=overwrite)
+
+    monkeypatch.setattr("avatargen.providers.http_provider.send_capped", counting_send)
+    monkeypatch.setattr(avatargen.images, "write_output", slow_write)
+    make_photos(tmp_path / "photos", 4)
+    with FakeEndpoint(delay=0.05) as endpoint:
+        real_post = endpoint.requests
+
+        class Watching(list):
+            def append(self, item):
+                if item.get("method") == "POST":
+                    posts.append(1)
+                super().append(item)
+
+        endpoint.requests = Watching(real_post)
+        code, _out, err = run_main(
+            monkeypatch, capsys, "generate", str(tmp_path / "photos"), "--endpoint", endpoint.url,
+            "-o", str(tmp_path / "out"), "--identity-scale", "0", "--concurrency", "1", "--json",
+        )  # fmt: skip
+    assert code == 0, err
+    assert peak == 1  # never more than --concurrency requests at once
+    assert overlapped == [True]  # the first output was written while the next request ran

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -145,12 +146,14 @@ def test_a_full_disk_mid_batch_stops_it_with_the_cause_and_keeps_the_rest(
     make_photos(tmp_path / "photos", 4)
     real_write = avatargen.images.write_output
     written = []
+    one_at_a_time = threading.Lock()  # outputs of several jobs may be written at once
 
     def disk_fills_after_one(path, *args, **kwargs):
-        if written:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        written.append(real_write(path, *args, **kwargs))
-        return written[-1]
+        with one_at_a_time:
+            if written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            written.append(real_write(path, *args, **kwargs))
+            return written[-1]
 
     monkeypatch.setattr(avatargen.images, "write_output", disk_fills_after_one)
     args = ("generate", str(tmp_path / "photos"), "--endpoint", endpoint.url, "-o", str(tmp_path / "out"))

@@ -135,7 +135,11 @@ class BatchRunner:
         self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
-        self._photos = _photo_cache(catalog, settings.concurrency)
+        # --concurrency bounds the requests in flight; a few more workers than that prepare the
+        # next photos and write and settle finished ones meanwhile, so a slot never idles on that.
+        self._slots = threading.BoundedSemaphore(max(1, settings.concurrency))
+        self._workers = worker_count(settings.concurrency)
+        self._photos = _photo_cache(catalog, self._workers)
 
     # ------------------------------------------------------------ shared per-model state
     def provider_for(self, model: Model, primary: bool = True):
@@ -201,7 +205,7 @@ class BatchRunner:
 
         threads = [
             threading.Thread(target=worker, name=f"avatargen-worker-{i}", daemon=True)
-            for i in range(max(1, min(self.settings.concurrency, len(jobs))))
+            for i in range(max(1, min(self._workers, len(jobs))))
         ]
         for thread in threads:
             thread.start()
@@ -350,10 +354,12 @@ class BatchRunner:
                 track.attempts += 1
                 track.move(progress, "generating")
 
+            provider = self.provider_for(candidate, primary=candidate is model)
             try:
-                result = self.provider_for(candidate, primary=candidate is model).generate(
-                    request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
-                )
+                with self._slots:  # one of --concurrency requests (its waits and retries too)
+                    result = provider.generate(
+                        request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
+                    )
             except (ModelUnavailable, ProviderError, NetworkError) as exc:
                 if exc.stops_batch or not _fallback_worthy(exc) or candidate is chain[-1]:
                     raise
@@ -548,6 +554,13 @@ class BatchRunner:
                 "crops": [crop.sha256 for crop in crops],
             }
         }
+
+
+def worker_count(concurrency: int) -> int:
+    """Threads for `concurrency` requests in flight: half as many again (at least 2, at most 8
+    more) prepare photos and write outputs while the slots are busy."""
+    concurrency = max(1, concurrency)
+    return concurrency + min(8, max(2, concurrency // 2))
 
 
 def _photo_cache(catalog: Catalog, concurrency: int):
