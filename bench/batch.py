@@ -227,7 +227,7 @@ def engine_request_parts() -> tuple[str, dict]:
 
 def bare_pool(photos: Path, url: str, out: Path, concurrency: int) -> dict:
     """What a minimal client does for the same request bytes: read each photo, fit it to the
-    model's size as JPEG q95 (as the engine sends it), post it with the pose as base64 JSON,
+    model's size (bilinear) as JPEG q95 (as the engine sends it), post it with the pose as base64 JSON,
     write the answer's bytes. Runs in this process; CPU is this process's."""
     import httpx
     from PIL import Image, ImageOps
@@ -242,7 +242,7 @@ def bare_pool(photos: Path, url: str, out: Path, concurrency: int) -> dict:
         def one(i_path):
             i, path = i_path
             with Image.open(path) as img:
-                fitted = ImageOps.fit(img.convert("RGB"), size)
+                fitted = ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BILINEAR)
             init = encoded(fitted, "JPEG", quality=95)
             body = {
                 "inputs": {

@@ -129,3 +129,36 @@ def test_concurrency_bounds_requests_in_flight_not_the_work_around_them(tmp_path
     assert code == 0, err
     assert peak == 1  # never more than --concurrency requests at once
     assert overlapped == [True]  # the first output was written while the next request ran
+
+
+# ------------------------------------------------------------------ the photo's preparation
+def _photo(path, size=(768, 1024)):
+    from PIL import Image, ImageDraw
+
+    img = Image.linear_gradient("L").resize(size).convert("RGB")
+    ImageDraw.Draw(img).ellipse((100, 200, 600, 900), fill=(200, 40, 90))
+    img.save(path, quality=90)
+    return path
+
+
+def test_the_jpeg_init_image_is_fitted_bilinear_and_a_lossless_one_bicubic(tmp_path):
+    """The JPEG init image goes through the VAE and is noised: the cheaper antialiased filter.
+    A photo read as a control image or kept by an editing model (PNG) keeps bicubic."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from avatargen.photo_prep import PhotoCache
+
+    path = _photo(tmp_path / "p.jpg")
+    cache = PhotoCache(keep=2, min_side=1024)
+    with Image.open(path) as img:
+        upright = img.convert("RGB")
+    for lossless, method in ((False, Image.Resampling.BILINEAR), (True, Image.Resampling.BICUBIC)):
+        sent = cache.init_image(path, "key", 512, 512, lossless)
+        with Image.open(io.BytesIO(sent)) as got:
+            assert got.format == ("PNG" if lossless else "JPEG") and got.size == (512, 512)
+        expected = ImageOps.fit(upright, (512, 512), method)
+        buffer = io.BytesIO()
+        expected.save(buffer, format="PNG") if lossless else expected.save(buffer, format="JPEG", quality=95)
+        assert sent == buffer.getvalue()

@@ -83,7 +83,7 @@ def load_photo(path: Path, min_side: int | None = None) -> Image.Image:
                     if scale < 0.5:  # draft keeps each side at least the size asked for
                         img.draft(img.mode, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # no copy of an upright photo
                 return to_rgb(img)
     except InputError:
         raise
@@ -126,11 +126,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def fit_to(img: Image.Image, width: int, height: int) -> Image.Image:
-    """Centre-crop to the target aspect ratio, then resize: what the model expects as init image."""
-    from PIL import ImageOps
+def fit_to(img: Image.Image, width: int, height: int, fast: bool = False) -> Image.Image:
+    """Centre-crop to the target aspect ratio, then resize: what the model expects as init image.
+    `fast`: a bilinear filter instead of bicubic (antialiased either way), ~40 % less CPU, for
+    a photo that goes through the VAE and is noised anyway (the JPEG init image)."""
+    from PIL import Image, ImageOps
 
-    return ImageOps.fit(img, (width, height))
+    method = Image.Resampling.BILINEAR if fast else Image.Resampling.BICUBIC
+    return ImageOps.fit(img, (width, height), method)
 
 
 def png_bytes(img: Image.Image) -> bytes:

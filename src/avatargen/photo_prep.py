@@ -97,7 +97,7 @@ class PhotoCache:
         from avatargen.images import fit_to, png_bytes
 
         def make(photo) -> bytes:
-            fitted = fit_to(photo, width, height)
+            fitted = fit_to(photo, width, height, fast=not lossless)
             if lossless:
                 return png_bytes(fitted)
             buffer = io.BytesIO()
