@@ -106,6 +106,7 @@ class FakeEndpoint:
                 record = {
                     "method": "POST",
                     "path": self.path,
+                    "client": self.client_address,  # (host, port): one port per connection
                     "headers": dict(self.headers),
                     "body": raw,
                     "time": time.monotonic(),

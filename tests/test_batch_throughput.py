@@ -162,3 +162,19 @@ def test_the_jpeg_init_image_is_fitted_bilinear_and_a_lossless_one_bicubic(tmp_p
         buffer = io.BytesIO()
         expected.save(buffer, format="PNG") if lossless else expected.save(buffer, format="JPEG", quality=95)
         assert sent == buffer.getvalue()
+
+
+# ------------------------------------------------------------------ connections
+def test_past_twenty_requests_in_flight_each_connection_is_kept(tmp_path, monkeypatch, capsys):
+    """--concurrency 24: 24 connections serve all 72 requests (httpx's default pool keeps 20
+    alive, so the others were opened again for each request)."""
+    make_photos(tmp_path / "photos", 72)
+    assert run_main(monkeypatch, capsys, "credits", "add", "200")[0] == 0
+    with FakeEndpoint(delay=0.3) as endpoint:
+        code, _out, err = run_main(
+            monkeypatch, capsys, "generate", str(tmp_path / "photos"), "--endpoint", endpoint.url,
+            "-o", str(tmp_path / "out"), "--identity-scale", "0", "--concurrency", "24", "--json",
+        )  # fmt: skip
+        connections = {r["client"] for r in endpoint.requests if r["method"] == "POST"}
+    assert code == 0, err
+    assert endpoint.posts == 72 and len(connections) <= 24, len(connections)

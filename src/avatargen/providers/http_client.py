@@ -78,7 +78,13 @@ def send_capped(
 def new_client(read_timeout: float = 60.0) -> httpx.Client:
     """A sync client shared by the worker threads of one backend (httpx.Client is thread-safe)."""
     timeout = httpx.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout, write=60.0, pool=None)
-    return httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": user_agent()})
+    # The batch bounds the requests in flight (--concurrency, any number); the pool keeps one
+    # connection per request in flight. httpx's default keeps 20 alive and opens at most 100:
+    # past 20 workers, connections were closed after each answer and opened again.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    return httpx.Client(
+        timeout=timeout, limits=limits, follow_redirects=False, headers={"User-Agent": user_agent()}
+    )
 
 
 def user_agent() -> str:
