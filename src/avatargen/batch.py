@@ -190,6 +190,7 @@ class BatchRunner:
     # ------------------------------------------------------------ running
     def run(self, batch_id: str, jobs: list[Job], output_dir: Path) -> Summary:
         summary = Summary(batch_id, len(jobs), output_dir=str(output_dir))
+        self._photos.min_side = self._photo_side(jobs)
         progress = Progress(len(jobs), self.settings.live_progress)
         started = time.monotonic()
         queue = iter(jobs)
@@ -225,6 +226,20 @@ class BatchRunner:
         finished = summary.done + summary.failed + summary.skipped
         summary.left_queued = summary.total - finished
         return summary
+
+    def _photo_side(self, jobs: list[Job]) -> int:
+        """How large the photos of these jobs are decoded: the largest side any of their models
+        (fallbacks included) sends the photo at, so a 12 MP JPEG is decoded at 1/4 scale for a
+        512x512 model instead of 1/2. A face crop or a pose found in the photo wants more detail:
+        then the largest size of the catalog, as before."""
+        if not jobs or any(
+            job.params.identity_scale or self.poses[job.params.pose_spec].per_photo for job in jobs
+        ):
+            return self._photos.min_side
+        sides = [max(job.params.width, job.params.height) for job in jobs]
+        for key in {job.model for job in jobs}:
+            sides += [max(m.size) for m in self._models_to_try(self.catalog.by_key[key])]
+        return max(sides)
 
     def _refund_in_flight(self, why: str) -> None:
         with self._lock:
