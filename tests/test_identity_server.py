@@ -275,3 +275,27 @@ def test_a_saved_pipeline_folder_with_an_adapter_is_found_without_a_spec(tiny_mo
         ).mean()
         > 1
     )
+
+
+# ---------------------------------------------------------------- model folders (--model-dir)
+def test_a_model_dir_holds_its_adapter_in_ip_adapter(tiny_models, tmp_path):
+    import shutil
+
+    from avatargen.serve.pipelines import LoadError
+    from avatargen.serve.resolve import model_source
+
+    model = load_catalog().by_key[SD15]
+    folder = tiny_models / f"sd15-controlnet-v{TINY_VERSION}"
+    spec, source = model_source(model, model_dir=folder)  # the catalog's names, the folder's files
+    assert spec.ip_adapter_repo == "h94/IP-Adapter" and source == folder
+    service = ControlNetService(spec, source=source)
+    assert service.adapter_source() == str(folder / "ip_adapter")
+    face = _faces()[0]
+    assert np.abs(_run(service, ip_adapter_image=face) - _run(service)).mean() > 1
+
+    # A folder whose ip_adapter/ lacks the weight file: a load error naming the file, no download.
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "ip_adapter" / "models" / "ip-adapter-plus-face_sd15.safetensors").unlink()
+    with pytest.raises(LoadError, match="could not load the identity adapter .*ip-adapter-plus-face_sd15"):
+        ControlNetService(spec, source=broken).load()
