@@ -35,6 +35,7 @@ from serve_fixtures import (  # noqa: F401 - fixtures
     tiny_models,
     wait_until_ready,
 )
+from serve_hostile_bodies import b64, huge_png
 
 SD15 = "avatar-generator:controlnet-openpose-sd15"
 SDXL = "avatar-generator:controlnet-openpose-sdxl"
@@ -142,6 +143,13 @@ BAD_IDENTITY = {
     "not an image": ({"ip_adapter_image": base64.b64encode(b"hello").decode()}, 400, ["not a readable"]),
     "a number": ({"ip_adapter_image": 3}, 400, ["'ip_adapter_image' must be a base64"]),
     "one bad in a list": ({"ip_adapter_image": ["FACE", "%%%"]}, 400, ["'ip_adapter_image[1]'"]),
+    "a nested list": ({"ip_adapter_image": [["FACE"]]}, 400, ["must be a base64"]),
+    # 18 KB of PNG that decodes to 144 million pixels: refused on its header, never decoded.
+    "eight bombs": (
+        {"ip_adapter_image": [b64(huge_png())] * 8},
+        422,
+        ["'ip_adapter_image[0]' is 12000x12000"],
+    ),
 }
 
 
