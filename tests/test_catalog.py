@@ -23,6 +23,10 @@ SD15 = "avatar-generator:controlnet-openpose-sd15"
 SDXL = "avatar-generator:controlnet-openpose-sdxl"
 ULTRA = "avatar-generator:controlnet-openpose-sdxl-ultra"
 SD35 = "avatar-generator:sd35-controlnet-canny"
+PROVIDER_MODELS = [
+    "avatar-generator:qwen-image-edit-pose",
+    "avatar-generator:flux-kontext",
+]  # Inference Providers
 PROMPT = "professional portrait, high quality, detailed face"
 NEGATIVE = "ugly, blurry, low quality, distorted"
 
@@ -97,6 +101,8 @@ def _check_seed_records(records: list[dict]) -> None:
     by_key = {r["modelKey"]: r for r in records}
     assert len(by_key) == len(records), "a key listed twice"
     for key, record in by_key.items():
+        if key in PROVIDER_MODELS:
+            continue  # not the seed's: tests/test_providers_router.py covers them
         want = dict(EXPECTED[key])
         steps = want.pop("steps")
         for field, value in want.items():
@@ -126,8 +132,8 @@ def test_models_list_json_gives_the_four_seed_models(cli):
     assert result.exit_code == 0
     records = json.loads(result.stdout)
     # Every model, in catalog order; the coming-soon one is there, marked by its fields.
-    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35]
-    assert [r["enabled"] for r in records] == [True, True, True, False]
+    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35, *PROVIDER_MODELS]
+    assert [r["enabled"] for r in records] == [True, True, True, False, True, True]
     _check_seed_records(records)
     table = cli("models", "list").stdout
     assert SD35 not in table  # the human table shows what can run; --all adds the rest
@@ -135,7 +141,7 @@ def test_models_list_json_gives_the_four_seed_models(cli):
 
 def test_models_list_all_adds_the_coming_soon_model(cli):
     records = json.loads(cli("models", "list", "--all", "--json").stdout)
-    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35]
+    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35, *PROVIDER_MODELS]
     _check_seed_records(records)
 
 
@@ -145,7 +151,7 @@ def test_models_list_json_through_the_real_command(run_cli, cli):
     assert result.stderr == ""
     records = json.loads(result.stdout)
     _check_seed_records(records)
-    assert len(records) == 4
+    assert len(records) == 6
     assert records == json.loads(cli("models", "list", "--all", "--json").stdout)
 
 
@@ -158,9 +164,9 @@ def test_models_list_table_and_filters(cli):
     assert "avatar-" in table and "avatar-…" not in table and "avatar-g…" not in table
     everything = cli("models", "list", "--all").stdout
     assert "no OpenPose ControlNet for SD 3.5 yet" in everything
-    assert cli("models", "list", "-q").stdout.split() == [SD15, SDXL, ULTRA]
-    assert cli("models", "list", "-q", "--tier", "pro").stdout.split() == [ULTRA]
-    assert cli("models", "list", "-q", "--quality", "hd").stdout.split() == [SDXL]
+    assert cli("models", "list", "-q").stdout.split() == [SD15, SDXL, ULTRA, *PROVIDER_MODELS]
+    assert cli("models", "list", "-q", "--tier", "pro").stdout.split() == [ULTRA, *PROVIDER_MODELS]
+    assert cli("models", "list", "-q", "--quality", "hd").stdout.split() == [SDXL, *PROVIDER_MODELS]
     assert cli("models", "list", "-q", "--all", "--quality", "premium").stdout.split() == [SD35]
     assert cli("models", "list", "-q", "--quality", "premium").stdout.split() == []
 
@@ -176,10 +182,11 @@ def test_library_view_of_the_seed_models():
     assert sd15.architecture == "sd15" and sd15.size == (512, 512)
     assert catalog.by_key[SDXL].size == (1024, 1024) and catalog.by_key[SDXL].architecture == "sdxl"
     assert catalog.by_key[SD35].architecture == "sd35"
-    assert [m.steps for m in catalog] == [30, 50, 50, 60]
-    assert {m.guidance_scale for m in catalog} == {7.5}
+    assert [m.steps for m in catalog] == [30, 50, 50, 60, 50, 28]
+    seed = [m for m in catalog if m.key not in PROVIDER_MODELS]
+    assert {m.guidance_scale for m in seed} == {7.5}
     assert {m.controlnet_conditioning_scale for m in catalog} == {1.0}
-    assert {m.prompt for m in catalog} == {PROMPT} and {m.negative_prompt for m in catalog} == {NEGATIVE}
+    assert {m.prompt for m in seed} == {PROMPT} and {m.negative_prompt for m in seed} == {NEGATIVE}
     assert all(m.source == str(shipped_catalog_path()) for m in catalog)
 
 
@@ -224,10 +231,10 @@ BAD_CATALOGS = {
         ["multiples of 8"],
     ),
     "unknown architecture": (
-        f'[[models]]\nkey = "{SDXL}"\narchitecture = "flux"\n',
+        f'[[models]]\nkey = "{SDXL}"\narchitecture = "dalle"\n',
         SDXL,
         "architecture",
-        ["flux"],
+        ["dalle"],
     ),
     "negative credits": (
         f'[[models]]\nkey = "{SDXL}"\ncredit_cost = -1\n',
@@ -408,7 +415,7 @@ def test_config_folder_catalog_overrides_one_field(avatargen_home, cli):
     assert sdxl.credit_cost == 6 and sdxl.source == str(user)
     # every other field of the shipped record is kept
     assert sdxl.name == "ControlNet OpenPose SDXL" and sdxl.tier == "basic" and sdxl.steps == 50
-    assert catalog.by_key[SD15].credit_cost == 3 and len(catalog) == 4
+    assert catalog.by_key[SD15].credit_cost == 3 and len(catalog) == 6
     records = {r["modelKey"]: r for r in json.loads(cli("models", "list", "--json").stdout)}
     assert records[SDXL]["creditCost"] == 6
 
@@ -417,12 +424,20 @@ def test_env_catalog_and_catalog_option_add_models(tmp_path, monkeypatch, cli):
     env_file = _write(tmp_path / "env.toml", NEW)
     monkeypatch.setenv("AVATARGEN_CATALOG", str(env_file))
     keys = cli("models", "list", "-q").stdout.split()
-    assert keys == [SD15, SDXL, ULTRA, "avatar-generator:mine"]
+    assert keys == [SD15, SDXL, ULTRA, *PROVIDER_MODELS, "avatar-generator:mine"]
 
     option_file = _write(tmp_path / "option.toml", NEW.replace("mine", "theirs").replace("Mine", "Theirs"))
     records = json.loads(cli("--catalog", str(option_file), "models", "list", "--json").stdout)
     by_key = {r["modelKey"]: r for r in records}
-    assert set(by_key) == {SD15, SDXL, ULTRA, SD35, "avatar-generator:mine", "avatar-generator:theirs"}
+    assert set(by_key) == {
+        SD15,
+        SDXL,
+        ULTRA,
+        SD35,
+        *PROVIDER_MODELS,
+        "avatar-generator:mine",
+        "avatar-generator:theirs",
+    }
     mine = by_key["avatar-generator:theirs"]
     assert mine["name"] == "Theirs" and mine["creditCost"] == 2 and mine["modelId"] == "theirs"
     # defaults fill the fields a user model leaves out
@@ -492,4 +507,4 @@ def test_the_wheel_carries_the_catalog(tmp_path):
     package_file, catalog_file, count = json.loads(ran.stdout)
     site = str(tmp_path / "site")
     assert package_file.startswith(site) and catalog_file.startswith(site)
-    assert count == 4
+    assert count == 6

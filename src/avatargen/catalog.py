@@ -18,7 +18,8 @@ from avatargen.settings import TIERS, config_dir, config_path
 APP_ID = "avatar-generator"
 KEY_PREFIX = f"{APP_ID}:"
 QUALITIES = ("sd", "hd", "ultra", "premium")
-ARCHITECTURES = ("sd15", "sdxl", "sd35")
+ARCHITECTURES = ("sd15", "sdxl", "sd35", "qwen-image", "flux")  # the last two: Inference Providers only
+POSE_INPUTS = ("image", "words")
 
 # The seed's record names for our snake_case fields, used by --json and `models export`.
 SEED_NAMES = {
@@ -32,6 +33,9 @@ SEED_NAMES = {
     "pose_control": "poseControl",
     "disabled_reason": "disabledReason",
     "base_model_original": "baseModelOriginal",
+    "hf_provider": "hfProvider",
+    "provider_ids": "providerIds",
+    "pose_input": "poseInput",
 }
 
 
@@ -78,6 +82,12 @@ class Model:
     sota: bool = False
     priority_queue: bool = False
     pose_control: bool = True
+    # Inference Providers (provider = "hf-providers"): which provider runs it by default, the
+    # model's id there per provider ("fal-ai=fal-ai/flux-kontext/dev"), and how the pose travels:
+    # "image" (the skeleton is sent) or "words" (its description goes into the prompt).
+    hf_provider: str = ""
+    provider_ids: tuple[str, ...] = ()
+    pose_input: str = "image"
     steps: int = 30
     guidance_scale: float = 7.5
     controlnet_conditioning_scale: float = 1.0
@@ -91,6 +101,12 @@ class Model:
     @property
     def alias(self) -> str:
         return self.key.removeprefix(KEY_PREFIX)
+
+    @property
+    def edits_photo(self) -> bool:
+        """An instruction-editing model (Inference Providers): the photo itself is its input,
+        whatever --strength says, and reference photos may go along as further images."""
+        return self.provider == "hf-providers"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -199,6 +215,8 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
         raise CatalogError(
             f"{where}: unknown architecture '{value}'", f"use one of {', '.join(ARCHITECTURES)}"
         )
+    if name == "pose_input" and value not in POSE_INPUTS:
+        raise CatalogError(f"{where}: unknown pose_input '{value}'", f"use one of {', '.join(POSE_INPUTS)}")
     if name == "resolution":
         width, height = parse_resolution(value, where)
         value = f"{width}x{height}"  # normalised, so Model.size can always split it
