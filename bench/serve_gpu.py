@@ -9,9 +9,11 @@ is downloaded. Configurations timed:
   ours      what avatargen.serve.pipelines does on CUDA: float16, SDPA attention (explicit),
             channels_last UNet + ControlNet; with --compile also torch.compile on the UNet
 The median of --runs timed images follows one warm-up image (compile happens there).
-Prints one line per configuration and the ratio defaults / ours.
+Prints one line per configuration and the ratio defaults / ours. With --batch N, 'ours' is timed
+again making N images per pipeline call (N prompts, poses and seeds, as micro-batching N queued
+requests of the same size and steps would): worth building into serve only if images/s rises.
 
-Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile]
+Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile] [--batch 4]
        python bench/serve_gpu.py --tiny     # CPU smoke check: tiny model, 64x64, 2 steps
 """
 
@@ -110,8 +112,8 @@ def build_tiny_sd15(staging: Path, dtype):
     return StableDiffusionControlNetPipeline.from_pretrained(str(folder), torch_dtype=dtype)
 
 
-def time_pipeline(pipe, size: int, steps: int, runs: int) -> tuple[float, float]:
-    """(warm-up seconds, median seconds per image)."""
+def time_pipeline(pipe, size: int, steps: int, runs: int, batch: int = 1) -> tuple[float, float]:
+    """(warm-up seconds, median seconds per image), `batch` images per pipeline call."""
     import torch
     from PIL import Image
 
@@ -124,17 +126,17 @@ def time_pipeline(pipe, size: int, steps: int, runs: int) -> tuple[float, float]
         start = time.perf_counter()
         with torch.inference_mode():
             pipe(
-                "a portrait",
-                image=pose,
+                ["a portrait"] * batch,
+                image=[pose] * batch,
                 width=size,
                 height=size,
                 num_inference_steps=steps,
                 guidance_scale=7.5,
-                generator=torch.Generator("cpu").manual_seed(0),
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in range(batch)],
             )
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return (time.perf_counter() - start) / batch
 
     warm = one()
     return warm, statistics.median(one() for _ in range(runs))
@@ -149,6 +151,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="default 512 (64 with --tiny)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the UNet in 'ours'")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke check on the tiny model")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="also time 'ours' at N images per call (micro-batching)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -191,7 +196,13 @@ def main() -> None:
         results["ours"] = per_image
         label = f"{str(ours_dtype).removeprefix('torch.')}, SDPA"
         label += (", channels_last" if device == "cuda" else "") + (", compile" if args.compile else "")
-        print(f"ours: {label}: {per_image:.3f} s/image (warm-up {warm:.2f} s)")
+        print(f"ours: {label}: {per_image:.3f} s/image, {1 / per_image:.2f} images/s (warm-up {warm:.2f} s)")
+        if args.batch > 1:
+            warm, batched = time_pipeline(pipe, size, steps, args.runs, args.batch)
+            print(
+                f"ours, {args.batch} images per call: {batched:.3f} s/image, {1 / batched:.2f} images/s: "
+                f"{per_image / batched:.2f}x one per call (warm-up {warm:.2f} s)"
+            )
 
     print(f"ratio defaults/ours: {results['defaults'] / results['ours']:.2f}x")
 
