@@ -3,13 +3,14 @@
 Starts `avatargen serve --tiny` on 127.0.0.1, loads the same tiny model in this process, and prints:
   (a) concurrency 1: the HTTP round trip of one 64x64, 2-step image against the direct pipeline
       call (generate + PNG encoding) in this process, interleaved, medians; goal <= 1.15x
-  (b) throughput (images/s) with 4 clients at once against 1 client, measured 1, 4, then 1 again
-      (the second 1 shows whether concurrent requests left the server slower); goal >= 1.0
+  (b) throughput (images/s) with 4 clients at once against 1 client, in rounds of 1 then 4 (the
+      first 1-client figure is before any concurrent request); goal >= 1.0
   (c) the median latency of GET /health on one keep-alive connection (Nagle + delayed ACK make
       it ~40 ms when TCP_NODELAY is missing)
 
-Usage: python bench/serve_overhead.py [--images 12] [--health 50] [--size 64] [--steps 2]
-To compare with another checkout: PYTHONPATH=/path/to/other/src python bench/serve_overhead.py
+Usage: python bench/serve_overhead.py [--images 12] [--rounds 3] [--health 50] [--size 64] [--steps 2]
+       python bench/serve_overhead.py --against /tmp/main/src   # a second server from another
+       checkout, measured in turns with this one (the machine's noise hits both alike)
 Builds the tiny models on first use (a few seconds).
 """
 
@@ -87,77 +88,114 @@ def throughput(url: str, body: bytes, images: int, clients: int) -> float:
     return images / elapsed
 
 
+def interleaved(steps: dict[str, object], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each step, taking turns, with a pause before each (see SETTLE_S)."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            time.sleep(SETTLE_S)
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12, help="images per measurement (default 12)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="throughput rounds, 1 then 4 clients (default 3)"
+    )
     parser.add_argument("--health", type=int, default=50, help="GET /health requests (default 50)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument(
+        "--against", metavar="SRC", help="also serve from this src folder (e.g. main's), measured in turns"
+    )
     args = parser.parse_args()
 
     import httpx
 
     import avatargen
 
+    # The direct call as the local backend makes it (idle OpenMP threads sleep: libgomp reads this
+    # when torch loads); each server sees the environment as it was, so it decides for itself.
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    os.environ["OMP_WAIT_POLICY"] = policy or "PASSIVE"
+    import torch  # noqa: F401
+
+    if policy is None:
+        del os.environ["OMP_WAIT_POLICY"]
+
     with tempfile.TemporaryDirectory(prefix="avatargen-bench-") as tmp:
         os.environ["AVATARGEN_HOME"] = str(Path(tmp) / "home")
         os.environ["HF_HUB_OFFLINE"] = "1"
-        server = start_tiny_server(Path(tmp), min_load_s=0, timeout=300)
+        sources = {"this": str(Path(avatargen.__file__).parent.parent)}
+        if args.against:
+            sources["against"] = str(Path(args.against).resolve())
+        servers = {}
         try:
-            wait_until_ready(server.url, timeout=300)
+            for name, src in sources.items():  # one after the other: the first builds the tiny models
+                servers[name] = start_tiny_server(
+                    Path(tmp), min_load_s=0, timeout=300, env={"PYTHONPATH": src}
+                )
+                wait_until_ready(servers[name].url, timeout=300)
             from avatargen.serve.pipelines import parse_request, png_bytes
 
             service = direct_service()
             payload = request_body(args.size, args.size, args.steps)
             body = json.dumps(payload).encode()
             params = parse_request(payload, service.spec)
-            print(
-                f"avatargen from {Path(avatargen.__file__).parent}; {os.cpu_count()} CPUs; "
-                f"{args.size}x{args.size}, {args.steps} steps, tiny sd15"
-            )
+            print(f"{os.cpu_count()} CPUs; {args.size}x{args.size}, {args.steps} steps, tiny sd15")
+            for name, src in sources.items():
+                print(f"  {name}: serve from {src}")
 
-            # (a) interleaved, one at a time
-            direct: list[float] = []
-            http: list[float] = []
-            with httpx.Client(base_url=server.url, timeout=300) as client:
-                for _ in range(2):  # warm-up both sides
-                    png_bytes(service.generate(params))
-                    post(client, body)
-                for _ in range(args.images):
-                    time.sleep(SETTLE_S)
-                    start = time.perf_counter()
-                    png_bytes(service.generate(params))
-                    direct.append(time.perf_counter() - start)
-                    time.sleep(SETTLE_S)
-                    start = time.perf_counter()
-                    post(client, body)
-                    http.append(time.perf_counter() - start)
-                d, h = statistics.median(direct), statistics.median(http)
+            clients = {name: httpx.Client(base_url=s.url, timeout=300) for name, s in servers.items()}
+            steps = {"direct": lambda: png_bytes(service.generate(params))}
+            steps.update({name: (lambda c=c: post(c, body)) for name, c in clients.items()})
+            interleaved(steps, 2)  # warm-up
+            times = interleaved(steps, args.images)
+            direct = statistics.median(times["direct"])
+            print(
+                f"(a) concurrency 1, direct pipeline call {direct * 1000:.1f} ms "
+                f"(OMP_WAIT_POLICY={policy or 'PASSIVE'}); HTTP round trip:"
+            )
+            for name in servers:
+                http = statistics.median(times[name])
                 print(
-                    f"(a) concurrency 1: HTTP round trip {h * 1000:.1f} ms, direct call {d * 1000:.1f} ms: "
-                    f"{h / d:.2f}x (goal <= 1.15x)"
+                    f"    {name}: {http * 1000:.1f} ms, {http / direct:.2f}x the direct call (goal <= 1.15x)"
                 )
 
-                # (c) /health on one keep-alive connection
-                latencies = []
-                for _ in range(args.health):
+            health = {name: [] for name in servers}
+            for _ in range(args.health):
+                for name, client in clients.items():
                     start = time.perf_counter()
                     client.get("/health").raise_for_status()
-                    latencies.append(time.perf_counter() - start)
-                health = statistics.median(latencies)
+                    health[name].append(time.perf_counter() - start)
+            for client in clients.values():
+                client.close()
 
-            # (b) throughput: 1, then 4 at once, then 1 again
-            one = throughput(server.url, body, args.images, 1)
-            four = throughput(server.url, body, args.images, 4)
-            again = throughput(server.url, body, args.images, 1)
-            print(
-                f"(b) throughput: 1 client {one:.2f} img/s, 4 clients {four:.2f} img/s: "
-                f"{four / one:.2f}x (goal >= 1.0); 1 client afterwards {again:.2f} img/s "
-                f"({again / one:.2f}x the first)"
-            )
-            print(f"(c) GET /health median {health * 1000:.2f} ms over {args.health} keep-alive requests")
+            rates: dict[str, dict[str, list[float]]] = {name: {"1": [], "4": []} for name in servers}
+            for _ in range(args.rounds):
+                for name, server in servers.items():
+                    for clients_at_once in (1, 4):
+                        time.sleep(SETTLE_S)
+                        rate = throughput(server.url, body, args.images, clients_at_once)
+                        rates[name][str(clients_at_once)].append(rate)
+            print(f"(b) throughput, {args.rounds} rounds of {args.images} images with 1 then 4 clients:")
+            for name in servers:
+                one, four = rates[name]["1"], rates[name]["4"]
+                print(
+                    f"    {name}: 1 client {statistics.median(one):.2f} img/s (first {one[0]:.2f}), "
+                    f"4 clients {statistics.median(four):.2f} img/s: "
+                    f"{statistics.median(four) / statistics.median(one):.2f}x (goal >= 1.0)"
+                )
+            print(f"(c) GET /health, median of {args.health} on one keep-alive connection:")
+            for name in servers:
+                print(f"    {name}: {statistics.median(health[name]) * 1000:.2f} ms")
         finally:
-            server.stop()
+            for server in servers.values():
+                server.stop()
     return 0
 
 

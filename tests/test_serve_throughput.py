@@ -72,6 +72,24 @@ def test_runner_runs_every_call_on_its_one_thread_in_turn():
     assert runner.call(lambda: runner.call(lambda: "nested")) == "nested"
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(given, expected):
+    """Set before torch loads (libgomp reads it then): a fresh interpreter, as `serve` is."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = (
+        "import os; from avatargen.serve.runner import openmp_waits_passively as f; f(); "
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
 def test_a_call_cancelled_before_its_turn_never_runs():
     runner = PipelineRunner()
     release = threading.Event()

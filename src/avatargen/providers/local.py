@@ -138,8 +138,10 @@ class LocalProvider:
         from avatargen.quiet import quiet, quiet_pipelines
         from avatargen.serve.pipelines import ControlNetService, LoadError
         from avatargen.serve.resolve import failure_reason, hub_preflight, load_error, model_source
+        from avatargen.serve.runner import openmp_waits_passively
 
         quiet()  # before torch, transformers and diffusers are imported
+        openmp_waits_passively()
         try:  # first what fails fast (a folder, the Hub), before seconds of importing torch
             spec, source = model_source(self.model, model_dir=self.model_dir, tiny=self.tiny)
             cached = hub_preflight(spec, self.model) if source is None else False

@@ -10,11 +10,17 @@ keeps one CUDA stream busy instead of several threads taking turns on a lock.
 
 The thread is a daemon, started on first use: Ctrl-C never waits for a queued image. A call whose
 future is cancelled before its turn is skipped (a server request whose task was cancelled).
+
+`openmp_waits_passively` is the other half: libgomp's threads spin between parallel regions,
+which on a CPU shared with anything else (the server's own threads, a batch's, other programs)
+made each tiny-model image 3-7x slower on the 2-core dev machine under load (issue 15).
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -73,6 +79,14 @@ class PipelineRunner:
             future.set_exception(exc)
         else:
             future.set_result(result)
+
+
+def openmp_waits_passively() -> None:
+    """OMP_WAIT_POLICY=PASSIVE, unless the user set it: idle OpenMP threads sleep at once instead of
+    spinning. libgomp reads it when torch loads, so call this before; afterwards it does nothing.
+    The price is a thread wake-up per parallel region, small beside a real model's kernels."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 _shared: PipelineRunner | None = None
