@@ -1,189 +1,387 @@
-"""Batch engine benchmarks against a loopback endpoint with a fixed delay (issue 5, item 10).
+"""Batch engine benchmarks against a loopback endpoint (issue 15), printed as ratios measured side by
+side in one run. The fake endpoint runs in a process of its own, checks each request's JSON and answers
+512x512 PNGs (made once, with the entropy of a real picture); the photos are real JPEGs (made once per
+run, each file made distinct by a JPEG comment so every photo is its own job).
 
-Prints, measured side by side in one run:
-  1. efficiency = ideal wall time (N x delay / concurrency) / measured       target >= 0.9
-  2. speedup against a plain one-at-a-time loop doing the same calls (the seed's approach)
-  3. requests sent while the model loads for E seconds                       target <= concurrency + E / poll
-  4. peak memory of a batch of N photos, for two N                           target flat in N, < 200 MB
+  [1] throughput: N photos at concurrency 4, answers at once: client CPU per image (goal <= 8 ms) and
+      wall time against a bare httpx thread pool sending the same requests and writing the answers
+      (goal within 2x)
+  [2] scale: per-image wall time at N1 vs N2 photos (goal within 1.2x)
+  [3] history: a batch after H past jobs in the ledger vs a fresh ledger, per image (goal within 1.1x)
+  [4] efficiency: ideal (N x delay / concurrency) / whole CLI run, at concurrency 1, 4, 8, 16 with a
+      0.2 s delay (goal >= 0.90 at 16); a bare thread pool at 16 beside it
+  [5] loading: requests sent while the model loads (goal <= concurrency + loading / poll)
+  [6] memory: peak RSS of a batch at concurrency 1 and 16 (per worker)
 
-Usage: python bench/batch.py [--n 200] [--delay 0.2] [--concurrency 8] [--loading 4] [--memory-n 1000 5000]
+Usage: python bench/batch.py [--quick] [--only throughput scale history efficiency loading memory]
+Which code runs is whatever `python -m avatargen` imports: PYTHONPATH=/other/tree/src measures another.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
+import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from fake_endpoint import FakeEndpoint  # noqa: E402
+ANSWER_SIZE = 512
+PHOTO_SIZE = (768, 1024)  # a phone photo, scaled down; --photo-size changes it
+MODEL = "controlnet-openpose-sd15"  # 512x512
 
 
-def make_photos(folder: Path, count: int) -> None:
-    from PIL import Image
+# ------------------------------------------------------------------ inputs and the fake endpoint
+def picture(size: tuple[int, int], seed: int) -> object:
+    """A picture with a real image's entropy: smooth shapes plus sensor-like noise."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        Image.new("RGB", (64, 64), (i % 256, (i // 256) % 256, (i // 65536) % 256)).save(
-            folder / f"p{i:05d}.png"
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(24):
+        x0, y0 = rng.integers(0, size[0]), rng.integers(0, size[1])
+        x1, y1 = x0 + rng.integers(20, size[0] // 2), y0 + rng.integers(20, size[1] // 2)
+        draw.ellipse((x0, y0, x1, y1), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    img = img.filter(ImageFilter.GaussianBlur(3))
+    noise = rng.normal(0, 6, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
+
+
+def encoded(img, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+class Photos:
+    """Distinct JPEG files: a few real encodings, each copy given its own comment segment."""
+
+    def __init__(self, root: Path, size: tuple[int, int]) -> None:
+        self.root = root
+        self.bases = [encoded(picture(size, seed), "JPEG", quality=90) for seed in range(4)]
+        self.made = 0
+
+    def folder(self, name: str, count: int) -> Path:
+        folder = self.root / name
+        folder.mkdir(parents=True)
+        for i in range(count):
+            self.made += 1
+            base = self.bases[i % len(self.bases)]
+            note = f"photo {self.made}".encode()
+            comment = b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note
+            (folder / f"p{i:06d}.jpg").write_bytes(base[:2] + comment + base[2:])
+        return folder
+
+
+SERVER = """
+import base64, json, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+answers = [bytes.fromhex(line) for line in sys.stdin.read().split()]
+delay = float(sys.argv[1]); loading_until = time.monotonic() + float(sys.argv[2]); poll = float(sys.argv[3])
+lock = threading.Lock(); loading_posts = [0]
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def log_message(self, *a): pass
+    def send(self, code, body, kind):
+        self.send_response(code); self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/loading-posts":
+            return self.send(200, str(loading_posts[0]).encode(), "text/plain")
+        if time.monotonic() < loading_until:
+            return self.send(503, json.dumps({"estimated_time": poll}).encode(), "application/json")
+        self.send(200, b"Ok", "text/plain")
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if time.monotonic() < loading_until:
+            with lock: loading_posts[0] += 1
+            return self.send(503, json.dumps({"estimated_time": poll}).encode(), "application/json")
+        try:
+            inputs = json.loads(raw)["inputs"]
+            seed = int(inputs["seed"]); inputs["image"][:16]; inputs["prompt"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return self.send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+        if delay: time.sleep(delay)
+        self.send(200, answers[seed % len(answers)], "image/png")
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer.request_queue_size = 128
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class Endpoint:
+    """The fake endpoint in its own process: its CPU is not the client's."""
+
+    answers: list[bytes] = []
+
+    def __init__(self, delay: float = 0.0, loading: float = 0.0, poll: float = 1.0) -> None:
+        if not Endpoint.answers:
+            Endpoint.answers = [
+                encoded(picture((ANSWER_SIZE, ANSWER_SIZE), 100 + i), "PNG") for i in range(4)
+            ]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(delay), str(loading), str(poll)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write("\n".join(a.hex() for a in Endpoint.answers))
+        self.process.stdin.close()
+        self.url = f"http://127.0.0.1:{self.process.stdout.readline().strip()}/"
+
+    def loading_posts(self) -> int:
+        import httpx
+
+        return int(httpx.get(self.url + "loading-posts").text)
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait()
 
 
-def run_cli(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "avatargen", *args], capture_output=True, text=True, env=env)
-    return time.perf_counter() - started, done
-
-
-def fresh_env(root: Path, credits: int = 0) -> dict:
-    """The environment of a fresh user folder, topped up with `credits`."""
+# ------------------------------------------------------------------ running the CLI
+def fresh_home(root: Path, credits: int) -> dict:
     home = Path(tempfile.mkdtemp(dir=root))
-    env = {**os.environ, "AVATARGEN_HOME": str(home)}
+    env = {**os.environ, "AVATARGEN_HOME": str(home), "AVATARGEN_RETRY_SCALE": "0.01"}
     env.pop("HF_TOKEN", None)
-    if credits:
-        add = [sys.executable, "-m", "avatargen", "credits", "add", str(credits)]
-        subprocess.run(add, env=env, check=True, capture_output=True)
+    add = [sys.executable, "-m", "avatargen", "credits", "add", str(credits)]
+    subprocess.run(add, env=env, check=True, capture_output=True)
     return env
 
 
-def generate_args(photos: Path, url: str, out: Path, concurrency: int) -> list[str]:
-    """`generate` as every measurement runs it: pose only (no photo sent), no questions, JSON lines."""
-    return ["generate", str(photos), "--endpoint", url, "-o", str(out), "--concurrency", str(concurrency),
-            "--strength", "0", "--yes", "--json"]  # fmt: skip
-
-
-def batch_wall_time(root: Path, photos: Path, url: str, concurrency: int, n: int) -> tuple[float, float]:
-    """(whole CLI run, the batch engine's own duration from the ledger) in seconds."""
-    env = fresh_env(root, credits=n * 10)
-    out = root / f"out-{concurrency}-{time.time()}"
-    wall, done = run_cli(generate_args(photos, url, out, concurrency), env)
+def run_batch(env: dict, photos: Path, url: str, out: Path, concurrency: int, expect: int) -> dict:
+    """One `generate` run: wall and CPU seconds of the CLI process, the engine's own duration."""
+    args = ["generate", str(photos), "--endpoint", url, "-o", str(out), "--model", MODEL,
+            "--concurrency", str(concurrency), "--yes", "--json"]  # fmt: skip
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "avatargen", *args], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"batch failed: {done.stderr}")
-    import sqlite3
-
+        raise SystemExit(f"batch failed ({done.returncode}): {done.stderr[-2000:]}")
     with sqlite3.connect(Path(env["AVATARGEN_HOME"]) / "data" / "ledger.db") as db:
         summary = json.loads(db.execute("SELECT summary FROM batches ORDER BY created_at DESC").fetchone()[0])
-    assert summary["done"] == n, summary
-    return wall, summary["duration_s"]
+    assert summary["done"] == expect, summary
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "engine": summary["duration_s"], "peak_mb": cpu_after.ru_maxrss / 1024}
 
 
-def sequential_loop(url: str, n: int) -> float:
-    """The seed's approach: one request after the other, waiting for each."""
+FILL_HISTORY = """
+import sys
+from avatargen.ledger import open_ledger
+n = int(sys.argv[1]); ledger = open_ledger()
+ledger.grant(n * 3)
+params = {"pose_spec": "wave", "prompt": "p", "negative_prompt": "", "steps": 30, "guidance_scale": 7.5,
+          "controlnet_conditioning_scale": 1.0, "width": 512, "height": 512, "strength": 0.75}
+for i in range(n):
+    key = f"past-{i:08d}"
+    ledger.enqueue({"job_key": key, "input_path": f"/old/p{i}.jpg", "input_hash": key, "pose": "wave",
+                    "model": "avatar-generator:controlnet-openpose-sd15", "params": params, "seed": i,
+                    "output_path": f"/old/out/p{i}.png"}, "past-batch")
+    ledger.reserve(key, "avatar-generator:controlnet-openpose-sd15", 3, "past-batch")
+    ledger.count_request("avatar-generator:controlnet-openpose-sd15")
+    ledger.mark_done(key, "avatar-generator:controlnet-openpose-sd15", 1, 0.1)
+"""
+
+
+# ------------------------------------------------------------------ the bare thread pool
+def bare_pool(photos: Path, url: str, out: Path, concurrency: int) -> dict:
+    """What a minimal client does: read each photo, send it with the pose as base64 JSON, write
+    the answer's bytes. Runs in this process; CPU is this process's."""
     import httpx
 
-    pose = base64.b64encode(b"\x89PNG fake").decode()
-    started = time.perf_counter()
+    pose = base64.b64encode(encoded(picture((512, 512), 7).convert("L").convert("RGB"), "PNG")).decode()
+    out.mkdir(parents=True)
+    files = sorted(photos.iterdir())
+    cpu0, started = time.process_time(), time.perf_counter()
     with httpx.Client(timeout=60) as client:
-        for i in range(n):
-            body = {
-                "inputs": {
-                    "prompt": "p",
-                    "negative_prompt": "",
-                    "image": pose,
-                    "num_inference_steps": 30,
-                    "guidance_scale": 7.5,
-                    "controlnet_conditioning_scale": 1.0,
-                    "width": 512,
-                    "height": 512,
-                    "seed": i,
-                }
-            }
-            client.post(url, json=body, headers={"Accept": "image/png"}).raise_for_status()
-    return time.perf_counter() - started
+
+        def one(i_path):
+            i, path = i_path
+            body = {"inputs": {"prompt": "p", "negative_prompt": "", "image": pose,
+                               "init_image": base64.b64encode(path.read_bytes()).decode(), "strength": 0.75,
+                               "num_inference_steps": 30, "guidance_scale": 7.5,
+                               "controlnet_conditioning_scale": 1.0, "width": 512, "height": 512, "seed": i}}  # fmt: skip
+            response = client.post(url, json=body, headers={"Accept": "image/png"})
+            response.raise_for_status()
+            (out / f"{path.stem}.png").write_bytes(response.content)
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, enumerate(files)))
+    return {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu0}
 
 
-def peak_rss_mb(root: Path, n: int, url: str, concurrency: int) -> float:
-    photos = root / f"mem-{n}"
-    make_photos(photos, n)
-    env = fresh_env(root, credits=n * 10)
-    code = (
-        "import resource, sys, runpy\n"
-        "sys.argv = ['avatargen'] + sys.argv[1:]\n"
-        "try:\n    runpy.run_module('avatargen', run_name='__main__')\n"
-        "except SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-        "sys.exit(code)\n"
+# ------------------------------------------------------------------ the measurements
+def throughput(root: Path, photos: Photos, n: int) -> None:
+    folder = photos.folder("tp", n)
+    with Endpoint() as fake:
+        ours = run_batch(fresh_home(root, n * 3), folder, fake.url, root / "tp-out", 4, n)
+        bare = bare_pool(folder, fake.url, root / "tp-bare", 4)
+    print(
+        f"[1] throughput, N={n} photos, concurrency 4, instant 512x512 answers: "
+        f"client CPU {ours['cpu'] / n * 1000:.1f} ms/image (goal <= 8; bare pool {bare['cpu'] / n * 1000:.1f}) "
+        f"-> {ours['cpu'] / bare['cpu']:.1f}x CPU; wall {ours['wall']:.1f}s vs bare {bare['wall']:.1f}s "
+        f"-> {ours['wall'] / bare['wall']:.2f}x (goal <= 2)",
+        flush=True,
     )
-    args = generate_args(photos, url, root / f"mem-out-{n}", concurrency)
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
-    peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB")]
-    if done.returncode != 0 or not peak:
-        raise SystemExit(f"memory batch failed: {done.stderr[-2000:]}")
-    return int(peak[-1].split()[1]) / 1024
+
+
+def scale(root: Path, photos: Photos, small: int, large: int) -> None:
+    per_image = {}
+    with Endpoint() as fake:
+        for n in (small, large):
+            folder = photos.folder(f"scale-{n}", n)
+            result = run_batch(fresh_home(root, n * 3), folder, fake.url, root / f"scale-out-{n}", 4, n)
+            per_image[n] = result["wall"] / n
+    print(
+        f"[2] scale, concurrency 4: {per_image[small] * 1000:.1f} ms/image at N={small}, "
+        f"{per_image[large] * 1000:.1f} ms/image at N={large} -> {per_image[large] / per_image[small]:.2f}x "
+        f"(goal <= 1.2)",
+        flush=True,
+    )
+
+
+def history(root: Path, photos: Photos, n: int, past: int) -> None:
+    folder = photos.folder("hist", n)
+    fresh_env, old_env = fresh_home(root, n * 3), fresh_home(root, n * 3)
+    filled = subprocess.run(
+        [sys.executable, "-c", FILL_HISTORY, str(past)], env=old_env, capture_output=True, text=True
+    )
+    if filled.returncode != 0:
+        raise SystemExit(f"filling the ledger failed: {filled.stderr[-2000:]}")
+    with Endpoint() as fake:
+        fresh = run_batch(fresh_env, folder, fake.url, root / "hist-fresh", 4, n)
+        old = run_batch(old_env, folder, fake.url, root / "hist-old", 4, n)
+    print(
+        f"[3] ledger history, N={n} photos, concurrency 4: fresh ledger {fresh['wall'] / n * 1000:.1f} ms/image, "
+        f"after {past} past jobs {old['wall'] / n * 1000:.1f} ms/image -> {old['wall'] / fresh['wall']:.2f}x "
+        f"(goal <= 1.1)",
+        flush=True,
+    )
+
+
+def efficiency(root: Path, photos: Photos, delay: float, per_worker: int, levels: list[int]) -> None:
+    rows = []
+    with Endpoint(delay=delay) as fake:
+        for c in levels:
+            n = per_worker * c
+            folder = photos.folder(f"eff-{c}", n)
+            result = run_batch(fresh_home(root, n * 3), folder, fake.url, root / f"eff-out-{c}", c, n)
+            ideal = n * delay / c
+            rows.append(f"c{c} {ideal / result['wall']:.2f} (engine {ideal / result['engine']:.2f})")
+        c = levels[-1]
+        folder = photos.folder("eff-bare", per_worker * c)
+        bare = bare_pool(folder, fake.url, root / "eff-bare-out", c)
+    print(
+        f"[4] whole-run efficiency, delay {delay}s, N={per_worker} x concurrency: {', '.join(rows)}; "
+        f"bare thread pool at c{c} {per_worker * c * delay / c / bare['wall']:.2f} (goal >= 0.90 at c16)",
+        flush=True,
+    )
+
+
+def loading(root: Path, photos: Photos, seconds: float, poll: float, concurrency: int) -> None:
+    n = concurrency * 4
+    folder = photos.folder("loading", n)
+    with Endpoint(delay=0.05, loading=seconds, poll=poll) as fake:
+        run_batch(fresh_home(root, n * 3), folder, fake.url, root / "lo", concurrency, n)
+        sent = fake.loading_posts()
+    print(
+        f"[5] model loading for {seconds}s (estimated_time {poll}s), concurrency {concurrency}: {sent} requests "
+        f"sent while loading (goal <= {concurrency + seconds / poll:.0f})",
+        flush=True,
+    )
+
+
+def memory(root: Path, photos: Photos, n: int) -> None:
+    peaks = {}
+    with Endpoint(delay=0.05) as fake:
+        for c in (1, 16):
+            folder = photos.folder(f"mem-{c}", n)
+            code = (
+                "import resource, sys, runpy\nsys.argv = ['avatargen'] + sys.argv[1:]\n"
+                "try:\n    runpy.run_module('avatargen', run_name='__main__')\n"
+                "except SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+                "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+                "sys.exit(code)\n"
+            )
+            env = fresh_home(root, n * 3)
+            args = ["generate", str(folder), "--endpoint", fake.url, "-o", str(root / f"mem-out-{c}"),
+                    "--model", MODEL, "--concurrency", str(c), "--yes", "--json"]  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
+            )
+            peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB")]
+            if done.returncode != 0 or not peak:
+                raise SystemExit(f"memory batch failed: {done.stderr[-2000:]}")
+            peaks[c] = int(peak[-1].split()[1]) / 1024
+    print(
+        f"[6] peak RSS, N={n}: {peaks[1]:.0f} MB at c1, {peaks[16]:.0f} MB at c16 "
+        f"-> {(peaks[16] - peaks[1]) / 15:.2f} MB per extra worker",
+        flush=True,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=200)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small N for dev runs (the N is printed)")
+    parser.add_argument("--n", type=int, help="[1] photos (default 5000, quick 500)")
+    parser.add_argument("--scale-n", type=int, nargs=2, help="[2] N1 N2 (default 1000 20000, quick 200 2000)")
+    parser.add_argument(
+        "--history", type=int, nargs=2, help="[3] N past (default 1000 20000, quick 200 2000)"
+    )
     parser.add_argument("--delay", type=float, default=0.2)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--loading", type=float, default=4.0)
-    parser.add_argument("--poll", type=float, default=1.0, help="estimated_time the loading server announces")
-    parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 5000])
-    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4], help="which measurements")
+    parser.add_argument(
+        "--per-worker", type=int, help="[4] photos per unit of concurrency (default 40, quick 15)"
+    )
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--photo-size", type=int, nargs=2, default=list(PHOTO_SIZE))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=["throughput", "scale", "history", "efficiency"],
+        choices=["throughput", "scale", "history", "efficiency", "loading", "memory"],
+    )
     args = parser.parse_args()
-
+    quick = args.quick
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        photos = root / "photos"
-        make_photos(photos, args.n)
-
-        if 1 in args.only or 2 in args.only:
-            measure_throughput(root, photos, args)
-        if 3 in args.only:
-            measure_loading(root, args)
-        if 4 in args.only:
-            with FakeEndpoint() as fake:
-                small, large = (peak_rss_mb(root, n, fake.url, args.concurrency) for n in args.memory_n)
-            print(
-                f"[4] peak RSS: N={args.memory_n[0]}: {small:.0f} MB, N={args.memory_n[1]}: {large:.0f} MB "
-                f"-> ratio {large / small:.2f} (target flat, < 200 MB)"
-            )
-
-
-def measure_throughput(root: Path, photos: Path, args) -> None:
-    with FakeEndpoint(delay=args.delay) as fake:
-        wall, measured = batch_wall_time(root, photos, fake.url, args.concurrency, args.n)
-        sequential = sequential_loop(fake.url, args.n) if 2 in args.only else None
-    ideal = args.n * args.delay / args.concurrency
-    print(
-        f"[1] N={args.n} delay={args.delay}s concurrency={args.concurrency}: ideal {ideal:.2f}s, "
-        f"batch engine {measured:.2f}s -> efficiency {ideal / measured:.2f} (target >= 0.9); "
-        f"whole CLI run {wall:.2f}s -> {ideal / wall:.2f}",
-        flush=True,
-    )
-    if sequential is not None:
-        print(
-            f"[2] one-at-a-time loop, same calls: {sequential:.2f}s -> speedup {sequential / wall:.1f}x "
-            f"(whole CLI run)",
-            flush=True,
-        )
-
-
-def measure_loading(root: Path, args) -> None:
-    photos = root / "loading"
-    make_photos(photos, args.concurrency * 4)
-    with FakeEndpoint(delay=args.delay, loading_for=args.loading, estimated_time=args.poll) as fake:
-        env = fresh_env(root)
-        cmd = generate_args(photos, fake.url, root / "lo", args.concurrency)
-        _, done = run_cli(cmd, env)
-        if done.returncode != 0:
-            raise SystemExit(f"loading batch failed: {done.stderr}")
-        during = [r for r in fake.requests if r["time"] < fake.loading_until]
-    target = args.concurrency + args.loading / args.poll
-    print(
-        f"[3] model loading for {args.loading}s (announcing estimated_time {args.poll}s): {len(during)} requests "
-        f"sent while loading (target <= {target:.0f})",
-        flush=True,
-    )
+        photos = Photos(root, tuple(args.photo_size))
+        print(f"photos {args.photo_size[0]}x{args.photo_size[1]} JPEG, answers {ANSWER_SIZE}x{ANSWER_SIZE} PNG "
+              f"({len(Endpoint.answers) or 4} distinct, ~{len(photos.bases[0]) // 1024} KB photo)", flush=True)  # fmt: skip
+        if "throughput" in args.only:
+            throughput(root, photos, args.n or (500 if quick else 5000))
+        if "scale" in args.only:
+            scale(root, photos, *(args.scale_n or ((200, 2000) if quick else (1000, 20000))))
+        if "history" in args.only:
+            history(root, photos, *(args.history or ((200, 2000) if quick else (1000, 20000))))
+        if "efficiency" in args.only:
+            efficiency(root, photos, args.delay, args.per_worker or (15 if quick else 40), args.levels)
+        if "loading" in args.only:
+            loading(root, photos, 4.0, 1.0, 8)
+        if "memory" in args.only:
+            memory(root, photos, 100 if quick else 400)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ def avatargen_home(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("AVATARGEN_HOME", str(home))
     monkeypatch.setenv("HF_HOME", str(home / "hf-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Identity is on by default and needs a face; most tests' photos are flat colours. Tests of
+    # identity itself (test_identity_client.py) take this out.
+    monkeypatch.setenv("AVATARGEN_IDENTITY_SCALE", "0")
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     return home

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from avatargen import errors
-from avatargen.catalog import load_catalog, shipped_catalog_path
+from avatargen.catalog import IdentityAdapter, load_catalog, shipped_catalog_path
 from avatargen.errors import CatalogError
 from cli_helpers import run_main
 
@@ -23,6 +23,10 @@ SD15 = "avatar-generator:controlnet-openpose-sd15"
 SDXL = "avatar-generator:controlnet-openpose-sdxl"
 ULTRA = "avatar-generator:controlnet-openpose-sdxl-ultra"
 SD35 = "avatar-generator:sd35-controlnet-canny"
+PROVIDER_MODELS = [
+    "avatar-generator:qwen-image-edit-pose",
+    "avatar-generator:flux-kontext",
+]  # Inference Providers
 PROMPT = "professional portrait, high quality, detailed face"
 NEGATIVE = "ugly, blurry, low quality, distorted"
 
@@ -97,6 +101,8 @@ def _check_seed_records(records: list[dict]) -> None:
     by_key = {r["modelKey"]: r for r in records}
     assert len(by_key) == len(records), "a key listed twice"
     for key, record in by_key.items():
+        if key in PROVIDER_MODELS:
+            continue  # not the seed's: tests/test_providers_router.py covers them
         want = dict(EXPECTED[key])
         steps = want.pop("steps")
         for field, value in want.items():
@@ -126,8 +132,8 @@ def test_models_list_json_gives_the_four_seed_models(cli):
     assert result.exit_code == 0
     records = json.loads(result.stdout)
     # Every model, in catalog order; the coming-soon one is there, marked by its fields.
-    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35]
-    assert [r["enabled"] for r in records] == [True, True, True, False]
+    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35, *PROVIDER_MODELS]
+    assert [r["enabled"] for r in records] == [True, True, True, False, True, True]
     _check_seed_records(records)
     table = cli("models", "list").stdout
     assert SD35 not in table  # the human table shows what can run; --all adds the rest
@@ -135,7 +141,7 @@ def test_models_list_json_gives_the_four_seed_models(cli):
 
 def test_models_list_all_adds_the_coming_soon_model(cli):
     records = json.loads(cli("models", "list", "--all", "--json").stdout)
-    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35]
+    assert [r["modelKey"] for r in records] == [SD15, SDXL, ULTRA, SD35, *PROVIDER_MODELS]
     _check_seed_records(records)
 
 
@@ -145,7 +151,7 @@ def test_models_list_json_through_the_real_command(run_cli, cli):
     assert result.stderr == ""
     records = json.loads(result.stdout)
     _check_seed_records(records)
-    assert len(records) == 4
+    assert len(records) == 6
     assert records == json.loads(cli("models", "list", "--all", "--json").stdout)
 
 
@@ -158,9 +164,9 @@ def test_models_list_table_and_filters(cli):
     assert "avatar-" in table and "avatar-…" not in table and "avatar-g…" not in table
     everything = cli("models", "list", "--all").stdout
     assert "no OpenPose ControlNet for SD 3.5 yet" in everything
-    assert cli("models", "list", "-q").stdout.split() == [SD15, SDXL, ULTRA]
-    assert cli("models", "list", "-q", "--tier", "pro").stdout.split() == [ULTRA]
-    assert cli("models", "list", "-q", "--quality", "hd").stdout.split() == [SDXL]
+    assert cli("models", "list", "-q").stdout.split() == [SD15, SDXL, ULTRA, *PROVIDER_MODELS]
+    assert cli("models", "list", "-q", "--tier", "pro").stdout.split() == [ULTRA, *PROVIDER_MODELS]
+    assert cli("models", "list", "-q", "--quality", "hd").stdout.split() == [SDXL, *PROVIDER_MODELS]
     assert cli("models", "list", "-q", "--all", "--quality", "premium").stdout.split() == [SD35]
     assert cli("models", "list", "-q", "--quality", "premium").stdout.split() == []
 
@@ -176,10 +182,11 @@ def test_library_view_of_the_seed_models():
     assert sd15.architecture == "sd15" and sd15.size == (512, 512)
     assert catalog.by_key[SDXL].size == (1024, 1024) and catalog.by_key[SDXL].architecture == "sdxl"
     assert catalog.by_key[SD35].architecture == "sd35"
-    assert [m.steps for m in catalog] == [30, 50, 50, 60]
-    assert {m.guidance_scale for m in catalog} == {7.5}
+    assert [m.steps for m in catalog] == [30, 50, 50, 60, 50, 28]
+    seed = [m for m in catalog if m.key not in PROVIDER_MODELS]
+    assert {m.guidance_scale for m in seed} == {7.5}
     assert {m.controlnet_conditioning_scale for m in catalog} == {1.0}
-    assert {m.prompt for m in catalog} == {PROMPT} and {m.negative_prompt for m in catalog} == {NEGATIVE}
+    assert {m.prompt for m in seed} == {PROMPT} and {m.negative_prompt for m in seed} == {NEGATIVE}
     assert all(m.source == str(shipped_catalog_path()) for m in catalog)
 
 
@@ -224,10 +231,10 @@ BAD_CATALOGS = {
         ["multiples of 8"],
     ),
     "unknown architecture": (
-        f'[[models]]\nkey = "{SDXL}"\narchitecture = "flux"\n',
+        f'[[models]]\nkey = "{SDXL}"\narchitecture = "dalle"\n',
         SDXL,
         "architecture",
-        ["flux"],
+        ["dalle"],
     ),
     "negative credits": (
         f'[[models]]\nkey = "{SDXL}"\ncredit_cost = -1\n',
@@ -246,6 +253,42 @@ BAD_CATALOGS = {
         SDXL,
         "fallbacks",
         ["avatar-generator:nope"],
+    ),
+    "adapter not a table": (
+        f'[[models]]\nkey = "{SDXL}"\nidentity_adapter = "h94/IP-Adapter"\n',
+        SDXL,
+        "identity_adapter",
+        ["expected a table"],
+    ),
+    "adapter unknown field": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nweights = "x"\n',
+        SDXL,
+        "identity_adapter.weights",
+        ["unknown field", "weight_name"],
+    ),
+    "adapter scale out of range": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nscale = 3\n',
+        SDXL,
+        "identity_adapter.scale",
+        ["between 0 and 2"],
+    ),
+    "adapter scale wrong type": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nscale = "high"\n',
+        SDXL,
+        "identity_adapter.scale",
+        ["expected float"],
+    ),
+    "adapter empty repo": (
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nrepo = " "\n',
+        SDXL,
+        "identity_adapter.repo",
+        ["empty"],
+    ),
+    "new adapter without weight file": (
+        NEW + '[models.identity_adapter]\nrepo = "me/adapter"\n',
+        "avatar-generator:mine",
+        "identity_adapter.weight_name",
+        ["missing"],
     ),
     "fallbacks not a list": (
         f'[[models]]\nkey = "{SDXL}"\nfallbacks = "{SD15}"\n',
@@ -319,6 +362,45 @@ def test_missing_or_unreadable_catalog_path(tmp_path, monkeypatch, capsys):
     assert code == 3 and "nope.toml" in err
 
 
+def test_the_three_controlnet_models_carry_the_plus_face_adapter():
+    catalog = load_catalog()
+    sd15, sdxl, ultra = (catalog.by_key[k].identity_adapter for k in (SD15, SDXL, ULTRA))
+    assert sd15 == IdentityAdapter(
+        repo="h94/IP-Adapter",
+        subfolder="models",
+        weight_name="ip-adapter-plus-face_sd15.safetensors",
+        image_encoder_folder="models/image_encoder",
+        scale=0.6,
+    )
+    # SDXL keeps the ViT-H encoder: the repo's default for sdxl_models is the 1.8B bigG one.
+    assert sdxl == ultra and sdxl.subfolder == "sdxl_models"
+    assert sdxl.weight_name == "ip-adapter-plus-face_sdxl_vit-h.safetensors"
+    assert sdxl.image_encoder_folder == "models/image_encoder"
+    assert catalog.by_key[SD35].identity_adapter is None
+    record = catalog.by_key[SD15].to_seed()
+    assert record["identity_adapter"]["weight_name"] == sd15.weight_name
+    json.dumps(record)  # --json and `models export` can still write it
+
+
+def test_a_user_file_changes_one_adapter_field_or_adds_an_adapter(avatargen_home, tmp_path, cli):
+    _write(
+        avatargen_home / "models.toml",
+        f'[[models]]\nkey = "{SDXL}"\n[models.identity_adapter]\nscale = 0.9\n',
+    )
+    extra = _write(
+        tmp_path / "mine.toml",
+        NEW + '[models.identity_adapter]\nrepo = "me/faceid"\nweight_name = "faceid.bin"\n',
+    )
+    catalog = load_catalog(extra)
+    sdxl = catalog.by_key[SDXL].identity_adapter
+    assert sdxl.scale == 0.9 and sdxl.repo == "h94/IP-Adapter" and sdxl.subfolder == "sdxl_models"
+    mine = catalog.by_key["avatar-generator:mine"].identity_adapter
+    assert mine == IdentityAdapter(repo="me/faceid", weight_name="faceid.bin")
+    assert mine.image_encoder_folder == "image_encoder" and mine.scale == 0.6
+    shown = cli("models", "show", "controlnet-openpose-sdxl").stdout
+    assert "identity_adapter.scale" in shown and "0.9" in shown
+
+
 # ---------------------------------------------------------------- merging by key
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,7 +415,7 @@ def test_config_folder_catalog_overrides_one_field(avatargen_home, cli):
     assert sdxl.credit_cost == 6 and sdxl.source == str(user)
     # every other field of the shipped record is kept
     assert sdxl.name == "ControlNet OpenPose SDXL" and sdxl.tier == "basic" and sdxl.steps == 50
-    assert catalog.by_key[SD15].credit_cost == 3 and len(catalog) == 4
+    assert catalog.by_key[SD15].credit_cost == 3 and len(catalog) == 6
     records = {r["modelKey"]: r for r in json.loads(cli("models", "list", "--json").stdout)}
     assert records[SDXL]["creditCost"] == 6
 
@@ -342,12 +424,20 @@ def test_env_catalog_and_catalog_option_add_models(tmp_path, monkeypatch, cli):
     env_file = _write(tmp_path / "env.toml", NEW)
     monkeypatch.setenv("AVATARGEN_CATALOG", str(env_file))
     keys = cli("models", "list", "-q").stdout.split()
-    assert keys == [SD15, SDXL, ULTRA, "avatar-generator:mine"]
+    assert keys == [SD15, SDXL, ULTRA, *PROVIDER_MODELS, "avatar-generator:mine"]
 
     option_file = _write(tmp_path / "option.toml", NEW.replace("mine", "theirs").replace("Mine", "Theirs"))
     records = json.loads(cli("--catalog", str(option_file), "models", "list", "--json").stdout)
     by_key = {r["modelKey"]: r for r in records}
-    assert set(by_key) == {SD15, SDXL, ULTRA, SD35, "avatar-generator:mine", "avatar-generator:theirs"}
+    assert set(by_key) == {
+        SD15,
+        SDXL,
+        ULTRA,
+        SD35,
+        *PROVIDER_MODELS,
+        "avatar-generator:mine",
+        "avatar-generator:theirs",
+    }
     mine = by_key["avatar-generator:theirs"]
     assert mine["name"] == "Theirs" and mine["creditCost"] == 2 and mine["modelId"] == "theirs"
     # defaults fill the fields a user model leaves out
@@ -417,4 +507,4 @@ def test_the_wheel_carries_the_catalog(tmp_path):
     package_file, catalog_file, count = json.loads(ran.stdout)
     site = str(tmp_path / "site")
     assert package_file.startswith(site) and catalog_file.startswith(site)
-    assert count == 4
+    assert count == 6

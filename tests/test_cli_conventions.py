@@ -154,7 +154,7 @@ def test_ctrl_c_exits_130(monkeypatch, capsys):
 
 def test_success_exits_0_in_process(monkeypatch, capsys):
     code, out, err = run_main(monkeypatch, capsys, "models", "list", "-q")
-    assert code == 0 and err == "" and len(out.split()) == 3
+    assert code == 0 and err == "" and len(out.split()) == 5
 
 
 def test_error_class_codes_are_the_table():

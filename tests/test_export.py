@@ -70,7 +70,7 @@ def test_sql_loads_into_a_real_database_twice_without_duplicates(run_cli, tmp_pa
     db.execute(CREATE_TABLE)
     first = _load(db, sql)
     second = _load(db, sql)  # an upsert: running it again changes nothing but updatedAt
-    assert len(second) == len(catalog) == 4
+    assert len(second) == len(catalog) == 6
     assert [r["id"] for r in first] == [r["id"] for r in second]
     assert [r["createdAt"] for r in first] == [r["createdAt"] for r in second]
 
@@ -127,7 +127,7 @@ def test_sql_is_portable_postgresql():
     assert "`" not in code and "\\" not in code  # no MySQL quoting, no backslash escapes
     assert "NOW()" not in code and "datetime(" not in code
     assert code.strip().startswith("BEGIN;") and code.strip().endswith("COMMIT;")
-    assert code.count("INSERT INTO ai_models") == code.count('ON CONFLICT ("modelKey") DO UPDATE SET') == 4
+    assert code.count("INSERT INTO ai_models") == code.count('ON CONFLICT ("modelKey") DO UPDATE SET') == 6
     assert set(re.findall(r"\b(TRUE|FALSE|true|false)\b", code)) <= {"TRUE", "FALSE"}
 
 
@@ -159,13 +159,13 @@ def test_json_to_a_file_and_sql_inside_json_on_stdout(cli, tmp_path):
     result = cli("models", "export", "-f", "json", "-o", str(out))
     assert result.exit_code == 0
     assert result.stdout == ""  # the file is the result; the note goes to stderr
-    assert len(json.loads(out.read_text())) == 4
+    assert len(json.loads(out.read_text())) == 6
     assert not list(tmp_path.glob(".*.tmp"))
 
     result = cli("models", "export", "-f", "sql", "--json")
     doc = json.loads(result.stdout)
-    assert doc["format"] == "sql" and doc["dialect"] == "postgresql" and doc["models"] == 4
-    assert doc["sql"].count("INSERT INTO ai_models") == 4
+    assert doc["format"] == "sql" and doc["dialect"] == "postgresql" and doc["models"] == 6
+    assert doc["sql"].count("INSERT INTO ai_models") == 6
 
 
 def test_export_honours_catalog_overrides(cli, tmp_path):

@@ -103,7 +103,8 @@ def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, end
         1.0,
     )
     assert (sent["width"], sent["height"]) == (512, 512)
-    assert posts[0]["has_init_image"] and sent["strength"] == 0.75
+    # img2img is opt-in (--strength): by default the photo itself is not sent.
+    assert not posts[0]["has_init_image"] and "strength" not in sent
     assert posts[0]["pose_bytes"] > 100
     assert posts[0]["headers"]["Accept"] == "image/png"
     # The ledger: 3 images x 3 credits, nothing left reserved.

@@ -83,10 +83,14 @@ def test_starter_is_granted_once_and_migrations_recorded_once(tmp_path):
         ledger.reserve("k1", "m", 20)
         first = ledger.applied_migrations()
     with Ledger(path, starter_credits=50) as ledger:
-        assert ledger.applied_migrations() == first == ["m001_initial", "m002_retry_and_copies"]
+        assert (
+            ledger.applied_migrations()
+            == first
+            == ["m001_initial", "m002_retry_and_copies", "m003_running_totals"]
+        )
         assert ledger.balance() == 30  # no second starter grant on reopening
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
 
 
@@ -288,7 +292,7 @@ def test_processes_creating_the_ledger_at_once_grant_the_starter_once(tmp_path):
     assert sum(got) == 10
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
 
 
 # ------------------------------------------------------------------ reconcile after a kill

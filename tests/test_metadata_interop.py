@@ -39,8 +39,8 @@ def generate(run_cli, tmp_path: Path, *extra: str) -> Path:
 
 @pytest.fixture
 def avatar(run_cli, tmp_path) -> Path:
-    """An img2img avatar (the photo sent with the default --strength 0.75)."""
-    return generate(run_cli, tmp_path)
+    """An img2img avatar (the photo sent with --strength 0.75; img2img is opt-in)."""
+    return generate(run_cli, tmp_path, "--strength", "0.75")
 
 
 def sd_parsers_read(path: Path):
@@ -68,7 +68,7 @@ def test_sd_parsers_reads_every_field(avatar):
 
 
 def test_sd_parsers_sees_no_denoising_strength_without_the_photo(run_cli, tmp_path):
-    info = sd_parsers_read(generate(run_cli, tmp_path, "--strength", "0"))
+    info = sd_parsers_read(generate(run_cli, tmp_path))
     assert info.samplers[0].name == SAMPLER and "Denoising strength" not in info.metadata
 
 

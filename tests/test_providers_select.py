@@ -107,7 +107,7 @@ def test_forced_endpoint_without_url_is_the_no_endpoint_error(fake_local):
 def test_unknown_provider_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown provider 'replicate' \\(--provider\\)") as caught:
         make_provider(model(), provider="replicate")
-    assert caught.value.hint == "use one of hf-endpoint, hf-inference, local"
+    assert caught.value.hint == "use one of hf-endpoint, hf-inference, local, hf-providers"
 
 
 def test_no_endpoint_with_serve_extra_runs_locally(fake_local):

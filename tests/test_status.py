@@ -187,7 +187,10 @@ def test_no_backend_is_reported_with_what_to_do(cli, no_serve_extra):
     assert report["backend"] is None and report["state"] == "no-backend"
     assert "cannot run ControlNet" in report["detail"] and "pip install 'avatargen[serve]'" in report["hint"]
     out = status_text(cli)
-    assert "backend   none  (from none)" in out and "hint      pip install 'avatargen[serve]'" in out
+    assert (
+        "backend   none  (from none)" in out
+        and "hint      HF_TOKEN (Inference Providers), pip install 'avatargen[serve]'" in out
+    )
 
 
 def test_history_hook_is_shown_when_present(cli, monkeypatch, no_serve_extra):

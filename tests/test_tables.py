@@ -225,3 +225,93 @@ def test_history_show_prints_params_as_lines(monkeypatch, capsys, ledger_with_hi
     assert "params:" in out.splitlines() and "  steps: 20" in out.splitlines()
     assert "  prompt: an avatar" in out.splitlines()
     assert f"error: {LONG_ERROR}" in out.splitlines()
+
+
+# ---------------------------------------------------------------- terminal tables, drawn lightly
+TERMINAL_PROBE = """
+import json, sys
+sys.argv = ["avatargen", *json.loads(sys.argv[1])]
+from avatargen.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.stdout.flush()
+roots = sorted({name.split(".")[0] for name in sys.modules})
+sys.__stderr__.write("\\nPROBE " + json.dumps(roots) + "\\n")
+"""
+
+
+def modules_on_a_terminal(args: list[str], cwd) -> tuple[set[str], str]:
+    """Top-level modules a command imported with stdout on a 100-column pty, and its screen."""
+    import json
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 100, 0, 0))
+    env = dict(os.environ, TERM="xterm", PYTHONIOENCODING="utf-8")
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TERMINAL_PROBE, json.dumps(args)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    _, err = proc.communicate(timeout=60)
+    line = [ln for ln in err.decode().splitlines() if ln.startswith("PROBE ")]
+    assert line, err
+    screen = ANSI.sub("", b"".join(chunks).decode("utf-8").replace("\r\n", "\n"))
+    return set(json.loads(line[-1].removeprefix("PROBE "))), screen
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["models", "list"], ["poses", "list"], ["credits"], ["credits", "history"], ["history"]],
+    ids=" ".join,
+)
+def test_tables_on_a_terminal_are_drawn_without_rich(args, tmp_path, ledger_with_history):
+    # Rich's console and table cost more than the rest of these commands: the start-up of a
+    # listing on a terminal stays near `import typer` (bench/startup.py measures it).
+    modules, screen = modules_on_a_terminal(args, tmp_path)
+    assert "rich" not in modules
+    assert screen.strip(), args
+    assert all(len(line) <= 100 for line in screen.splitlines()), screen
+
+
+def test_poses_list_on_a_terminal_is_a_boxed_table_with_whole_words(tmp_path):
+    screen = in_terminal(["poses", "list"], 100, tmp_path)
+    lines = screen.splitlines()
+    assert lines[0] == "pose templates (use with --pose NAME)"
+    assert lines[1].startswith("┏") and lines[-1].startswith("└")
+    assert [cell.strip() for cell in lines[2].strip("┃").split("┃")] == ["name", "framing", "description"]
+    body = [line for line in lines if line.startswith("│")]
+    assert len({len(line) for line in lines[1:]}) == 1  # every line of the box as wide as the others
+    assert any(line.startswith("│ wave ") for line in body)
+    # Wrapped descriptions keep every word whole.
+    from avatargen.poses.templates import load_templates
+
+    description_words = [word for line in body for word in line.strip("│").split("│")[2].split()]
+    expected = [word for t in load_templates().values() for word in t.description.split()]
+    assert description_words == expected
+
+
+def test_wide_characters_keep_the_box_aligned(tmp_path):
+    with open_ledger() as ledger:
+        ledger.grant(5, "写真のアバター用のクレジット 🎉 for the team")
+    screen = in_terminal(["credits", "history"], 120, tmp_path)
+    from avatargen.output import cell_width
+
+    box = [line for line in screen.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len(box) >= 5 and len({cell_width(line) for line in box}) == 1, screen

@@ -135,6 +135,7 @@ class BatchRunner:
         self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
+        self._photos = _photo_cache(catalog, settings.concurrency)
 
     # ------------------------------------------------------------ shared per-model state
     def provider_for(self, model: Model, primary: bool = True):
@@ -331,12 +332,11 @@ class BatchRunner:
 
     def _generate(self, job: Job, model: Model, progress: Progress, track: _Track):
         """The provider call, with fallbacks: (the model that ran, its result)."""
-        photo = self._load_photo(job)
         chain = self._models_to_try(model)
         for candidate in chain:
             if candidate is not model:
                 self.ledger.adjust_reservation(job.job_key, candidate.key, candidate.credit_cost)
-            request = self._request(job, candidate, photo)
+            request = self._request(job, candidate)
 
             def on_event(event, _c=candidate):
                 track.move(progress, "waiting")
@@ -427,21 +427,17 @@ class BatchRunner:
         self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))
 
     # ------------------------------------------------------------ pieces of a job
-    def _load_photo(self, job: Job):
-        if job.params.strength is None and not self.poses[job.params.pose_spec].per_photo:
-            return None
-        from avatargen.images import load_photo
-
-        photo = load_photo(job.input_path)
-        photo.filename = str(job.input_path)  # so `--pose auto` errors can name the file
-        return photo
-
-    def _pose_png(self, spec: str, width: int, height: int, photo) -> bytes:
+    def _pose_png(self, job: Job, width: int, height: int) -> bytes:
         from avatargen.images import png_bytes
 
+        spec = job.params.pose_spec
         pose = self.poses[spec]
-        if pose.per_photo:
-            return png_bytes(pose.image(width, height, photo))
+        if pose.per_photo:  # the photo's own pose: found once per photo and size
+
+            def draw(photo) -> bytes:
+                return png_bytes(pose.image(width, height, photo))
+
+            return self._photos.made(job.input_path, job.input_hash, ("pose", spec, width, height), draw)
         with self._lock:
             cached = self._pose_cache.get((spec, width, height))
         if cached is None:  # the same skeleton for every photo: render it once per size
@@ -450,14 +446,26 @@ class BatchRunner:
                 self._pose_cache[(spec, width, height)] = cached
         return cached
 
-    def _request(self, job: Job, model: Model, photo):
-        from avatargen.images import fit_to, png_bytes
+    def _request(self, job: Job, model: Model):
+        from avatargen.photo_prep import needs_lossless
         from avatargen.providers.base import GenerationRequest
 
         width, height = model.size if model.key != job.model else (job.params.width, job.params.height)
+        # Always read, even when only the pose is sent: a file that is not a usable image is a
+        # failed job, never an avatar made from nothing (and the face crop reuses the decode).
+        photo = self._photos.photo(job.input_path, job.input_hash)
         init = None
-        if job.params.strength is not None and photo is not None:
-            init = png_bytes(fit_to(photo, width, height))
+        references: tuple[bytes, ...] = ()
+        lossless = needs_lossless(model.architecture)
+        if job.params.strength is not None or model.edits_photo:
+            init = self._photos.init_image(job.input_path, job.input_hash, width, height, lossless)
+        if model.edits_photo and job.params.references:
+            files = dict(job.reference_files)
+            references = tuple(
+                self._photos.init_image(files[digest], digest, width, height, lossless)
+                for digest in job.params.references
+                if digest in files and digest != job.input_hash  # the subject is image 1 already
+            )
         return GenerationRequest(
             model=model,
             prompt=job.params.prompt,
@@ -468,11 +476,33 @@ class BatchRunner:
             guidance_scale=job.params.guidance_scale,
             controlnet_conditioning_scale=job.params.controlnet_conditioning_scale,
             seed=job.seed,
-            pose_png=self._pose_png(job.params.pose_spec, width, height, photo),
+            pose_png=self._pose_png(job, width, height),
             pose_description=self.poses[job.params.pose_spec].description,
             init_image_png=init,
             strength=job.params.strength if init else None,
+            ip_adapter_images=tuple(crop.png for crop in self._face_crops(job, model, photo)),
+            ip_adapter_scale=job.params.identity_scale,
+            reference_images=references,
         )
+
+    def _face_crops(self, job: Job, model: Model, photo=None) -> list:
+        """The photo's face crop, then its references', each cropped once per batch; none when
+        identity is off or the model that runs has no adapter (a fallback without one)."""
+        if not job.params.identity_scale or model.identity_adapter is None:
+            return []
+        from avatargen.faces import shared_cache
+
+        faces = shared_cache()
+        crops = [faces.get(job.input_hash, job.input_path, photo)]
+        files = dict(job.reference_files)
+        for digest in job.params.references:
+            if digest not in files:
+                raise InputError(
+                    f"{job.input_path}: this job's reference photos are not known to this run",
+                    "run the generate command again with the same --ref/--person options",
+                )
+            crops.append(faces.get(digest, files[digest]))
+        return crops
 
     def _metadata(self, job: Job, ran: Model, result_sampler: str | None = None) -> dict[str, Any]:
         p = job.params
@@ -496,7 +526,38 @@ class BatchRunner:
             "architecture": ran.architecture,
             # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
             **({"sampler": result_sampler} if result_sampler else {}),
+            **self._identity_metadata(job, ran),
         }
+
+    def _identity_metadata(self, job: Job, ran: Model) -> dict[str, Any]:
+        """What reproduces the identity part: the adapter that ran, its scale, and hashes (never
+        paths) of the reference photos and of the exact face crops sent."""
+        crops = self._face_crops(job, ran)  # cached: no detection again
+        if not crops:
+            return {}
+        adapter = ran.identity_adapter
+        return {
+            "identity": {
+                "adapter": {
+                    "repo": adapter.repo,
+                    "subfolder": adapter.subfolder,
+                    "weight_name": adapter.weight_name,
+                    "image_encoder_folder": adapter.image_encoder_folder,
+                },
+                "scale": job.params.identity_scale,
+                "references": list(job.params.references),
+                "crops": [crop.sha256 for crop in crops],
+            }
+        }
+
+
+def _photo_cache(catalog: Catalog, concurrency: int):
+    """Photos decoded once per batch: a few more kept than workers run, each decoded no larger
+    than the largest model needs."""
+    from avatargen.photo_prep import PhotoCache
+
+    largest = max((max(m.size) for m in catalog.by_key.values()), default=1024)
+    return PhotoCache(keep=concurrency + 2, min_side=largest)
 
 
 def _never_succeeds(exc: Exception) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from avatargen.settings import TIERS, config_dir, config_path
 APP_ID = "avatar-generator"
 KEY_PREFIX = f"{APP_ID}:"
 QUALITIES = ("sd", "hd", "ultra", "premium")
-ARCHITECTURES = ("sd15", "sdxl", "sd35")
+ARCHITECTURES = ("sd15", "sdxl", "sd35", "qwen-image", "flux")  # the last two: Inference Providers only
+POSE_INPUTS = ("image", "words")
 
 # The seed's record names for our snake_case fields, used by --json and `models export`.
 SEED_NAMES = {
@@ -32,7 +33,29 @@ SEED_NAMES = {
     "pose_control": "poseControl",
     "disabled_reason": "disabledReason",
     "base_model_original": "baseModelOriginal",
+    "hf_provider": "hfProvider",
+    "provider_ids": "providerIds",
+    "pose_input": "poseInput",
 }
+
+
+@dataclass(frozen=True)
+class IdentityAdapter:
+    """An IP-Adapter that makes the avatar look like the reference face, loaded with diffusers'
+    `pipe.load_ip_adapter(repo, subfolder=..., weight_name=..., image_encoder_folder=...)`.
+    Written as a `[models.identity_adapter]` table right after its `[[models]]` entry."""
+
+    repo: str  # a Hub repo id, or a folder in the same layout
+    subfolder: str = ""
+    weight_name: str = ""  # required in a catalog file (checked by the loader)
+    # diffusers resolves a bare name inside `subfolder` and a path with '/' from the repo root.
+    image_encoder_folder: str = "image_encoder"
+    scale: float = 0.6  # the default strength; 0 leaves the adapter off unless a job asks
+
+
+_ADAPTER_TYPES = {f.name: {"str": str, "float": float}[f.type] for f in fields(IdentityAdapter)}
+_ADAPTER_REQUIRED = ("repo", "weight_name")
+MAX_ADAPTER_SCALE = 2.0  # the wire accepts 0..2 too (serve/body.py)
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,12 @@ class Model:
     sota: bool = False
     priority_queue: bool = False
     pose_control: bool = True
+    # Inference Providers (provider = "hf-providers"): which provider runs it by default, the
+    # model's id there per provider ("fal-ai=fal-ai/flux-kontext/dev"), and how the pose travels:
+    # "image" (the skeleton is sent) or "words" (its description goes into the prompt).
+    hf_provider: str = ""
+    provider_ids: tuple[str, ...] = ()
+    pose_input: str = "image"
     steps: int = 30
     guidance_scale: float = 7.5
     controlnet_conditioning_scale: float = 1.0
@@ -66,11 +95,18 @@ class Model:
     negative_prompt: str = "ugly, blurry, low quality, distorted"
     endpoint: str = ""
     fallbacks: tuple[str, ...] = ()
+    identity_adapter: IdentityAdapter | None = None
     source: str = field(default="", compare=False)  # the file that last set this model
 
     @property
     def alias(self) -> str:
         return self.key.removeprefix(KEY_PREFIX)
+
+    @property
+    def edits_photo(self) -> bool:
+        """An instruction-editing model (Inference Providers): the photo itself is its input,
+        whatever --strength says, and reference photos may go along as further images."""
+        return self.provider == "hf-providers"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -94,6 +130,8 @@ class Model:
             if f.name in {"source", *_DEFAULT_FIELDS}:
                 continue
             value = getattr(self, f.name)
+            if isinstance(value, IdentityAdapter):
+                value = asdict(value)
             record[SEED_NAMES.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
         record["modelId"] = self.model_id or self.alias
         record["status"] = self.status
@@ -112,6 +150,7 @@ _FIELD_TYPES: dict[str, type] = {}
 for _f in fields(Model):
     if _f.name != "source":  # set by the loader, never by a file
         _FIELD_TYPES[_f.name] = {"int": int, "float": float, "bool": bool, "str": str}.get(_f.type, tuple)
+_FIELD_TYPES["identity_adapter"] = dict
 _REQUIRED = [
     "key",
     "name",
@@ -158,6 +197,8 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
         close = difflib.get_close_matches(name, _FIELD_TYPES, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "remove it"
         raise CatalogError(f"{where}: unknown field", hint)
+    if expected is dict:
+        return _check_adapter(where, value)
     if expected is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise CatalogError(f"{where}: expected a list of model keys, got {value!r}")
@@ -174,6 +215,8 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
         raise CatalogError(
             f"{where}: unknown architecture '{value}'", f"use one of {', '.join(ARCHITECTURES)}"
         )
+    if name == "pose_input" and value not in POSE_INPUTS:
+        raise CatalogError(f"{where}: unknown pose_input '{value}'", f"use one of {', '.join(POSE_INPUTS)}")
     if name == "resolution":
         width, height = parse_resolution(value, where)
         value = f"{width}x{height}"  # normalised, so Model.size can always split it
@@ -182,6 +225,40 @@ def _check_value(path: Path, key: str, name: str, value: Any) -> Any:
     if name == "steps" and value < 1:
         raise CatalogError(f"{where}: must be at least 1, got {value}")
     return value
+
+
+def _check_adapter(where: str, value: Any) -> dict[str, Any]:
+    """The `[models.identity_adapter]` table's own fields; a later file may set only some of them."""
+    if not isinstance(value, dict):
+        raise CatalogError(
+            f"{where}: expected a table ([models.identity_adapter]), got {type(value).__name__} {value!r}"
+        )
+    checked: dict[str, Any] = {}
+    for name, sub in value.items():
+        inner = f"{where[:-1]}.{name}'"
+        expected = _ADAPTER_TYPES.get(name)
+        if expected is None:
+            raise CatalogError(f"{inner}: unknown field", f"use {', '.join(_ADAPTER_TYPES)}")
+        if expected is float and isinstance(sub, int) and not isinstance(sub, bool):
+            sub = float(sub)
+        if type(sub) is not expected:
+            raise CatalogError(f"{inner}: expected {expected.__name__}, got {type(sub).__name__} {sub!r}")
+        if expected is str and name != "subfolder" and not sub.strip():
+            raise CatalogError(f"{inner}: must not be empty")
+        if name == "scale" and not 0 <= sub <= MAX_ADAPTER_SCALE:
+            raise CatalogError(f"{inner}: must be between 0 and {MAX_ADAPTER_SCALE:g}, got {sub}")
+        checked[name] = sub
+    return checked
+
+
+def _build_adapter(source: str, key: str, values: dict[str, Any]) -> IdentityAdapter:
+    missing = [name for name in _ADAPTER_REQUIRED if name not in values]
+    if missing:
+        raise CatalogError(
+            f"{source}: model '{key}', field 'identity_adapter.{missing[0]}': missing "
+            f"(an identity adapter needs {', '.join(_ADAPTER_REQUIRED)})"
+        )
+    return IdentityAdapter(**values)
 
 
 def parse_resolution(text: str, where: str = "resolution") -> tuple[int, int]:
@@ -240,7 +317,14 @@ def load_catalog(extra: Path | str | None = None) -> Catalog:
             seen.add(key)
             checked = {name: _check_value(path, key, name, value) for name, value in entry.items()}
             checked["source"] = str(path)
-            merged.setdefault(key, {}).update(checked)
+            earlier = merged.setdefault(key, {})
+            if "identity_adapter" in checked:  # a later file may change one field of the adapter
+                checked["identity_adapter"] = {
+                    **earlier.get("identity_adapter", {}),
+                    **checked["identity_adapter"],
+                }
+                checked["adapter_source"] = str(path)
+            earlier.update(checked)
     models = []
     for key, values in merged.items():
         missing = [name for name in _REQUIRED if name not in values]
@@ -249,6 +333,9 @@ def load_catalog(extra: Path | str | None = None) -> Catalog:
                 f"{values['source']}: model '{key}', field '{missing[0]}': missing "
                 f"(a new model needs {', '.join(missing)})"
             )
+        adapter_source = values.pop("adapter_source", values["source"])
+        if "identity_adapter" in values:
+            values["identity_adapter"] = _build_adapter(adapter_source, key, values["identity_adapter"])
         models.append(Model(**values))
     catalog = Catalog(models)
     for model in models:

@@ -37,7 +37,7 @@ EXIT_CODES: dict[int, str] = {
     NETWORK: "the server could not be reached, or did not answer in time",
     PROVIDER: "the server refused or failed the request (4xx/5xx, bad image, HF credits used up)",
     LIMIT: "a configured usage limit (limits.daily_requests) would be crossed",
-    MISSING_EXTRA: "an optional extra is not installed (pip install 'avatargen[pose]' or '[serve]')",
+    MISSING_EXTRA: "an optional extra is not installed (pip install 'avatargen[pose]', '[serve]' or '[hub]')",
     IO_ERROR: "an output, the output folder or the ledger cannot be written (read-only, disk full, name too long); the rest stays queued",
     INTERNAL: "a bug in avatargen: rerun with AVATARGEN_DEBUG=1 and report the traceback",
     INTERRUPTED: "interrupted (Ctrl-C); in-flight credits were refunded",

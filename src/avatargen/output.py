@@ -76,36 +76,71 @@ def print_table(
 
     In a pipe (or a file): tab-separated columns, one line per row, nothing cut or folded, no
     title, so `cut -f`, `grep` and `awk -F'\\t'` work; a header line unless `show_header` is off.
-    On a terminal: a Rich table when every word fits. `detail` columns (free text: paths,
+    On a terminal: a boxed table when every word fits. `detail` columns (free text: paths,
     errors, notes) wrap at word boundaries while the other columns keep their full width. When a
     word would have to be folded, the short columns stay on the row's line and the details go on
     indented lines of their own below it (folded only when a word is wider than the terminal;
-    never cut with '…')."""
+    never cut with '…'). Drawn here rather than by Rich: a listing on a terminal then starts as
+    fast as in a pipe (Rich's console and table cost more than the command itself)."""
     rows = [[_one_line(cell) for cell in row] for row in rows]
     if not stdout_is_terminal():
         lines = ([columns] if show_header else []) + rows
         sys.stdout.write("".join("\t".join(line) + "\n" for line in lines))
         sys.stdout.flush()
         return
-    width = result_console().width
-    natural = [max([len(c) if show_header else 0, *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    width = terminal_width()
+    natural = [
+        max([cell_width(c) if show_header else 0, *(cell_width(r[i]) for r in rows)])
+        for i, c in enumerate(columns)
+    ]
     if _table_fits(columns, rows, natural, detail, width):
-        _rich_table(title, columns, rows, natural, right, detail, show_header)
+        text = _boxed(title, columns, rows, natural, right, detail, show_header, width)
+        sys.stdout.write(text)
+        sys.stdout.flush()
     else:
         _stacked(title, columns, rows, natural, right, detail, show_header, width)
 
 
+def terminal_width() -> int:
+    """The terminal's columns (COLUMNS first, as Rich reads it), 80 when unknown. Not
+    shutil.get_terminal_size: importing shutil loads the compression modules."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
+
+
+def cell_width(text: str) -> int:
+    """Columns a string takes on a terminal: wide (CJK, emoji) characters take two, combining
+    marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
 def _table_fits(columns, rows, natural, detail, width) -> bool:
-    """Whether a Rich table can show every cell without folding a word: everything fits as is,
+    """Whether a boxed table can show every cell without folding a word: everything fits as is,
     or the detail columns, sharing what the others leave, are wider than their longest word."""
-    frame = 3 * len(columns) + 1  # Rich's borders and one space of padding on each side of a cell
+    frame = 3 * len(columns) + 1  # borders and one space of padding on each side of a cell
     if sum(natural) + frame <= width:
         return True
     spots = [i for i, c in enumerate(columns) if c in detail]
     if not spots:
         return False
     room = (width - frame - sum(n for i, n in enumerate(natural) if i not in spots)) // len(spots)
-    longest_word = max((len(word) for row in rows for i in spots for word in row[i].split()), default=0)
+    longest_word = max(
+        (cell_width(word) for row in rows for i in spots for word in row[i].split()), default=0
+    )
     return room >= max(MIN_DETAIL_WIDTH, longest_word)
 
 
@@ -114,20 +149,99 @@ def _one_line(cell: Any) -> str:
     return " ".join(str(cell).split()) if any(ch in str(cell) for ch in "\t\r\n") else str(cell)
 
 
-def _rich_table(title, columns, rows, natural, right, detail, show_header) -> None:
-    from rich.table import Table
+# Rich's HEAVY_HEAD box, and plain ASCII for a terminal whose encoding cannot show it.
+_BOXES = {
+    "unicode": ("┏━┳┓", "┃┃┃", "┡━╇┩", "┌─┬┐", "│││", "└─┴┘"),
+    "ascii": ("+-++", "|||", "+=++", "+-++", "|||", "+-++"),
+}
 
-    table = Table(title=title or None, title_justify="left", show_header=show_header)
-    for name, size in zip(columns, natural, strict=True):
-        justify = "right" if name in right else "left"
-        if name in detail:
-            table.add_column(name, justify=justify, overflow="fold", min_width=MIN_DETAIL_WIDTH)
-        else:
-            # A fixed width: Rich shrinks only the detail columns, so ids and numbers stay whole.
-            table.add_column(name, justify=justify, overflow="fold", width=max(size, 1))
+
+def _box_chars() -> tuple[str, ...]:
+    try:
+        "┏━┃┡╇└─│".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return _BOXES["ascii"]
+    return _BOXES["unicode"]
+
+
+def _styled(text: str, code: str) -> str:
+    """Bold/italic as Rich would show them, where the terminal has attributes at all."""
+    import os
+
+    if os.environ.get("TERM") == "dumb":
+        return text
+    return f"\x1b[{code}m{text}\x1b[0m"
+
+
+def _boxed(title, columns, rows, natural, right, detail, show_header, width) -> str:
+    """A table in a box, one line per row unless a detail column wraps (at word boundaries)."""
+    sizes = list(natural)
+    frame = 3 * len(columns) + 1
+    spots = [i for i, c in enumerate(columns) if c in detail]
+    excess = sum(sizes) + frame - width
+    while excess > 0 and spots:  # shrink the widest detail column a column at a time
+        widest = max(spots, key=lambda i: sizes[i])
+        if sizes[widest] <= MIN_DETAIL_WIDTH:
+            break
+        sizes[widest] -= 1
+        excess -= 1
+    top, head, head_rule, plain_top, body, bottom = _box_chars()
+
+    def rule(chars: str) -> str:
+        left, fill, cross, end = chars
+        return left + cross.join(fill * (n + 2) for n in sizes) + end
+
+    def lines_of(cells: list[str], edges: str, header: bool = False) -> list[str]:
+        wrapped = [_wrap(cell, sizes[i]) if columns[i] in detail else [cell] for i, cell in enumerate(cells)]
+        out = []
+        for k in range(max(len(w) for w in wrapped)):
+            parts = []
+            for i, pieces in enumerate(wrapped):
+                text = pieces[k] if k < len(pieces) else ""
+                pad = " " * (sizes[i] - cell_width(text))
+                text = pad + text if columns[i] in right else text + pad
+                parts.append(_styled(text, "1") if header and text.strip() else text)
+            out.append(edges[0] + " " + f" {edges[1]} ".join(parts) + " " + edges[2])
+        return out
+
+    out = [_styled(title, "3")] if title else []
+    if show_header:
+        out.append(rule(top))
+        out += lines_of(columns, head, header=True)
+        out.append(rule(head_rule))
+    else:
+        out.append(rule(plain_top))
     for row in rows:
-        table.add_row(*row)
-    result_console().print(table)
+        out += lines_of(row, body)
+    out.append(rule(bottom))
+    return "\n".join(out) + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Words on lines of at most `width` terminal columns; a word wider than that is folded."""
+    lines: list[str] = []
+    line, used = "", 0
+    for word in text.split():
+        size = cell_width(word)
+        while size > width:  # only a word wider than the column: fold it
+            if line:
+                lines.append(line)
+                line, used = "", 0
+            cut, taken = 0, 0
+            while cut < len(word) and taken + cell_width(word[cut]) <= width:
+                taken += cell_width(word[cut])
+                cut += 1
+            lines.append(word[:cut])
+            word, size = word[cut:], size - taken
+        if not word:
+            continue
+        if line and used + 1 + size > width:
+            lines.append(line)
+            line, used = "", 0
+        line, used = (f"{line} {word}", used + 1 + size) if line else (word, size)
+    if line or not lines:
+        lines.append(line)
+    return lines
 
 
 def _stacked(title, columns, rows, natural, right, detail, show_header, width) -> None:
@@ -141,7 +255,8 @@ def _stacked(title, columns, rows, natural, right, detail, show_header, width) -
     sizes = {i: natural[i] for i in kept}
 
     def aligned(cells: list[str]) -> str:
-        parts = [cells[i].rjust(sizes[i]) if columns[i] in right else cells[i].ljust(sizes[i]) for i in kept]
+        pads = {i: " " * (sizes[i] - cell_width(cells[i])) for i in kept}  # by display width
+        parts = [pads[i] + cells[i] if columns[i] in right else cells[i] + pads[i] for i in kept]
         return "  ".join(parts).rstrip()
 
     out = [title] if title else []

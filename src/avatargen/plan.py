@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,25 @@ class Params:
     width: int
     height: int
     strength: float | None  # None: the photo is not sent, only the pose guides
+    # Identity (IP-Adapter on a face crop): 0 = off. The adapter as "repo/subfolder/weight" and the
+    # content hashes of the reference photos (--ref, --person) besides the photo itself.
+    identity_scale: float = 0.0
+    identity_adapter: str = ""
+    references: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        if not self.identity_scale:
+            # Identity off: the dict (so the job key) is what it was before identity existed.
+            for name in ("identity_scale", "identity_adapter", "references"):
+                data.pop(name)
+        else:
+            data["references"] = list(self.references)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Params:
+        return cls(**{**data, "references": tuple(data.get("references", ()))})
 
 
 @dataclass
@@ -50,6 +66,9 @@ class Job:
     output_path: Path
     status: str = "queued"
     notes: list[str] = field(default_factory=list)
+    # The reference photos behind params.references, as (content hash, path): used to crop their
+    # faces while running, never recorded (history and metadata keep only the hashes).
+    reference_files: tuple[tuple[str, Path], ...] = ()
 
     def result_line(self, **fields: Any) -> dict[str, Any]:
         """The job as one `--json` result line, with its outcome fields."""
@@ -72,7 +91,7 @@ class Job:
             row["input_hash"],
             row["pose"],
             row["model"],
-            Params(**json.loads(row["params"])),
+            Params.from_dict(json.loads(row["params"])),
             row["seed"],
             Path(row["output_path"]),
         )
@@ -121,16 +140,18 @@ def derive_seed(input_hash: str, variant: int, base: int | None) -> int:
 
 
 def job_key(input_hash: str, pose_identity: str, model: str, params: Params, seed: int) -> str:
-    payload = json.dumps(
-        {
-            "input": input_hash,
-            "pose": pose_identity,
-            "model": model,
-            "params": params.to_dict(),
-            "seed": seed,
-        },
-        sort_keys=True,
-    )
+    fields: dict[str, Any] = {
+        "input": input_hash,
+        "pose": pose_identity,
+        "model": model,
+        "params": params.to_dict(),
+        "seed": seed,
+    }
+    if params.identity_scale:
+        from avatargen.faces import CROP_VERSION
+
+        fields["face_crop"] = CROP_VERSION  # another crop is another image
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -166,24 +187,79 @@ def plan_jobs(
     seed: int | None,
     output_dir: Path,
     template: str = DEFAULT_TEMPLATE,
+    references: dict[Path, tuple[tuple[str, Path], ...]] | None = None,
+    stems: dict[Path, str] | None = None,
 ) -> list[Job]:
+    """Jobs for one pose. `references`: each photo's reference photos as (hash, path), recorded in
+    its params by hash; `stems`: a name for `{stem}` other than the photo's (a --person folder)."""
     jobs: list[Job] = []
     for path in inputs:
         digest = hashes[path]
+        refs = (references or {}).get(path, ())
+        job_params = replace(params, references=tuple(h for h, _ in refs)) if refs else params
         for variant in range(num):
             job_seed = derive_seed(digest, variant, seed)
             name = template.format(
-                stem=_safe(path.stem),
+                stem=_safe((stems or {}).get(path, path.stem)),
                 pose=_safe(pose_name),
                 model=_safe(model_alias),
                 seed=job_seed,
                 variant=variant,
                 hash=digest[:8],
             )
-            key = job_key(digest, pose_identity, model_key, params, job_seed)
+            key = job_key(digest, pose_identity, model_key, job_params, job_seed)
             out = output_dir / name
             check_inside(out, output_dir, template)
-            jobs.append(Job(key, path, digest, pose_name, model_key, params, job_seed, out))
+            job = Job(key, path, digest, pose_name, model_key, job_params, job_seed, out)
+            job.reference_files = refs
+            jobs.append(job)
+    _disambiguate(jobs)
+    return jobs
+
+
+def pose_specs(values: list[str]) -> list[str]:
+    """`--pose` values as a list of specs: the option repeated, comma-separated names, `all`
+    for every template; a URL or an existing file is kept whole (it may hold a comma)."""
+    specs: list[str] = []
+    for value in values:
+        if value.lower().startswith(("http://", "https://")) or Path(value).is_file():
+            parts = [value]
+        else:
+            parts = [part.strip() for part in value.split(",")]
+        for part in parts:
+            if part.lower() == "all":
+                from avatargen.poses.templates import template_names
+
+                specs += template_names()
+            else:
+                specs.append(part)  # an empty one is refused by resolve_pose, naming --pose
+    return list(dict.fromkeys(specs))
+
+
+@dataclass(frozen=True)
+class PlannedPose:
+    spec: str  # as given to --pose (the key of the batch's pose sources)
+    name: str  # its short name, for {pose}
+    identity: str  # what of it decides the image (a file's content hash included)
+
+
+def plan_pose_set(poses: list[PlannedPose], *, params: Params, template: str, **common: Any) -> list[Job]:
+    """One job per photo x pose x variant: an avatar set. With several poses the name template
+    gets `-{pose}` before `.png` when it lacks {pose}, so the set's files cannot clash."""
+    if len(poses) > 1 and "{pose" not in template:
+        template = template[: -len(".png")] + "-{pose}" + template[-len(".png") :]
+    jobs: list[Job] = []
+    for pose in poses:
+        jobs += plan_jobs(
+            pose_name=pose.name,
+            pose_identity=pose.identity,
+            params=replace(params, pose_spec=pose.spec),
+            template=template,
+            **common,
+        )
+    # Photo-major: a photo's set runs together, so its face crop is made once and stays cached.
+    order = {path: i for i, path in enumerate(common["inputs"])}
+    jobs.sort(key=lambda job: order[job.input_path])
     _disambiguate(jobs)
     return jobs
 

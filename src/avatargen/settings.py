@@ -16,7 +16,20 @@ from avatargen.errors import ConfigError, UsageError
 
 APP = "avatargen"
 TIERS = ("free", "basic", "pro", "enterprise")
-PROVIDERS = ("hf-endpoint", "hf-inference", "local")
+PROVIDERS = ("hf-endpoint", "hf-inference", "local", "hf-providers")
+# Hugging Face's router for Inference Providers; a proxy (or a test's loopback fake) replaces it.
+ROUTER_URL_ENV = "AVATARGEN_ROUTER_URL"
+DEFAULT_ROUTER_URL = "https://router.huggingface.co"
+
+
+def router_base_url() -> str:
+    """AVATARGEN_ROUTER_URL without its trailing slash, else the public router."""
+    return (os.environ.get(ROUTER_URL_ENV, "").strip() or DEFAULT_ROUTER_URL).rstrip("/")
+
+
+def hub_base_url() -> str:
+    """The Hub's address as huggingface_hub reads it (HF_ENDPOINT), without a trailing slash."""
+    return (os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co").rstrip("/")
 
 
 # ---------------------------------------------------------------- folders
@@ -126,12 +139,34 @@ def _url(text: str) -> str:
     return text
 
 
+def _urls(text: str) -> str | list[str]:
+    """One URL, or several separated by commas or spaces (one server each, shared by a batch)."""
+    urls = [_url(part) for part in text.replace(",", " ").split()]
+    if not urls:
+        raise ValueError("give at least one URL")
+    return urls[0] if len(urls) == 1 else urls
+
+
+def _endpoint_after(text: str) -> str:
+    if text not in ENDPOINT_AFTER:
+        raise ValueError(f"must be one of {', '.join(ENDPOINT_AFTER)}")
+    return text
+
+
+ENDPOINT_AFTER = ("keep", "pause", "scale-to-zero")
 CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     "token": (str, "Hugging Face token (prefer HF_TOKEN or `hf auth login`)"),
     "plan": (_tier, "highest tier you may use: free, basic, pro, enterprise (unset = no cap)"),
     "model": (str, "default model key or alias for generate"),
-    "provider": (_provider, "default backend: hf-endpoint, hf-inference or local"),
-    "endpoints.*": (_url, "Inference Endpoint URL for one model key"),
+    "provider": (_provider, "default backend: hf-endpoint, hf-inference, local or hf-providers"),
+    "endpoints.*": (
+        _urls,
+        "Inference Endpoint URL for one model key (several: comma-separated, shared by a batch)",
+    ),
+    "endpoint_after": (
+        _endpoint_after,
+        "after a batch, a deployed endpoint is: keep (default), pause, scale-to-zero",
+    ),
     "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
     "concurrency": (_at_least_one, "parallel requests for generate"),
     "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),

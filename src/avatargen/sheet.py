@@ -6,6 +6,10 @@ pose and model, and the seed. Labels come from the PNG text chunks `write_output
 every result (`avatargen` JSON first, the A1111 `parameters` text second); a file without
 them is labelled by its name alone.
 
+Sets: when a photo (or a --person) has several results (an avatar set of poses, variants), each
+photo's set starts a row of its own (rows wrap past `columns`), grouped by the `input_hash` the
+metadata records; a folder of one image per photo stays a plain grid.
+
 Layout: one image per page of at most `per_page` cells (default 200, so a 200-image batch is
 one scrollable sheet of 20 rows); a bigger folder gives `sheet-1.jpg`, `sheet-2.jpg`, ...
 Pages are written through a temporary file and a rename.
@@ -60,6 +64,34 @@ def _short_model(model: str) -> str:
 def _short_pose(pose: str) -> str:
     # A pose may be a template name, a file path or a URL: the last part says enough.
     return pose.rstrip("/").rsplit("/", 1)[-1] if pose else ""
+
+
+def set_of(text_chunks: dict[str, str]) -> str | None:
+    """Which photo's set an image belongs to: its input's content hash, from our metadata."""
+    try:
+        meta = json.loads(text_chunks.get("avatargen") or "null")
+    except json.JSONDecodeError:
+        return None
+    return str(meta["input_hash"]) if isinstance(meta, dict) and meta.get("input_hash") else None
+
+
+def rows_by_set(entries: list, sets: list[str | None], columns: int) -> tuple[list, int]:
+    """(cells, columns): the entries with blank cells (None) padding each set to whole rows, sets
+    in order of first appearance, the row as wide as the largest set (at most `columns`);
+    unchanged when no set has more than one image."""
+    groups: dict[object, list] = {}
+    for index, (entry, key) in enumerate(zip(entries, sets, strict=True)):
+        groups.setdefault(key if key is not None else ("alone", index), []).append(entry)
+    widest = max((len(group) for group in groups.values()), default=0)
+    if widest < 2:
+        return entries, columns
+    columns = min(columns, widest)
+    laid: list = []
+    for group in groups.values():
+        laid += group + [None] * (-len(group) % columns)
+    while laid and laid[-1] is None:
+        laid.pop()
+    return laid, columns
 
 
 def label_for(path: Path, text_chunks: dict[str, str]) -> Label:
@@ -197,7 +229,10 @@ def _render_page(entries, columns: int, thumb: int):
     page = Image.new("RGB", (geo["width"], geo["height"]), BACKGROUND)
     draw = ImageDraw.Draw(page)
     font = _font(geo["font_size"])
-    for index, (image, label) in enumerate(entries):
+    for index, entry in enumerate(entries):
+        if entry is None:  # padding that ends a set's row
+            continue
+        image, label = entry
         row, col = divmod(index, geo["columns"])
         x = GAP + col * (geo["cell_w"] + GAP)
         y = GAP + row * (geo["cell_h"] + GAP)
@@ -267,16 +302,18 @@ def make_sheet(
     chunks = [images[i : i + per_page] for i in range(0, len(images), per_page)]
     paths = page_paths(output, len(chunks))
     unreadable: list[Path] = []
-    first_size = (0, 0)
+    first_size, first_columns = (0, 0), min(columns, len(images))
     for page_no, (chunk, path) in enumerate(zip(chunks, paths, strict=True)):
-        entries = []
+        entries, sets = [], []
         for image_path in chunk:
             image, text = _thumbnail(image_path, thumb)
             if image is None:
                 unreadable.append(image_path)
             entries.append((image, label_for(image_path, text)))
-        page = _render_page(entries, columns, thumb)
+            sets.append(set_of(text))
+        cells, page_columns = rows_by_set(entries, sets, columns)
+        page = _render_page(cells, page_columns, thumb)
         if page_no == 0:
-            first_size = page.size
+            first_size, first_columns = page.size, min(page_columns, len(cells))
         _save_atomic(page, path, fmt)
-    return SheetResult(paths, len(images), unreadable, min(columns, len(images)), thumb, first_size)
+    return SheetResult(paths, len(images), unreadable, first_columns, thumb, first_size)

@@ -1,4 +1,4 @@
-"""`avatargen credits [add|history]`: the balance and every movement of the ledger."""
+"""`avatargen credits [--verify] [add|history]`: the balance and every movement of the ledger."""
 
 from __future__ import annotations
 
@@ -11,10 +11,22 @@ from avatargen.cli.options import Json
 app = typer.Typer(help="Credits: balance, top-ups and history.", invoke_without_command=True)
 
 
+Verify = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Check that the running balance equals the sum of every movement (exit 3 if not).",
+    ),
+]
+
+
 @app.callback()
-def credits(ctx: typer.Context, json_: Json = False) -> None:
+def credits(ctx: typer.Context, json_: Json = False, verify: Verify = False) -> None:
     """Balance, reserved, spent today and this month (by model), and today's requests."""
     if ctx.invoked_subcommand is not None:
+        return
+    if verify:
+        verify_ledger(json_)
         return
     from avatargen import settings
     from avatargen.ledger import open_ledger
@@ -56,6 +68,33 @@ def credits(ctx: typer.Context, json_: Json = False) -> None:
     ]
     rows.append(["requests today", f"{requests_today}" + (f" of {limit}" if limit is not None else "")])
     print_table("credits", ["what", "value"], rows, right=("value",), show_header=False)
+
+
+def verify_ledger(json_: bool) -> None:
+    """A running total that differs from its history means the file was changed outside
+    avatargen or damaged: the same exit code (3) as a ledger that cannot be opened."""
+    from avatargen.errors import ConfigError
+    from avatargen.ledger import open_ledger
+
+    with open_ledger() as ledger:
+        found = ledger.verify()
+        path = ledger.path
+    if not found.ok:
+        raise ConfigError(
+            f"{path}: the credit ledger does not add up: {'; '.join(found.mismatches())}",
+            "the file was changed outside avatargen or is damaged: restore it from a backup",
+        )
+    if json_:
+        from avatargen.output import emit_json
+
+        emit_json(
+            {"ok": True, "movements": found.movements, "balance": found.balance, "reserved": found.reserved}
+        )
+        return
+    print(
+        f"OK: balance {found.balance} and reserved {found.reserved} equal the sums of "
+        f"{found.movements} movement{'' if found.movements == 1 else 's'} and the open reservations"
+    )
 
 
 @app.command("add")

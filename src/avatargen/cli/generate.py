@@ -27,12 +27,39 @@ from avatargen.cli.options import (
 
 DEFAULT_POSE = "portrait"
 DEFAULT_OUTPUT = "avatars"
-DEFAULT_STRENGTH = 0.75
 
 
+ConcurrencyAutoOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--concurrency",
+        "-c",
+        metavar="N|auto",
+        help="Parallel requests (default 4), or auto: follow the running replicas of an endpoint "
+        "avatargen deployed (the default for one).",
+    ),
+]
+EndpointAfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-after",
+        help="When the batch ends (Ctrl-C too), an endpoint avatargen deployed is: keep, pause or "
+        "scale-to-zero (default: config endpoint_after, else keep).",
+    ),
+]
+ResumeEndpointOpt = Annotated[
+    bool, typer.Option("--resume-endpoint", help="Resume the model's endpoint if it is paused.")
+]
 ModelDirOpt = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Local backend: load a saved diffusers pipeline from this folder."),
+]
+HfProviderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--hf-provider",
+        help="hf-providers backend: the Inference Provider to use (e.g. fal-ai, replicate; default: the catalog's).",
+    ),
 ]
 TinyOpt = Annotated[
     bool,
@@ -131,11 +158,17 @@ def _finish(summary, json_: bool) -> None:
 
 def generate(
     paths: Annotated[
-        list[str], typer.Argument(help="Photos, folders, globs, or - to read paths from stdin.")
-    ],
+        list[str] | None, typer.Argument(help="Photos, folders, globs, or - to read paths from stdin.")
+    ] = None,
     pose: Annotated[
-        str, typer.Option("--pose", "-p", help="Template name, pose .json/.png, URL, or 'auto'.")
-    ] = DEFAULT_POSE,
+        list[str] | None,
+        typer.Option(
+            "--pose",
+            "-p",
+            help="Template name, pose .json/.png, URL, or 'auto'; several make a set: "
+            "wave,sitting (or the option repeated), or 'all' templates. Default: portrait.",
+        ),
+    ] = None,
     model: ModelOpt = None,
     quality: QualityOpt = None,
     tier: TierOpt = None,
@@ -152,19 +185,45 @@ def generate(
         float | None, typer.Option("--control-scale", min=0.0, max=2.0, help="ControlNet conditioning scale.")
     ] = None,
     strength: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--strength",
             min=0.0,
             max=1.0,
-            help="How far the avatar may move from the photo (0 = send the pose only).",
+            help="img2img, off by default: also send the photo as init image; how far the avatar "
+            "may move from it (0-1, e.g. 0.75). Identity keeps the face without it.",
         ),
-    ] = DEFAULT_STRENGTH,
+    ] = None,
+    identity_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--identity-scale",
+            min=0.0,
+            max=2.0,
+            envvar="AVATARGEN_IDENTITY_SCALE",
+            help="How strongly the avatar takes the face of the photo (IP-Adapter on a face crop; "
+            "default: the model's, 0.6; 0 = off, no face needed).",
+        ),
+    ] = None,
+    ref: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ref", metavar="PHOTO", help="Another photo of the same person, for every job (repeatable)."
+        ),
+    ] = None,
+    person: Annotated[
+        Path | None,
+        typer.Option(
+            "--person",
+            metavar="DIR",
+            help="One sub-folder per person: its first photo (by name) is the subject, all are references.",
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", min=0, help="First seed (default: derived from each photo).")
     ] = None,
     num: Annotated[int, typer.Option("--num", "-n", min=1, max=100, help="Variants per photo.")] = 1,
-    concurrency: ConcurrencyOpt = None,
+    concurrency: ConcurrencyAutoOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and quote only; nothing runs.")] = False,
     yes: YesOpt = False,
     max_credits: Annotated[
@@ -189,6 +248,9 @@ def generate(
     ] = None,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    hf_provider: HfProviderOpt = None,
+    endpoint_after: EndpointAfterOpt = None,
+    resume_endpoint: ResumeEndpointOpt = False,
     json_: Json = False,
 ) -> None:
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
@@ -198,13 +260,23 @@ def generate(
     install_stop_signals()
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
+    from avatargen.deploy.batch_hooks import parse_concurrency, scaling
     from avatargen.errors import InputError
+    from avatargen.faces import require_detector
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
+    from avatargen.identity import check_references, hash_photo, people, resolve_scale
     from avatargen.images import file_hash
     from avatargen.inputs import collect_inputs
     from avatargen.ledger import open_ledger
-    from avatargen.output import emit_json, info
-    from avatargen.plan import DEFAULT_TEMPLATE, Params, check_template, plan_jobs
+    from avatargen.output import emit_json, info, warn
+    from avatargen.plan import (
+        DEFAULT_TEMPLATE,
+        Params,
+        PlannedPose,
+        check_template,
+        plan_pose_set,
+        pose_specs,
+    )
     from avatargen.poses.sources import resolve_pose
 
     config = settings_mod.load_config()
@@ -212,23 +284,41 @@ def generate(
     chosen = resolve_model(
         catalog, model, quality, tier, plan=config.get("plan"), default=config.get("model")
     )
+    chosen = _token_default(
+        catalog, chosen, config, model or quality or tier, endpoint, provider, token, tiny, model_dir
+    )
     template = name or config.get("output_template") or DEFAULT_TEMPLATE
     check_template(template)
-    pose_source = resolve_pose(pose)
-    inputs = collect_inputs(paths, recursive)
+    specs = pose_specs(pose or [DEFAULT_POSE])
+    pose_sources = {spec: resolve_pose(spec) for spec in specs}
+    scale, adapter = resolve_scale(chosen, identity_scale)
+    if scale:
+        require_detector()  # the pose extra, said before any photo is read
+    inputs = collect_inputs(paths, recursive) if paths else []
+    references = {}
+    stems = {}
+    for who in people(person) if person else []:
+        inputs.append(who.subject)
+        references[who.subject] = who.references
+        stems[who.subject] = who.name
     if not inputs:
         raise InputError(
-            f"no photos found in {' '.join(paths)}", "name image files or folders holding images"
+            f"no photos found in {' '.join(paths or [])}".rstrip(),
+            "name image files or folders holding images, or --person DIR",
         )
-    hashes = {}
-    for path in inputs:
-        try:
-            hashes[path] = file_hash(path)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    hashes = {path: hash_photo(path) for path in inputs}
+    common_refs = ()
+    uses_references = bool(scale) or chosen.edits_photo  # an editing model takes whole photos
+    if uses_references:
+        common_refs = check_references(ref or [], crop_faces=bool(scale))
+        references = {
+            path: tuple((hash_photo(p), p) for p in references.get(path, ())) + common_refs for path in inputs
+        }
+    elif ref or person:
+        warn("--ref and --person references have no effect with --identity-scale 0")
     width, height = chosen.size
     params = Params(
-        pose_spec=pose,
+        pose_spec=specs[0],
         prompt=prompt or chosen.prompt,
         negative_prompt=negative_prompt if negative_prompt is not None else chosen.negative_prompt,
         steps=steps or chosen.steps,
@@ -239,15 +329,19 @@ def generate(
         width=width,
         height=height,
         strength=strength or None,
+        identity_scale=scale,
+        identity_adapter=adapter,
     )
-    pose_file = Path(pose)
-    # A pose file's content is part of the job key: editing it makes new images, not "already done".
-    pose_identity = f"{pose}:{file_hash(pose_file)}" if pose_file.is_file() else pose
-    jobs = plan_jobs(
-        inputs,
+    planned = []
+    for spec in specs:
+        pose_file = Path(spec)
+        # A pose file's content is part of the job key: editing it makes new images, not "already done".
+        identity = f"{spec}:{file_hash(pose_file)}" if pose_file.is_file() else spec
+        planned.append(PlannedPose(spec, pose_sources[spec].name, identity))
+    jobs = plan_pose_set(
+        planned,
+        inputs=inputs,
         hashes=hashes,
-        pose_name=pose_source.name,
-        pose_identity=pose_identity,
         model_key=chosen.key,
         model_alias=chosen.alias,
         params=params,
@@ -255,10 +349,13 @@ def generate(
         seed=seed,
         output_dir=output,
         template=template,
+        references=references if uses_references else None,
+        stems=stems,
     )
+    concurrency = parse_concurrency(concurrency)
     run_settings = _run_settings(
         config,
-        concurrency=concurrency,
+        concurrency=concurrency if isinstance(concurrency, int) else None,
         overwrite=overwrite,
         no_fallback=no_fallback,
         allow_upgrade=allow_upgrade,
@@ -270,12 +367,14 @@ def generate(
         model_dir=model_dir,
         tiny=tiny,
     )
-    with open_ledger() as ledger:
+    session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
+    with open_ledger() as ledger, session as deployed:
+        factory = scaling(deployed, chosen, run_settings, concurrency, "concurrency" in config, info)
         result = execute(
             ledger=ledger,
             catalog=catalog,
             jobs=jobs,
-            poses={pose: pose_source},
+            poses=pose_sources,
             settings=run_settings,
             output_dir=output,
             argv=sys.argv[1:],
@@ -287,11 +386,62 @@ def generate(
             say=info,
             notify_url=notify_url,
             on_complete=on_complete,
+            provider_factory=factory or _with_hf_provider(hf_provider),
         )
     if dry_run:
         _print_plan(result, chosen, json_)
         return
     _finish(result, json_)
+
+
+def _token_default(catalog, chosen, config, asked, endpoint, provider, token, tiny, model_dir):
+    """With only a Hugging Face token (no endpoint, no serve extra, no model asked for), the
+    Inference Providers model runs instead of exit 6; said once, with its cost."""
+    from avatargen.providers.select import token_default_model
+
+    switched = token_default_model(
+        catalog,
+        chosen,
+        explicit=bool(asked or config.get("model")),
+        endpoint=endpoint,
+        provider=provider or ("local" if tiny or model_dir else None),
+        token=token,
+    )
+    if switched is None:
+        return chosen
+    from avatargen.output import info
+
+    info(
+        f"no endpoint and no serve extra: running {switched.alias} on Hugging Face Inference Providers "
+        f"({switched.hf_provider}), {switched.credit_cost} credits per image here, billed by the provider "
+        "to your Hugging Face account (README: 'No GPU, no endpoint: just a token')"
+    )
+    return switched
+
+
+def _with_hf_provider(hf_provider: str | None):
+    """The provider factory with --hf-provider bound (None: the batch's default factory)."""
+    if not hf_provider:
+        return None
+    import functools
+
+    from avatargen.providers.select import make_provider
+
+    return functools.partial(make_provider, hf_provider=hf_provider)
+
+
+def _endpoint_session(model, config, endpoint, after, resume, token, dry_run):
+    """The deployed endpoint's before/after steps (deploy/batch_hooks.py); nothing for a dry run."""
+    import contextlib
+
+    from avatargen.deploy.batch_hooks import check_after, running, session_for
+    from avatargen.output import info
+
+    chosen = check_after(after, "--endpoint-after") if after else None
+    chosen = chosen or check_after(str(config.get("endpoint_after") or "keep"), "config endpoint_after")
+    if dry_run:
+        return contextlib.nullcontext()
+    return running(session_for(model, endpoint, after=chosen, resume=resume, token=token, say=info))
 
 
 def _print_plan(plan: dict, model, json_: bool) -> None:

@@ -51,9 +51,19 @@ def list_models(
         return
     from avatargen.output import print_table
 
-    columns = ["key", "name", "tier", "credits", "resolution", "quality", "typical time", "status"]
+    columns = ["key", "name", "tier", "credits", "resolution", "quality", "pose", "typical time", "status"]
     rows = [
-        [m.key, m.name, m.tier, str(m.credit_cost), m.resolution, m.quality, m.processing_time, m.status]
+        [
+            m.key,
+            m.name,
+            m.tier,
+            str(m.credit_cost),
+            m.resolution,
+            m.quality,
+            pose_column(m),
+            m.processing_time,
+            m.status,
+        ]
         for m in models
     ]
     print_table("avatargen models", columns, rows, right=("credits",), detail=("name",))
@@ -61,6 +71,12 @@ def list_models(
     for m in models:
         if not m.enabled and m.disabled_reason:
             print(f"{m.key}: {m.status}: {m.disabled_reason}")
+
+
+def pose_column(model) -> str:
+    """How the pose reaches the model: "image" (a skeleton it follows), "words" (described in the
+    prompt, followed loosely) or "none"."""
+    return model.pose_input if model.pose_control else "none"
 
 
 @app.command("show")

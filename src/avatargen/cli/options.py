@@ -25,7 +25,9 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existin
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")]
 ProviderOpt = Annotated[
     str | None,
-    typer.Option("--provider", help="hf-endpoint, hf-inference or local (default: by endpoint)."),
+    typer.Option(
+        "--provider", help="hf-endpoint, hf-inference, local or hf-providers (default: by endpoint)."
+    ),
 ]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="Hugging Face token (prefer HF_TOKEN).")]
 WaitTimeoutOpt = Annotated[

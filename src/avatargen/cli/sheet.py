@@ -23,7 +23,8 @@ def sheet(
     ] = 200,
     json_: Json = False,
 ) -> None:
-    """Lay out a folder of results in a labelled grid (file name, pose, model, seed)."""
+    """Lay out a folder of results in a labelled grid (file name, pose, model, seed); a photo's avatar
+    set (several poses or variants) fills a row of its own."""
     from avatargen.output import emit_json, info, warn
     from avatargen.sheet import make_sheet
 

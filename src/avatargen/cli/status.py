@@ -20,7 +20,15 @@ def status(
     ] = None,
     provider: Annotated[
         str | None,
-        typer.Option("--provider", help="hf-endpoint, hf-inference or local (default: by endpoint)."),
+        typer.Option(
+            "--provider", help="hf-endpoint, hf-inference, local or hf-providers (default: by endpoint)."
+        ),
+    ] = None,
+    hf_provider: Annotated[
+        str | None,
+        typer.Option(
+            "--hf-provider", help="hf-providers: check this Inference Provider (default: the catalog's)."
+        ),
     ] = None,
     json_: Json = False,
 ) -> None:
@@ -29,7 +37,13 @@ def status(
     from avatargen.providers.status_report import build_status
 
     found = state.load_catalog().lookup(model, option="MODEL")
-    report = build_status(found, endpoint=endpoint, provider=provider, history_stats=history_stats(found))
+    report = build_status(
+        found,
+        endpoint=endpoint,
+        provider=provider,
+        history_stats=history_stats(found),
+        hf_provider=hf_provider,
+    )
     if json_:
         emit_json(report)
         return

@@ -7,7 +7,7 @@ day). `Ledger` is all of them on one connection.
 
 from __future__ import annotations
 
-from avatargen.ledger.credits import MAX_GRANT, JobBusy, Totals
+from avatargen.ledger.credits import MAX_GRANT, JobBusy, Totals, Verification
 from avatargen.ledger.jobs import Jobs
 from avatargen.ledger.limits import Limits
 from avatargen.ledger.store import BUSY_TIMEOUT_S, DEFAULT_STARTER_CREDITS, default_path, pid_alive
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_GRANT",
     "Ledger",
     "Totals",
+    "Verification",
     "default_path",
     "open_ledger",
     "pid_alive",

@@ -12,12 +12,14 @@ processes sharing the file can never take the balance below zero.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from avatargen.errors import CreditsError
+from avatargen.errors import ConfigError, CreditsError
+from avatargen.ledger.migrations import BALANCE_DELTA, RESERVED_DELTA
 from avatargen.ledger.store import Store, now, pid_alive
 
 MAX_GRANT = 10**12
@@ -50,6 +52,38 @@ class Totals:
     spent_month_by_model: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Verification:
+    """The running totals and the same figures summed from the ledger's rows."""
+
+    movements: int
+    balance: int
+    summed_balance: int
+    reserved: int
+    summed_reserved: int
+    open_reservations: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.balance == self.summed_balance
+            and self.reserved == self.summed_reserved == self.open_reservations
+        )
+
+    def mismatches(self) -> list[str]:
+        found = []
+        if self.balance != self.summed_balance:
+            found.append(f"running balance {self.balance} but the movements sum to {self.summed_balance}")
+        if self.reserved != self.summed_reserved:
+            found.append(f"running reserved {self.reserved} but the movements sum to {self.summed_reserved}")
+        if self.summed_reserved != self.open_reservations:
+            found.append(
+                f"the movements hold {self.summed_reserved} reserved but open reservations hold "
+                f"{self.open_reservations}"
+            )
+        return found
+
+
 class Credits(Store):
     def _grant_starter(self, db, amount: int) -> None:
         self._move(db, "grant", amount, note="starter balance")
@@ -62,13 +96,18 @@ class Credits(Store):
             (kind, amount, job_key, model, batch_id, note, now()),
         )
 
-    @staticmethod
-    def _balance(db) -> int:
-        row = db.execute(
-            "SELECT COALESCE(SUM(CASE kind WHEN 'grant' THEN amount WHEN 'reserve' THEN -amount "
-            "WHEN 'refund' THEN amount ELSE 0 END), 0) FROM movements"
-        ).fetchone()
-        return int(row[0])
+    def _running(self, db) -> sqlite3.Row:
+        """The running totals (m003): one row, kept by a trigger on every movement."""
+        row = db.execute("SELECT balance, reserved FROM running_totals WHERE id = 1").fetchone()
+        if row is None:
+            raise ConfigError(
+                f"{self.path}: the credit ledger is damaged (its running balance is missing)",
+                "restore it from a backup, or move it away to start a new ledger (its history is lost)",
+            )
+        return row
+
+    def _balance(self, db) -> int:
+        return int(self._running(db)["balance"])
 
     def balance(self) -> int:
         with self._read():
@@ -202,12 +241,8 @@ class Credits(Store):
         month = now.strftime("%Y-%m")
         with self._read():
             db = self._db
-            balance = self._balance(db)
-            reserved = int(
-                db.execute(
-                    "SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE state = 'open'"
-                ).fetchone()[0]
-            )
+            running = self._running(db)
+            balance, reserved = int(running["balance"]), int(running["reserved"])
             by_day = dict(
                 db.execute(
                     "SELECT model, SUM(amount) FROM movements WHERE kind = 'settle' AND created_at >= ? GROUP BY model",
@@ -221,6 +256,31 @@ class Credits(Store):
                 ).fetchall()
             )
         return Totals(balance, reserved, sum(by_day.values()), sum(by_month.values()), by_day, by_month)
+
+    def verify(self) -> Verification:
+        """The running totals against the sums over every movement (and what running jobs hold
+        against the open reservations), read in one snapshot."""
+        with self._read() as db:
+            db.execute("BEGIN")  # one read snapshot: another process may be writing
+            try:
+                running = self._running(db)
+                summed = db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM({BALANCE_DELTA.format(m='')}), 0), "
+                    f"COALESCE(SUM({RESERVED_DELTA.format(m='')}), 0) FROM movements"
+                ).fetchone()
+                held = db.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE state = 'open'"
+                ).fetchone()[0]
+            finally:
+                db.execute("COMMIT")
+        return Verification(
+            movements=int(summed[0]),
+            balance=int(running["balance"]),
+            summed_balance=int(summed[1]),
+            reserved=int(running["reserved"]),
+            summed_reserved=int(summed[2]),
+            open_reservations=int(held),
+        )
 
     def movements(self, limit: int = 50, job_key: str | None = None) -> list[dict[str, Any]]:
         with self._read():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 from typing import Any
 
 from avatargen.ledger.credits import Credits
@@ -59,9 +58,12 @@ class Jobs(Credits):
             row = None
             if ref.isdigit():
                 row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(ref),)).fetchone()
-            if row is None:
+            if row is None and ref:
+                # A range on the key's index, not LIKE (which scans every job); keys are lowercase hex.
+                prefix = ref.lower()
                 row = self._db.execute(
-                    "SELECT * FROM jobs WHERE job_key LIKE ? ORDER BY id DESC LIMIT 1", (ref + "%",)
+                    "SELECT * FROM jobs WHERE job_key >= ? AND job_key < ? ORDER BY id DESC LIMIT 1",
+                    (prefix, prefix + "\U0010ffff"),
                 ).fetchone()
         return dict(row) if row else None
 
@@ -193,6 +195,8 @@ class Jobs(Credits):
             ).fetchall()
         if not rows:
             return None
+        import statistics  # only `status` needs it: not on every command that opens the ledger
+
         done = [r["seconds"] for r in rows if r["status"] == "done" and r["seconds"] is not None]
         median = statistics.median(done) if done else None  # even count: mean of the middle two
         return {

@@ -29,8 +29,15 @@ class GenerationRequest:
     seed: int
     pose_png: bytes | None = None  # the skeleton at width x height, PNG
     pose_description: str = ""  # prompt text for a backend that cannot take a pose image
-    init_image_png: bytes | None = None  # the photo, when it should guide the look
+    init_image_png: bytes | None = None  # the photo, when it should guide the look (JPEG or PNG)
     strength: float | None = None
+    # Identity: face crops (encoded images: the photo's, then its references') for the model's
+    # IP-Adapter, and its scale; nothing is sent while the scale is 0 or there is no crop.
+    ip_adapter_images: tuple[bytes, ...] = ()
+    # The --ref/--person reference photos themselves, for a model that edits the photo and takes
+    # several images (it sees whole photos, so no face crop is needed).
+    reference_images: tuple[bytes, ...] = ()
+    ip_adapter_scale: float = 0.0
 
     def wire_inputs(self, encode_image: Callable[[bytes], Any]) -> dict[str, Any]:
         """The `inputs` of the endpoint contract (the seed's format), images passed through
@@ -51,12 +58,16 @@ class GenerationRequest:
             inputs["init_image"] = encode_image(self.init_image_png)
             if self.strength is not None:
                 inputs["strength"] = self.strength
+        if self.ip_adapter_images and self.ip_adapter_scale > 0:
+            crops = [encode_image(crop) for crop in self.ip_adapter_images]
+            inputs["ip_adapter_image"] = crops[0] if len(crops) == 1 else crops
+            inputs["ip_adapter_scale"] = self.ip_adapter_scale
         return inputs
 
     def __repr__(self) -> str:  # keep image bytes out of logs and tracebacks
         return (
             f"GenerationRequest(model={self.model.key!r}, {self.width}x{self.height}, "
-            f"steps={self.steps}, seed={self.seed})"
+            f"steps={self.steps}, seed={self.seed}, faces={len(self.ip_adapter_images)})"
         )
 
 

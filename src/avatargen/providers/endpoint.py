@@ -2,7 +2,7 @@
 
 Wire format (the seed's): POST {"inputs": {prompt, negative_prompt, image (base64 PNG pose),
 num_inference_steps, guidance_scale, controlnet_conditioning_scale, width, height, seed
-[, init_image, strength]}} with `Accept: image/png`; the answer is the image bytes.
+[, init_image, strength] [, ip_adapter_image (base64 face crop, or a list), ip_adapter_scale]}} with `Accept: image/png`; the answer is the image bytes.
 """
 
 from __future__ import annotations

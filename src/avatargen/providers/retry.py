@@ -75,6 +75,9 @@ class Target:
     not_found_hint: str
     secrets: list[str] = field(default_factory=list)
     expected_size: tuple[int, int] | None = None  # (width, height) asked for
+    # "image": a 2xx must be a whole image; "json": a JSON object (a provider's queue ticket,
+    # status or result), handed back as GenerationResult.image bytes for the caller to read.
+    expects: str = "image"
 
 
 @dataclass
@@ -244,7 +247,7 @@ class _Run:
         code = response.status_code
         t = self.target
         if 200 <= code < 300:
-            return _check_image(response, t)
+            return _check_json(response, t) if t.expects == "json" else _check_image(response, t)
         if code == 503:
             estimate = estimated_time(response)
             return _Outcome("loading" if estimate is not None else "starting", server_wait=estimate)
@@ -387,20 +390,19 @@ _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": 
 
 
 def _check_image(response: httpx.Response, target: Target) -> _Outcome:
-    """A 200 counts only if its body decodes to a whole image (HTML, JSON, cut-short files do not)."""
-    from PIL import Image, UnidentifiedImageError
-
+    """A 200 counts only if its body is a whole image (HTML, JSON, cut-short files are not).
+    A PNG is checked chunk by chunk (CRCs, IHDR first, IEND last) without decoding its pixels;
+    another format is decoded once to prove it whole."""
     body = response.content
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check is ours
-            with Image.open(io.BytesIO(body)) as img:  # reads the header only
-                too_big = _too_big(img.size, target)
-                if too_big is not None:
-                    return too_big
-                img.load()  # decodes every byte: a truncated PNG fails here
-                content_type = _MIME.get(img.format or "", response.headers.get("content-type", "image/png"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        if body[:8] == b"\x89PNG\r\n\x1a\n":
+            checked = _check_png(body, target)
+        else:
+            checked = _decode_other(body, target, response)
+        if isinstance(checked, _Outcome):  # far more pixels than asked for
+            return checked
+        content_type = checked
+    except _NotAnImage:
         what = response.headers.get("content-type", "").split(";")[0] or "unknown type"
         detail = ""
         if "json" in what:
@@ -415,6 +417,57 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
         "".join(c for c in response.headers.get(SAMPLER_HEADER, "") if c.isalnum() or c in "_+-")[:64] or None
     )
     return _Outcome("ok", image=body, content_type=content_type, sampler=sampler)
+
+
+class _NotAnImage(Exception):
+    pass
+
+
+def _check_png(body: bytes, target: Target) -> _Outcome | str:
+    from avatargen.pngchunks import PngError, check_png, read_header
+
+    try:
+        header = read_header(body)
+        too_big = _too_big((header.width, header.height), target)
+        if too_big is not None:
+            return too_big
+        check_png(body, max_pixels=header.width * header.height)  # the pixel cap is _too_big's
+    except PngError:
+        raise _NotAnImage() from None
+    return "image/png"
+
+
+def _decode_other(body: bytes, target: Target, response: httpx.Response) -> _Outcome | str:
+    """A JPEG, WebP, ... answer: its header size checked, then decoded whole. Its content type."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check is ours
+            with Image.open(io.BytesIO(body)) as img:  # reads the header only
+                too_big = _too_big(img.size, target)
+                if too_big is not None:
+                    return too_big
+                img.load()  # decodes every byte: a truncated file fails here
+                return _MIME.get(img.format or "", response.headers.get("content-type", "image/png"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise _NotAnImage() from None
+
+
+def _check_json(response: httpx.Response, target: Target) -> _Outcome:
+    """A 2xx that should be a JSON object: anything else is retried once, like a broken image."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        what = response.headers.get("content-type", "").split(";")[0] or "unknown type"
+        error = ProviderError(
+            f"{target.label} answered {response.status_code} but not a JSON object ({what})",
+            "check AVATARGEN_ROUTER_URL: it must be Hugging Face's router or a proxy of it",
+        )
+        return _Outcome("bad-image", error=_tag(error, response.status_code))
+    return _Outcome("ok", image=response.content, content_type="application/json")
 
 
 def _too_big(size: tuple[int, int], target: Target) -> _Outcome | None:

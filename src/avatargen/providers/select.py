@@ -1,11 +1,14 @@
 """Which backend runs a model, and at which URL.
 
 Endpoint URL, first match wins: `--endpoint URL`, AVATARGEN_ENDPOINT, config `endpoints.<model key>`,
-the catalog's `endpoint` field. Every URL is checked here, where it is resolved, so generate, retry
+the catalog's `endpoint` field. A catalog model whose `provider` is "hf-providers" runs on Inference
+Providers through the router (providers/router.py) unless --provider says otherwise. Every URL is checked here, where it is resolved, so generate, retry
 and status refuse the same bad values: a given but empty `--endpoint` is a usage error (never a
 silent switch to another backend), an empty AVATARGEN_ENDPOINT counts as unset. Backend: a forced provider (`--provider` or config `provider`) wins;
 otherwise an endpoint URL means hf-endpoint, no URL means the in-process local backend when the
 `serve` extra is installed, and an error otherwise (serverless Hugging Face cannot run ControlNet).
+`token_default_model` is the one exception to "the model asked for runs": a user with only a token
+(no endpoint, no serve extra, no model chosen) gets the catalog's Inference Providers model.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from avatargen.providers.base import Provider
 from avatargen.redact import redact_url, remember_url_secrets
 
 ENDPOINT_ENV = "AVATARGEN_ENDPOINT"
-BACKENDS = settings.PROVIDERS  # ('hf-endpoint', 'hf-inference', 'local')
+BACKENDS = settings.PROVIDERS  # ('hf-endpoint', 'hf-inference', 'local', 'hf-providers')
+ROUTER_BACKEND = "hf-providers"
+# The model a user with only a token gets (see token_default_model).
+TOKEN_DEFAULT_MODEL = "avatar-generator:qwen-image-edit-pose"
+# "1": behave as if the serve extra were absent (never run a model in-process by default), e.g.
+# on a machine with diffusers but no GPU; the tests use it to stand for a core-only install.
+NO_LOCAL_ENV = "AVATARGEN_NO_LOCAL"
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | N
         return _checked_url(env, ENDPOINT_ENV), ENDPOINT_ENV
     key = f"endpoints.{model.key}"
     configured = settings.get_value(key)
+    if isinstance(configured, list) and configured:  # several servers: the first names the model's
+        configured = configured[0]
     if isinstance(configured, str) and configured.strip():
         return _checked_url(configured, f"config {key}"), f"config {key}"
     if model.endpoint.strip():
@@ -72,18 +83,33 @@ def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | N
     return None, "none"
 
 
+def configured_urls(model: Model) -> list[str]:
+    """Every URL of config endpoints.<key> (a string or a list), checked; [] when unset."""
+    key = f"endpoints.{model.key}"
+    configured = settings.get_value(key)
+    values = configured if isinstance(configured, list) else [configured] if configured else []
+    return [_checked_url(str(value), f"config {key}") for value in values]
+
+
 def serve_extra_available() -> bool:
+    if os.environ.get(NO_LOCAL_ENV, "").strip() == "1":
+        return False
     return importlib.util.find_spec("diffusers") is not None
+
+
+def hub_extra_available() -> bool:
+    return importlib.util.find_spec("huggingface_hub") is not None
 
 
 def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnavailable:
     """No URL for a model that needs a server. One short line: the fixes this install can use."""
     bundle = f"avatargen endpoint bundle {model.alias} -o DIR"
     if not serve_installed:
+        hub = "" if hub_extra_available() else "pip install 'avatargen[hub]' + "
         return ModelUnavailable(
             f"no endpoint for {model.key}, and this install cannot run models itself "
             "(serverless Hugging Face cannot run ControlNet)",
-            f"pip install 'avatargen[serve]' to run it here, or pass --endpoint URL (deploy one: {bundle})",
+            f"{hub}HF_TOKEN (Inference Providers), pip install 'avatargen[serve]', or --endpoint URL ({bundle})",
         )
     return ModelUnavailable(
         f"no endpoint for {model.key} (serverless Hugging Face cannot run ControlNet)",
@@ -97,6 +123,8 @@ def choose_backend(
 ) -> BackendChoice:
     forced = provider or settings.get_value("provider")
     forced_from = "--provider" if provider else "config provider"
+    if model.provider == ROUTER_BACKEND and not provider:
+        forced, forced_from = ROUTER_BACKEND, "catalog provider"  # a config default is for the others
     if forced is not None and forced not in BACKENDS:
         raise UsageError(f"unknown provider '{forced}' ({forced_from})", f"use one of {', '.join(BACKENDS)}")
     if forced == "local":
@@ -105,6 +133,9 @@ def choose_backend(
         from avatargen.providers.inference import router_url
 
         return BackendChoice("hf-inference", router_url(model.base_model), forced_from)
+    if forced == ROUTER_BACKEND:
+        where = f"{settings.router_base_url()}/{model.hf_provider or '?'}"
+        return BackendChoice(ROUTER_BACKEND, where, forced_from)
     url, source = resolve_endpoint(model, endpoint)
     if url:
         return BackendChoice("hf-endpoint", url, source)
@@ -123,9 +154,11 @@ def make_provider(
     wait_timeout: float | None = None,
     model_dir: str | Path | None = None,
     tiny: bool = False,
+    hf_provider: str | None = None,
 ) -> Provider:
     """The backend a generation for `model` uses (see the module docstring for the order).
-    `model_dir` and `tiny` are for the local backend (--model-dir, --tiny); the others ignore them."""
+    `model_dir` and `tiny` are for the local backend (--model-dir, --tiny), `hf_provider` for
+    hf-providers (--hf-provider); the others ignore them."""
     choice = choose_backend(model, endpoint=endpoint, provider=provider)
     if choice.problem is not None:
         raise choice.problem
@@ -136,6 +169,10 @@ def make_provider(
         return LocalProvider(model, model_dir=model_dir or None, tiny=True if tiny else None)
     timeout = resolve_wait_timeout(wait_timeout)
     token_info = settings.find_token(token)
+    if choice.backend == ROUTER_BACKEND:
+        from avatargen.providers.router import RouterProvider
+
+        return RouterProvider(model, token=token_info, hf_provider=hf_provider, wait_timeout=timeout)
     if choice.backend == "hf-inference":
         from avatargen.providers.inference import InferenceProvider
 
@@ -160,3 +197,26 @@ def resolve_wait_timeout(wait_timeout: float | None = None) -> float:
     if isinstance(configured, int | float) and not isinstance(configured, bool) and configured > 0:
         return float(configured)
     return DEFAULT_WAIT_TIMEOUT
+
+
+def token_default_model(
+    catalog, chosen: Model, *, explicit: bool, endpoint: str | None, provider: str | None, token: str | None
+) -> Model | None:
+    """The Inference Providers model to run instead of `chosen`, for a user with nothing but a
+    token: no model chosen (explicit: --model, --quality, --tier or config `model`), no backend
+    forced other than hf-providers, no endpoint for `chosen`, no serve extra, the `hub` extra
+    installed and a Hugging Face token found. None: run `chosen` as asked (or fail as before)."""
+    forced = provider or settings.get_value("provider")
+    if explicit or chosen.provider == ROUTER_BACKEND or forced not in (None, ROUTER_BACKEND):
+        return None
+    target = catalog.by_key.get(TOKEN_DEFAULT_MODEL)
+    if target is None or not target.enabled:
+        return None
+    plan = settings.get_value("plan")
+    if plan in settings.TIERS and target.tier_rank > settings.TIERS.index(plan):
+        return None
+    if forced is None and (resolve_endpoint(chosen, endpoint)[0] or serve_extra_available()):
+        return None
+    if not hub_extra_available() or not settings.find_token(token).found:
+        return None
+    return target

@@ -44,6 +44,7 @@ def build_status(
     client: httpx.Client | None = None,
     history_stats: dict[str, Any] | None = None,
     device: Any = None,
+    hf_provider: str | None = None,
 ) -> dict[str, Any]:
     """The whole `avatargen status MODEL` report as one dict (the --json output).
 
@@ -77,6 +78,8 @@ def build_status(
                 estimated_time=probe.estimated_time,
                 round_trip_ms=probe.round_trip_ms,
             )
+        elif choice.backend == "hf-providers":
+            report.update(router_status(model, client, hf_provider))
         elif choice.backend == "hf-inference":
             scope = TokenScope(token_info)
             hub = {
@@ -94,7 +97,19 @@ def build_status(
             )
         else:
             report.update(local_status.probe_local(model, device or local_status.local_device))
-        if not token_info.found or uses_hub_token(choice.backend, choice.url):
+        if choice.backend == "hf-providers":  # whoami lives on huggingface.co, not on the router
+            detail = (
+                "set; sent to the router only (not checked here)"
+                if token_info.found
+                else "set HF_TOKEN or run `hf auth login` (the token needs 'Make calls to Inference Providers')"
+            )
+            report["token"] = {
+                "found": token_info.found,
+                "source": token_info.source,
+                "valid": None,
+                "detail": detail,
+            }
+        elif not token_info.found or uses_hub_token(choice.backend, choice.url):
             report["token"] = check_token(client, token_info)  # no token: answered without a request
         else:  # asking huggingface.co about a token this backend never sends would only leak intent
             report["token"] = {
@@ -114,3 +129,30 @@ def build_status(
 def uses_hub_token(backend: str | None, url: str | None) -> bool:
     """The Hugging Face token matters only to the router and to endpoints on Hugging Face hosts."""
     return backend == "hf-inference" or (backend == "hf-endpoint" and url is not None and is_hf_host(url))
+
+
+def router_status(model: Any, client: httpx.Client, hf_provider: str | None) -> dict[str, Any]:
+    """The hf-providers part of the report: the Hub's live mapping for the provider used."""
+    from avatargen.errors import AvatargenError
+    from avatargen.providers.router import resolve_hf_provider
+    from avatargen.providers.router_status import provider_mapping
+    from avatargen.settings import router_base_url
+
+    try:
+        name, provider_id = resolve_hf_provider(model, hf_provider)
+    except AvatargenError as exc:
+        return {"state": "no-backend", "detail": exc.message, "hint": exc.hint}
+    info = provider_mapping(client, model, name, provider_id)
+    return {
+        "state": info["state"],
+        "detail": info["detail"],
+        "url": f"{router_base_url()}/{name} ({provider_id})",
+        "round_trip_ms": info.get("round_trip_ms"),
+        "mapping": {k: v for k, v in info.items() if k not in ("state", "detail", "round_trip_ms")},
+        "note": f"pose as {model.pose_input}: "
+        + (
+            "the skeleton is sent as a second image"
+            if model.pose_input == "image"
+            else "the pose is described in the prompt (no pose image)"
+        ),
+    }

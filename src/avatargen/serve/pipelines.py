@@ -6,7 +6,8 @@ sends is exactly what the server reads.
 - `parse_request(data, spec)`: the wire contract -> validated `Params` (raises `RequestError`
   with the HTTP status it deserves: 400 malformed, 422 invalid values).
 - `ControlNetService`: loads the pipeline once (Hub ids or a local folder, fp16 on CUDA, fp32
-  elsewhere), then `generate(params) -> PIL.Image`, one request at a time on the device.
+  elsewhere), with the model's identity adapter (IP-Adapter, diffusers' `load_ip_adapter`) when
+  it has one, then `generate(params) -> PIL.Image`, one request at a time on the device.
 
 This file must not import avatargen: `avatargen endpoint bundle` copies its text into a
 standalone handler.py for an endpoint container that has only torch, diffusers and Pillow.
@@ -32,6 +33,9 @@ MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_STEPS = 150
 MAX_SEED = 2**63 - 1
 SPEC_FILE = "avatargen-model.json"  # the catalog facts an endpoint bundle carries
+# A model folder (--model-dir, a tiny model, an endpoint repository) may hold its identity adapter
+# here, in the adapter repository's own layout; otherwise it comes from the Hub repo in the spec.
+IP_ADAPTER_FOLDER = "ip_adapter"
 
 
 class RequestError(ValueError):
@@ -60,6 +64,16 @@ class ModelSpec:
     controlnet_conditioning_scale: float = 1.0
     negative_prompt: str = ""
     tiny: bool = False  # a random-weight test model: its images are noise
+    # The identity adapter (catalog `[models.identity_adapter]`); no weight name: none.
+    ip_adapter_repo: str = ""
+    ip_adapter_subfolder: str = ""
+    ip_adapter_weight_name: str = ""
+    ip_adapter_image_encoder_folder: str = "image_encoder"
+    ip_adapter_scale: float = 0.0  # used when a request sends a face but no scale
+
+    @property
+    def has_ip_adapter(self) -> bool:
+        return bool(self.ip_adapter_weight_name)
 
     @classmethod
     def from_catalog(cls, model: Any, tiny: bool = False) -> "ModelSpec":
@@ -70,6 +84,16 @@ class ModelSpec:
                 f"this server runs {', '.join(ARCHITECTURES)} ControlNet pipelines only"
             )
         width, height = model.size
+        adapter = getattr(model, "identity_adapter", None)
+        identity: dict[str, Any] = {}
+        if adapter is not None:
+            identity = {
+                "ip_adapter_repo": adapter.repo,
+                "ip_adapter_subfolder": adapter.subfolder,
+                "ip_adapter_weight_name": adapter.weight_name,
+                "ip_adapter_image_encoder_folder": adapter.image_encoder_folder,
+                "ip_adapter_scale": adapter.scale,
+            }
         return cls(
             key=model.key,
             architecture=model.architecture,
@@ -82,6 +106,7 @@ class ModelSpec:
             controlnet_conditioning_scale=model.controlnet_conditioning_scale,
             negative_prompt=model.negative_prompt,
             tiny=tiny,
+            **identity,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +153,10 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # what Pillow may try: no exotic decode
 # What a base64 image starts with once decoded (PNG, JPEG, WebP, GIF): tells a photo sent as
 # `inputs` (huggingface_hub's image_to_image) from a prompt.
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")
+# Identity references: face crops, which the image encoder shrinks to 224x224 anyway.
+MAX_IP_ADAPTER_IMAGES = 8
+MAX_IP_ADAPTER_PIXELS = 2048 * 2048
+MAX_IP_ADAPTER_SCALE = 2.0
 
 
 @dataclass
@@ -143,10 +172,16 @@ class Params:
     seed: int = 0
     init_image: Any = None  # PIL.Image or None
     strength: float = 0.75
+    ip_adapter_images: Any = None  # list of PIL.Image (face crops) or None
+    ip_adapter_scale: float = 0.0  # 0: the adapter is off
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # keep images and long prompts out of logs
-        return f"Params({self.width}x{self.height}, steps={self.steps}, seed={self.seed}, img2img={self.init_image is not None})"
+        faces = len(self.ip_adapter_images or ())
+        return (
+            f"Params({self.width}x{self.height}, steps={self.steps}, seed={self.seed}, "
+            f"img2img={self.init_image is not None}, faces={faces}, ip_adapter_scale={self.ip_adapter_scale:g})"
+        )
 
 
 def looks_like_image(text: str) -> bool:
@@ -292,6 +327,34 @@ def _size(fields: dict[str, Any], spec: ModelSpec) -> tuple[int, int]:
     return width, height
 
 
+def _identity(fields: dict[str, Any], spec: ModelSpec) -> tuple[Any, float]:
+    """`ip_adapter_image` (one base64 image or a list) and `ip_adapter_scale` -> (images or None, scale)."""
+    raw = fields.get("ip_adapter_image")
+    if raw is None:
+        raw = []
+    elif not isinstance(raw, list):
+        raw = [raw]
+    if len(raw) > MAX_IP_ADAPTER_IMAGES:
+        raise RequestError(
+            f"'ip_adapter_image' has {len(raw)} images; at most {MAX_IP_ADAPTER_IMAGES} references are accepted"
+        )
+    scale = _number(fields, "ip_adapter_scale", None, float, 0, MAX_IP_ADAPTER_SCALE)
+    if raw and not spec.has_ip_adapter:
+        raise RequestError(
+            f"model {spec.key} has no identity adapter, so 'ip_adapter_image' cannot be used: "
+            "leave it out (or set ip_adapter_scale to 0 and send no image)"
+        )
+    if scale is None:
+        scale = spec.ip_adapter_scale if raw else 0.0
+    if scale > 0 and not raw:
+        raise RequestError(f"'ip_adapter_scale' is {scale:g} but no 'ip_adapter_image' was sent")
+    names = ["ip_adapter_image"] if len(raw) == 1 else [f"ip_adapter_image[{i}]" for i in range(len(raw))]
+    images = [
+        decode_image(value, name, MAX_IP_ADAPTER_PIXELS) for value, name in zip(raw, names, strict=True)
+    ]
+    return (images if images and scale > 0 else None), scale
+
+
 def parse_request(data: Any, spec: ModelSpec) -> Params:
     """The wire contract, checked: every refusal names the field and says what is allowed."""
     fields, photo_name = _merged_fields(data)
@@ -323,6 +386,7 @@ def parse_request(data: Any, spec: ModelSpec) -> Params:
         init_image = decode_image(fields["init_image"], photo_name, max_pixels)
         if init_image.size != (width, height):
             init_image = init_image.resize((width, height))
+    ip_adapter_images, ip_adapter_scale = _identity(fields, spec)
     return Params(
         prompt=prompt,
         negative_prompt=negative,
@@ -335,6 +399,8 @@ def parse_request(data: Any, spec: ModelSpec) -> Params:
         seed=seed,
         init_image=init_image,
         strength=strength,
+        ip_adapter_images=ip_adapter_images,
+        ip_adapter_scale=ip_adapter_scale,
     )
 
 
@@ -383,6 +449,8 @@ class ControlNetService:
         self.progress = progress  # diffusers' per-step bar (off on a server)
         self.pipe: Any = None
         self._img2img: Any = None
+        self.ip_adapter_loaded = False
+        self._neutral: dict[bool, Any] = {}  # image embeds that stand for "no face", per CFG on/off
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
         self.load_seconds: float | None = None
@@ -435,9 +503,9 @@ class ControlNetService:
             raise
         except (OSError, ValueError) as exc:
             where = self.source or f"{self.spec.controlnet} + {self.spec.base_model}"
-            raise LoadError(
-                f"could not load {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from exc
+            raise LoadError(f"could not load {where}: {_first_line(exc)}") from exc
+        if self.spec.has_ip_adapter:
+            self._load_ip_adapter(pipe)
         pipe.to(self.device)
         if self.optimize and self.device.startswith("cuda"):
             # PyTorch 2's SDPA attention is diffusers' default; channels_last speeds up the convs.
@@ -445,6 +513,69 @@ class ControlNetService:
             pipe.controlnet.to(memory_format=torch.channels_last)
         pipe.set_progress_bar_config(disable=not self.progress)
         return pipe
+
+    def adapter_source(self) -> str:
+        """Where the identity adapter comes from: the model folder's ip_adapter/, else its Hub repo."""
+        if self.source is not None and (self.source / IP_ADAPTER_FOLDER).is_dir():
+            return str(self.source / IP_ADAPTER_FOLDER)
+        return self.spec.ip_adapter_repo
+
+    def _load_ip_adapter(self, pipe: Any) -> None:
+        """diffusers' own loader: the adapter's weights into the UNet's attention, its image
+        encoder (in the pipeline's dtype: fp16 on CUDA) and a CLIP image processor into the pipeline."""
+        source = self.adapter_source()
+        try:
+            pipe.load_ip_adapter(
+                source,
+                subfolder=self.spec.ip_adapter_subfolder or None,
+                weight_name=self.spec.ip_adapter_weight_name,
+                image_encoder_folder=self.spec.ip_adapter_image_encoder_folder,
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            where = f"{source}/{self.spec.ip_adapter_subfolder}".rstrip("/")
+            raise LoadError(
+                f"could not load the identity adapter {where}/{self.spec.ip_adapter_weight_name}: "
+                f"{_first_line(exc)}"
+            ) from exc
+        self.ip_adapter_loaded = True
+
+    def _identity_arguments(self, pipe: Any, params: Params) -> dict[str, Any]:
+        """The pipeline's IP-Adapter arguments, with the scale set on the (shared) UNet.
+
+        A loaded adapter needs image embeds on every call; without a face (or at scale 0) it gets
+        zeros at scale 0, which diffusers' attention skips: the very image of no adapter at all."""
+        if not self.ip_adapter_loaded:
+            return {}
+        scale = params.ip_adapter_scale if params.ip_adapter_images else 0.0
+        pipe.set_ip_adapter_scale(scale)
+        if scale > 0:
+            # One adapter, several references: a list of images inside the per-adapter list.
+            return {"ip_adapter_image": [list(params.ip_adapter_images)]}
+        cfg = params.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        if cfg not in self._neutral:
+            self._neutral[cfg] = self._neutral_embeds(pipe, cfg)
+        return {"ip_adapter_image_embeds": self._neutral[cfg]}
+
+    def _neutral_embeds(self, pipe: Any, cfg: bool) -> Any:
+        import torch
+
+        layers = pipe.unet.encoder_hid_proj.image_projection_layers
+        embeds = []
+        for layer in layers:
+            if hasattr(
+                layer, "proj_in"
+            ):  # Plus (a resampler over encoder tokens): [batch, images, tokens, dim]
+                shape: tuple[int, ...] = (1, 1, 1, layer.proj_in.in_features)
+            elif hasattr(layer, "image_embeds"):  # plain IP-Adapter: [batch, images, dim]
+                shape = (1, 1, layer.image_embeds.in_features)
+            else:
+                raise LoadError(
+                    f"identity adapter of type {type(layer).__name__} is not supported: it needs a face "
+                    "on every request (send ip_adapter_image)"
+                )
+            zeros = torch.zeros(shape, dtype=pipe.unet.dtype, device=pipe.unet.device)
+            embeds.append(torch.cat([zeros, zeros]) if cfg else zeros)  # CFG: negative, then positive
+        return embeds
 
     def img2img_pipe(self) -> Any:
         """The matching ControlNet img2img pipeline over the same loaded parts (no second copy)."""
@@ -479,13 +610,15 @@ class ControlNetService:
                 "height": params.height,
                 "generator": generator,
             }
+            pipe = self.img2img_pipe() if params.init_image is not None else self.pipe
+            common.update(self._identity_arguments(pipe, params))
             with torch.inference_mode():
                 if params.init_image is not None:
-                    out = self.img2img_pipe()(
+                    out = pipe(
                         image=params.init_image, control_image=params.pose, strength=params.strength, **common
                     )
                 else:
-                    out = self.pipe(image=params.pose, **common)
+                    out = pipe(image=params.pose, **common)
             image = out.images[0]
             elapsed = time.monotonic() - started
             self.seconds_per_image = (
@@ -511,6 +644,10 @@ def _from_hub(cls: Any, repo_id: str, variant: "str | None", **kwargs: Any) -> A
         except (OSError, ValueError):
             pass  # this repo has no fp16 variant: take the full weights, cast on load
     return cls.from_pretrained(repo_id, **kwargs)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def png_bytes(image: Any) -> bytes:

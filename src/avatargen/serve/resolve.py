@@ -7,6 +7,7 @@ from the Hub, the same model from a local folder (--model-dir), or its tiny rand
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib.util
 import os
@@ -41,8 +42,10 @@ def model_source(model: Any, model_dir: str | Path | None = None, tiny: bool = F
     except LoadError as exc:
         raise ModelUnavailable(str(exc)) from None
     if tiny:
-        from avatargen.serve.tiny import ensure_tiny
+        from avatargen.serve.tiny import ensure_tiny, tiny_adapter_fields
 
+        if spec.has_ip_adapter:  # the tiny folder holds a tiny adapter under the shipped names
+            spec = dataclasses.replace(spec, **tiny_adapter_fields(model.architecture))
         if lazy:
             return spec, lambda: ensure_tiny(model.architecture)
         return spec, ensure_tiny(model.architecture)
@@ -88,7 +91,7 @@ def hub_cache() -> str:
 
 def hub_preflight(spec: Any, model: Any, ways: tuple[str, ...] = GENERATE_WAYS) -> bool:
     """Fail in a second, not after minutes of retries, when Hub weights cannot be had; True when
-    both repos are in the download cache already.
+    every repo (ControlNet, base model, identity adapter) is in the download cache already.
 
     Nothing is asked of the network when both repos are in the download cache (huggingface_hub
     then loads them even offline). Otherwise one HEAD per missing repo, with a short timeout and
@@ -99,7 +102,11 @@ def hub_preflight(spec: Any, model: Any, ways: tuple[str, ...] = GENERATE_WAYS) 
 
     timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT_S)
     cached = True
-    for repo, filename in ((spec.controlnet, "config.json"), (spec.base_model, "model_index.json")):
+    wanted = [(spec.controlnet, "config.json"), (spec.base_model, "model_index.json")]
+    if getattr(spec, "has_ip_adapter", False):  # the identity adapter's weight file, in its repo
+        weight = "/".join(p for p in (spec.ip_adapter_subfolder, spec.ip_adapter_weight_name) if p)
+        wanted.append((spec.ip_adapter_repo, weight))
+    for repo, filename in wanted:
         if isinstance(try_to_load_from_cache(repo, filename), str):
             continue
         cached = False

@@ -6,6 +6,12 @@ vocabulary written here, since no tokenizer can be downloaded), and saves it wit
 `save_pretrained`. pipelines.py loads it back with `from_pretrained`, the very same path as
 real weights. Its images are noise: the weights are random.
 
+Beside it, in ip_adapter/, a tiny random IP-Adapter Plus (Face) in h94/IP-Adapter's own layout
+(`models/ip-adapter-plus-face_sd15.safetensors` or `sdxl_models/...sdxl_vit-h.safetensors`, and a
+tiny CLIPVisionModelWithProjection in `models/image_encoder`), built as diffusers' tests build
+theirs (`create_ip_adapter_plus_state_dict`); pipelines.py loads it with `pipe.load_ip_adapter`
+from that folder, as it loads the real one from the Hub.
+
 The saved folder is made portable (`make_portable`): it loads under the library versions installed
 here and under those the Hugging Face inference toolkit pins (transformers 4.51, diffusers 0.33),
 so a `--tiny` endpoint bundle runs in that toolkit too.
@@ -19,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = 3  # bump when the configs change, so cached folders are rebuilt
+TINY_VERSION = 4  # bump when the configs change, so cached folders are rebuilt
 TINY_ARCHITECTURES = ("sd15", "sdxl")
 _SEED = 0
 
@@ -58,6 +64,7 @@ def build_tiny(architecture: str, folder: Path) -> Path:
         pipe = _build_sdxl(staging) if architecture == "sdxl" else _build_sd15(staging)
         pipe.save_pretrained(staging / "pipe", safe_serialization=True)
         make_portable(staging / "pipe")
+        write_tiny_ip_adapter(pipe.unet, staging / "pipe" / IP_ADAPTER_FOLDER, architecture)
         (staging / "pipe" / "TINY.txt").write_text(
             "Random-weight tiny pipeline built by avatargen for tests: its images are noise.\n"
         )
@@ -69,6 +76,130 @@ def build_tiny(architecture: str, folder: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+# ---------------------------------------------------------------- the identity adapter
+IP_ADAPTER_FOLDER = "ip_adapter"  # = pipelines.IP_ADAPTER_FOLDER (this module stays light to import)
+# The same names as the shipped catalog's [models.identity_adapter] (h94/IP-Adapter's layout).
+TINY_ADAPTER = {
+    "sd15": ("models", "ip-adapter-plus-face_sd15.safetensors", "models/image_encoder"),
+    "sdxl": ("sdxl_models", "ip-adapter-plus-face_sdxl_vit-h.safetensors", "models/image_encoder"),
+}
+_ENCODER_WIDTH = 32  # the tiny image encoder's hidden size: the resampler's input width
+
+
+def tiny_adapter_fields(architecture: str) -> dict[str, str]:
+    """The ModelSpec fields that point at the tiny adapter inside a tiny model folder."""
+    subfolder, weight_name, encoder = TINY_ADAPTER[architecture]
+    return {
+        "ip_adapter_subfolder": subfolder,
+        "ip_adapter_weight_name": weight_name,
+        "ip_adapter_image_encoder_folder": encoder,
+    }
+
+
+def write_tiny_ip_adapter(unet, folder: Path, architecture: str) -> Path:
+    """A random IP-Adapter Plus for `unet`, saved as the original checkpoints are: one safetensors
+    file of `image_proj.*` (the Perceiver resampler, original key names) and `ip_adapter.*` (to_k_ip /
+    to_v_ip of every cross-attention, numbered 1, 3, 5, ... as in the original repo), plus the
+    image encoder folder."""
+    import torch
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor
+    from diffusers.models.embeddings import IPAdapterPlusImageProjection
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    subfolder, weight_name, encoder_folder = TINY_ADAPTER[architecture]
+    cross = unet.config.cross_attention_dim
+    weights: dict[str, torch.Tensor] = {}
+    key_id = 1
+    for name in unet.attn_processors:  # diffusers' loader walks them in this order, numbering alike
+        if name.endswith("attn1.processor"):
+            continue  # self-attention: no image tokens
+        hidden = _processor_width(unet, name)
+        sd = IPAdapterAttnProcessor(hidden_size=hidden, cross_attention_dim=cross, scale=1.0).state_dict()
+        weights[f"ip_adapter.{key_id}.to_k_ip.weight"] = sd["to_k_ip.0.weight"]
+        weights[f"ip_adapter.{key_id}.to_v_ip.weight"] = sd["to_v_ip.0.weight"]
+        key_id += 2
+    # heads x dim_head must be a multiple of 64 (the loader reads heads = to_q rows // 64); depth 4.
+    resampler = IPAdapterPlusImageProjection(
+        embed_dims=_ENCODER_WIDTH,
+        output_dims=cross,
+        hidden_dims=32,
+        depth=4,
+        dim_head=64,
+        heads=1,
+        num_queries=4,
+    )
+    for key, value in _original_resampler_keys(resampler.state_dict()).items():
+        weights[f"image_proj.{key}"] = value
+    target = folder / subfolder
+    target.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in weights.items()}, target / weight_name, metadata={"format": "pt"}
+    )
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=_ENCODER_WIDTH,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        )
+    )
+    encoder.save_pretrained(folder / encoder_folder, safe_serialization=True)
+    (folder / "TINY.txt").write_text("Random-weight tiny IP-Adapter Plus built by avatargen for tests.\n")
+    return folder
+
+
+def _processor_width(unet, name: str) -> int:
+    channels = unet.config.block_out_channels
+    if name.startswith("mid_block"):
+        return channels[-1]
+    block = int(name.split(".")[1])
+    return list(reversed(channels))[block] if name.startswith("up_blocks") else channels[block]
+
+
+def _original_resampler_keys(state: dict) -> dict:
+    """diffusers' resampler names -> the original IP-Adapter checkpoint's (what the loader converts
+    back): layers.N.{ln0,ln1,attn.*} -> layers.N.0.{norm1,norm2,to_*}, ff -> layers.N.1.*, to_k +
+    to_v -> one to_kv."""
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] != "layers":
+            out[key] = value
+            continue
+        head, rest = ".".join(parts[:2]), ".".join(parts[2:])
+        renames = {
+            "ln0.weight": "0.norm1.weight",
+            "ln0.bias": "0.norm1.bias",
+            "ln1.weight": "0.norm2.weight",
+            "ln1.bias": "0.norm2.bias",
+            "attn.to_q.weight": "0.to_q.weight",
+            "attn.to_out.0.weight": "0.to_out.weight",
+            "ff.0.weight": "1.0.weight",
+            "ff.0.bias": "1.0.bias",
+            "ff.1.net.0.proj.weight": "1.1.weight",
+            "ff.1.net.2.weight": "1.3.weight",
+        }
+        if rest == "attn.to_k.weight":
+            out[f"{head}.0.to_kv.weight"] = torch_cat(value, state[f"{head}.attn.to_v.weight"])
+        elif rest == "attn.to_v.weight":
+            continue
+        elif rest in renames:
+            out[f"{head}.{renames[rest]}"] = value
+        else:
+            raise ValueError(f"unexpected resampler weight {key}")  # diffusers changed its names
+    return out
+
+
+def torch_cat(first, second):
+    import torch
+
+    return torch.cat([first, second], dim=0)
 
 
 # ---------------------------------------------------------------- portability

@@ -1,0 +1,107 @@
+"""Photos prepared for sending, shared by the workers of a batch: each photo is decoded once
+(however many jobs use it: `--num`, several poses, a fallback at another size), and each image
+made from it (the fitted init image, a per-photo pose) is made once per size.
+
+Memory stays bounded: only the most recently used photos are kept (jobs of one photo are next
+to each other in a batch, so a few more than the number of workers is enough).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# How the photo travels when it guides the look (img2img's init image), per architecture.
+# SD 1.5 and SDXL (every OpenPose ControlNet in the catalog) put it through the VAE, whose 8x
+# smaller latents cannot keep JPEG q95's artefacts, then noise it by `strength`: JPEG, ~6x
+# smaller and ~100x faster to encode than PNG. SD 3.5's ControlNets (Canny, Depth, Blur) read
+# the picture itself as the control image, where JPEG's block edges would show as edges: PNG.
+# The router's editing models (Qwen-Image-Edit, FLUX Kontext) keep the input's pixels wherever
+# they do not edit, artefacts included: PNG. Pose skeletons are always PNG (thin lines, flat colours).
+LOSSLESS_ARCHITECTURES = frozenset({"sd35", "qwen-image", "flux"})
+JPEG_QUALITY = 95
+
+
+def needs_lossless(architecture: str) -> bool:
+    return architecture in LOSSLESS_ARCHITECTURES
+
+
+class _Entry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.photo: Any = None
+        self.error: BaseException | None = None
+        self.made: dict[tuple, bytes] = {}
+
+
+class PhotoCache:
+    def __init__(self, keep: int = 8, min_side: int = 1024, load: Callable[..., Any] | None = None) -> None:
+        """`keep`: photos held at once; `min_side`: the largest side any model may ask for (a big
+        JPEG is decoded at a reduced scale that still covers it)."""
+        self.keep = max(1, keep)
+        self.min_side = min_side
+        self._load = load
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.decoded = 0  # photos decoded (tests, benchmarks)
+
+    def _entry(self, key: str) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+                while len(self._entries) > self.keep:
+                    self._entries.popitem(last=False)  # a worker still using it keeps its reference
+            else:
+                self._entries.move_to_end(key)
+            return entry
+
+    def photo(self, path: Path, key: str):
+        """The decoded photo (RGB, upright), decoded by the first worker that asks; the others
+        wait for it. A photo that cannot be read raises the same InputError for each job."""
+        entry = self._entry(key)
+        with entry.lock:
+            return self._decoded(entry, path)
+
+    def _decoded(self, entry: _Entry, path: Path):
+        if entry.photo is None and entry.error is None:
+            from avatargen import images
+
+            with self._lock:
+                self.decoded += 1
+            try:
+                entry.photo = (self._load or images.load_photo)(path, min_side=self.min_side)
+                entry.photo.filename = str(path)  # so `--pose auto` errors can name the file
+            except Exception as exc:
+                entry.error = exc
+        if entry.error is not None:
+            raise entry.error
+        return entry.photo
+
+    def made(self, path: Path, key: str, what: tuple, make: Callable[[Any], bytes]) -> bytes:
+        """An image made from the photo (`what` names it, sizes included), made once: the
+        workers of one photo wait for each other rather than make it twice."""
+        entry = self._entry(key)
+        with entry.lock:
+            cached = entry.made.get(what)
+            if cached is None:
+                cached = entry.made[what] = make(self._decoded(entry, path))
+            return cached
+
+    def init_image(self, path: Path, key: str, width: int, height: int, lossless: bool) -> bytes:
+        """The photo fitted to width x height, as PNG when `lossless`, else JPEG."""
+        from avatargen.images import fit_to, png_bytes
+
+        def make(photo) -> bytes:
+            fitted = fit_to(photo, width, height)
+            if lossless:
+                return png_bytes(fitted)
+            buffer = io.BytesIO()
+            fitted.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+            return buffer.getvalue()
+
+        return self.made(path, key, ("init", width, height, lossless), make)

@@ -1,0 +1,214 @@
+"""Loopback fakes of Hugging Face's router for Inference Providers, a provider CDN and the Hub API.
+
+FakeRouter speaks, under one base URL (what AVATARGEN_ROUTER_URL points at):
+- fal-ai's queue protocol as the router relays it: POST /fal-ai/{model}?_subdomain=queue answers a
+  ticket {request_id, status, response_url, status_url, cancel_url, queue_position}; GET
+  /fal-ai{response_url's path}/status?_subdomain=queue answers IN_QUEUE, then IN_PROGRESS, then
+  COMPLETED after `polls_before_done` polls; GET /fal-ai{response_url's path}?_subdomain=queue
+  answers the result {"images": [{"url", "width", "height", "content_type"}], "seed"}, the image
+  URL on the FakeCDN (another port);
+- replicate: POST /replicate/v1/models/{owner}/{name}/predictions with `Prefer: wait` answers a
+  finished prediction {"id", "status": "succeeded", "output": URL}.
+Knobs: `token` (else 401), `paid_submits` (then 402 Payment Required), `failing_submits` (the
+n-th submits, from 0, end as failed jobs: status COMPLETED with an error, result 500). Every
+request is recorded (method, path, query, headers, json).
+FakeHub answers GET /api/models/{id}?expand[]=inferenceProviderMapping from a dict.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def png(width: int = 64, height: int = 64, colour=(30, 120, 200)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class _Server:
+    """A ThreadingHTTPServer on 127.0.0.1 that records every request and calls `answer`."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                record = {
+                    "method": self.command,
+                    "path": parts.path,
+                    "query": parts.query,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "json": json.loads(raw) if raw else None,
+                }
+                with owner.lock:
+                    owner.requests.append(record)
+                status, headers, body = owner.answer(record)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = _handle
+            do_POST = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def answer(self, record: dict) -> tuple[int, dict, bytes]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _json(status: int, data) -> tuple[int, dict, bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+
+class FakeCDN(_Server):
+    """Serves /img/{id}.png (a PNG of the size asked in the query); `broken`: answer 500."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    def answer(self, record):
+        if self.broken:
+            return _json(500, {"error": "storage unavailable"})
+        query = parse_qs(record["query"])
+        width, height = int(query.get("w", ["64"])[0]), int(query.get("h", ["64"])[0])
+        return 200, {"Content-Type": "image/png"}, png(width, height)
+
+
+class FakeRouter(_Server):
+    def __init__(
+        self,
+        cdn: FakeCDN,
+        *,
+        token: str = "hf_routertesttoken123",
+        polls_before_done: int = 0,
+        paid_submits: int | None = None,
+        failing_submits: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.cdn = cdn
+        self.token = token
+        self.polls_before_done = polls_before_done
+        self.paid_submits = paid_submits
+        self.failing_submits = failing_submits
+        self.jobs: dict[str, dict] = {}
+        self._ids = itertools.count()
+
+    def submits(self) -> list[dict]:
+        return [r for r in self.requests if r["method"] == "POST"]
+
+    def polls(self) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith("/status")]
+
+    def answer(self, record):
+        if record["headers"].get("authorization") != f"Bearer {self.token}":
+            return _json(401, {"error": "Invalid credentials in Authorization header"})
+        path = record["path"]
+        if record["method"] == "POST":
+            with self.lock:
+                index = next(self._ids)
+            if self.paid_submits is not None and index >= self.paid_submits:
+                return _json(
+                    402, {"error": "You have exceeded your monthly included credits for Inference Providers."}
+                )
+            size = (record["json"] or {}).get("image_size") or {"width": 64, "height": 64}
+            job = {"index": index, "polls": 0, "size": size, "failed": index in self.failing_submits}
+            if path.startswith("/fal-ai/"):
+                return self._fal_submit(record, job)
+            if path.startswith("/replicate/"):
+                url = f"{self.cdn.url}/img/r{index}.png?w=64&h=64"
+                return _json(201, {"id": f"r{index}", "status": "succeeded", "output": url, "error": None})
+            return _json(404, {"error": "Not Found"})
+        if path.startswith("/fal-ai/"):
+            return self._fal_get(path)
+        return _json(404, {"error": "Not Found"})
+
+    def _fal_submit(self, record, job):
+        model = record["path"].removeprefix("/fal-ai/")
+        request_id = f"req-{job['index']:04d}"
+        with self.lock:
+            self.jobs[request_id] = job
+        base = f"https://queue.fal.run/{model}/requests/{request_id}"
+        return _json(
+            200,
+            {
+                "request_id": request_id,
+                "status": "IN_QUEUE",
+                "response_url": base,
+                "status_url": f"{base}/status",
+                "cancel_url": f"{base}/cancel",
+                "queue_position": 0,
+            },
+        )
+
+    def _fal_get(self, path):
+        parts = path.split("/requests/", 1)
+        if len(parts) != 2:
+            return _json(404, {"error": "Not Found"})
+        request_id, _, tail = parts[1].partition("/")
+        job = self.jobs.get(request_id)
+        if job is None:
+            return _json(404, {"detail": "Request not found"})
+        if tail == "status":
+            with self.lock:
+                job["polls"] += 1
+                polls = job["polls"]
+            if polls < self.polls_before_done:
+                return _json(
+                    202, {"status": "IN_QUEUE" if polls == 1 else "IN_PROGRESS", "queue_position": 0}
+                )
+            if job["failed"]:
+                return _json(
+                    200, {"status": "COMPLETED", "error": "Internal server error", "error_type": "runner"}
+                )
+            return _json(200, {"status": "COMPLETED"})
+        if job["failed"]:
+            return _json(500, {"detail": "Internal server error"})
+        width, height = job["size"]["width"], job["size"]["height"]
+        url = f"{self.cdn.url}/img/{request_id}.png?w={width}&h={height}"
+        image = {"url": url, "width": width, "height": height, "content_type": "image/png"}
+        return _json(200, {"images": [image], "seed": 1, "has_nsfw_concepts": [False]})
+
+
+class FakeHub(_Server):
+    """The Hub API's model info with its inference provider mapping."""
+
+    def __init__(self, mappings: dict[str, dict]) -> None:
+        super().__init__()
+        self.mappings = mappings
+
+    def answer(self, record):
+        model_id = record["path"].removeprefix("/api/models/")
+        if model_id not in self.mappings:
+            return _json(404, {"error": "Repository not found"})
+        return _json(200, {"id": model_id, "inferenceProviderMapping": self.mappings[model_id]})
