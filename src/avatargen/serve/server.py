@@ -6,8 +6,9 @@ While the pipeline loads in a background thread every route answers
 `503 {"error": "Model K is currently loading", "estimated_time": N}`, so the client's cold-start
 wait works unchanged. Generation runs on one dedicated thread (serve/runner.py: one OpenMP team,
 one image at a time), behind a bounded queue: a request takes its place on arrival, and when the
-queue is full the answer is 429 with Retry-After before the body is read. Bodies are parsed strictly (serve/body.py) and checked by
-parse_request (image sizes from the header, before decoding), so any input gets a JSON 4xx.
+queue is full the answer is 429 with Retry-After before the body is read. Bodies are parsed
+strictly (serve/body.py) and checked by parse_request (image sizes from the header, before
+decoding), so any input gets a JSON 4xx.
 """
 
 from __future__ import annotations
@@ -107,9 +108,6 @@ class ModelHost:
             elapsed if self.seconds_per_image is None else 0.7 * self.seconds_per_image + 0.3 * elapsed
         )
         return image
-
-    def generate_png(self, params: Any) -> bytes:
-        return png_bytes(self.runner.call(self._generate, params))
 
     async def generate_png_async(self, params: Any) -> bytes:
         """The event loop's way: no thread waits for the queue; a cancelled request leaves it.
