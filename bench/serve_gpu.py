@@ -13,9 +13,12 @@ is downloaded. Configurations timed:
             load_ip_adapter as pipelines.py does, one face reference at scale 0.6 (--tiny: the
             tiny adapter of serve --tiny)
 The median of --runs timed images follows one warm-up image (compile happens there).
-Prints one line per configuration, the ratio defaults / ours and the ratio identity / ours.
+Prints one line per configuration, the ratio defaults / ours and the ratio identity / ours. With
+--batch N, 'ours' is timed again making N images per pipeline call (N prompts, poses and seeds, as
+micro-batching N queued requests of the same size and steps would): worth building into serve only
+if images/s rises.
 
-Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile]
+Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile] [--batch 4]
        python bench/serve_gpu.py --tiny     # CPU smoke check: tiny model, 64x64, 2 steps
 """
 
@@ -153,15 +156,15 @@ def face_image():
     return Image.fromarray(data.astronaut()[0:220, 140:360])
 
 
-def time_pipeline(pipe, size: int, steps: int, runs: int, **extra) -> tuple[float, float]:
-    """(warm-up seconds, median seconds per image)."""
-    one = image_timer(pipe, size, steps, **extra)
+def time_pipeline(pipe, size: int, steps: int, runs: int, batch: int = 1, **extra) -> tuple[float, float]:
+    """(warm-up seconds, median seconds per image), `batch` images per pipeline call."""
+    one = image_timer(pipe, size, steps, batch, **extra)
     warm = one()
     return warm, statistics.median(one() for _ in range(runs))
 
 
-def image_timer(pipe, size: int, steps: int, **extra):
-    """A function that makes one image and returns the seconds it took."""
+def image_timer(pipe, size: int, steps: int, batch: int = 1, **extra):
+    """A function that makes `batch` images in one call and returns the seconds per image."""
     import torch
     from PIL import Image
 
@@ -174,18 +177,18 @@ def image_timer(pipe, size: int, steps: int, **extra):
         start = time.perf_counter()
         with torch.inference_mode():
             pipe(
-                "a portrait",
-                image=pose,
+                ["a portrait"] * batch,
+                image=[pose] * batch,
                 width=size,
                 height=size,
                 num_inference_steps=steps,
                 guidance_scale=7.5,
-                generator=torch.Generator("cpu").manual_seed(0),
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in range(batch)],
                 **extra,
             )
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return (time.perf_counter() - start) / batch
 
     return one
 
@@ -199,6 +202,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="default 512 (64 with --tiny)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the UNet in 'ours'")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke check on the tiny model")
+    parser.add_argument("--batch", type=int, default=1, help="also time N images per pipeline call")
     args = parser.parse_args()
 
     import torch
@@ -245,7 +249,13 @@ def main() -> None:
         results["ours"] = per_image
         label = f"{str(ours_dtype).removeprefix('torch.')}, SDPA"
         label += (", channels_last" if device == "cuda" else "") + (", compile" if args.compile else "")
-        print(f"ours: {label}: {per_image:.3f} s/image (warm-up {warm:.2f} s)")
+        print(f"ours: {label}: {per_image:.3f} s/image, {1 / per_image:.2f} images/s (warm-up {warm:.2f} s)")
+        if args.batch > 1:
+            warm, batched = time_pipeline(pipe, size, steps, args.runs, args.batch)
+            print(
+                f"ours, {args.batch} images per call: {batched:.3f} s/image, {1 / batched:.2f} images/s: "
+                f"{per_image / batched:.2f}x one per call (warm-up {warm:.2f} s)"
+            )
 
         # ours + the identity adapter on a second copy, one face reference (one adapter: a list
         # inside the list), timed turn about with `ours` so that load on the machine hits both alike.

@@ -6,7 +6,9 @@ process and model: from the Hugging Face Hub (huggingface_hub's progress bars on
 cached in HF_HOME), from `model_dir`, or the tiny random-weight model (`tiny`, for tests and
 trying things out). A load that fails raises ModelLoadError (which stops a batch) and is
 remembered, so no later job waits for it again; an unreachable Hub is found out in a second by
-resolve.hub_preflight instead of after huggingface_hub's retries.
+resolve.hub_preflight instead of after huggingface_hub's retries. Loading and every image run on
+the process's one pipeline thread (serve/runner.py), whatever batch worker asks: one OpenMP team,
+not one per worker fighting over the cores.
 Environment defaults, for the CLI and CI: AVATARGEN_LOCAL_MODEL_DIR, AVATARGEN_LOCAL_TINY=1.
 """
 
@@ -122,7 +124,11 @@ class LocalProvider:
             if isinstance(known, ModelLoadError):  # failed before in this process: say so again, at once
                 raise ModelLoadError(known.message, known.hint)
             if known is None:
-                known = self._load(on_event, request)
+                from avatargen.serve.runner import pipeline_runner
+
+                # On the pipeline thread: building the tiny model and loading weights run torch
+                # kernels, which would leave this worker thread an OpenMP team of its own.
+                known = pipeline_runner().call(self._load, on_event, request)
                 _loaded[self._key] = known
             self._service = known
             return known
@@ -132,8 +138,10 @@ class LocalProvider:
         from avatargen.quiet import quiet, quiet_pipelines
         from avatargen.serve.pipelines import ControlNetService, LoadError
         from avatargen.serve.resolve import failure_reason, hub_preflight, load_error, model_source
+        from avatargen.serve.runner import openmp_waits_passively
 
         quiet()  # before torch, transformers and diffusers are imported
+        openmp_waits_passively()
         try:  # first what fails fast (a folder, the Hub), before seconds of importing torch
             spec, source = model_source(self.model, model_dir=self.model_dir, tiny=self.tiny)
             cached = hub_preflight(spec, self.model) if source is None else False
@@ -173,6 +181,7 @@ class LocalProvider:
         """One image in-process. `gate` coordinates HTTP waits: nothing to share here. `on_attempt` is
         called once, after the weights are loaded and before the image is made."""
         from avatargen.serve.pipelines import RequestError, parse_request, png_bytes
+        from avatargen.serve.runner import pipeline_runner
 
         if request.pose_png is None:
             raise InputError(f"no pose image for {self.model.key}", "the local backend needs a pose (--pose)")
@@ -187,7 +196,7 @@ class LocalProvider:
             on_attempt()  # the batch's "generating now" signal (and its stop check), once per image
         started = time.monotonic()
         try:
-            image = service.generate(params)
+            image = pipeline_runner().call(service.generate, params)
         except RuntimeError as exc:  # e.g. CUDA out of memory
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(
