@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 _EXPECTED_LOAD_S = {"cuda": 60.0, "cpu": 120.0}
 # Rough download sizes in GB: fp16 files on a GPU, full fp32 ones elsewhere (ControlNet + base).
 _DOWNLOAD_GB = {("sd15", True): 3, ("sd15", False): 6, ("sdxl", True): 10, ("sdxl", False): 19}
+# The identity adapter on top (h94/IP-Adapter, fp32 files either way): its ViT-H image encoder
+# (~2.5 GB) plus the plus-face weights (~0.1 GB for SD 1.5, ~0.85 GB for SDXL).
+_ADAPTER_GB = {"sd15": 2.6, "sdxl": 3.4}
 
 _announced: set[str] = set()  # "where it runs" is said once per process and model
 _announce_lock = threading.Lock()
@@ -94,9 +97,15 @@ class LocalProvider:
         names = (
             f"{self.model.base_model.rsplit('/', 1)[-1]} + {self.model.huggingface_model.rsplit('/', 1)[-1]}"
         )
-        if cached:
-            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME)"
         size = _DOWNLOAD_GB.get((self.model.architecture, device.startswith("cuda")))
+        adapter_gb = _ADAPTER_GB.get(self.model.architecture) if self.model.identity_adapter else None
+        if cached:  # the cache check covers the base model and ControlNet, not the adapter
+            also = f"; the identity adapter (~{adapter_gb} GB) downloads on first use" if adapter_gb else ""
+            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME){also}"
+        if self.model.identity_adapter is not None:
+            names += " + IP-Adapter Plus Face"
+            if size and adapter_gb:
+                size = round(size + adapter_gb)
         about = f"~{size} GB, " if size else ""
         return f"{names} from the Hugging Face Hub ({about}cached in HF_HOME after the first run)"
 
