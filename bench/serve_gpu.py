@@ -8,10 +8,17 @@ is downloaded. Configurations timed:
             default attention processor, no memory-format change
   ours      what avatargen.serve.pipelines does on CUDA: float16, SDPA attention (explicit),
             channels_last UNet + ControlNet; with --compile also torch.compile on the UNet
+  identity  ours + the identity adapter (issue 12): an IP-Adapter Plus Face at its real size
+            (ViT-H/14 image encoder, 16-query resampler; random weights) loaded with diffusers'
+            load_ip_adapter as pipelines.py does, one face reference at scale 0.6 (--tiny: the
+            tiny adapter of serve --tiny)
 The median of --runs timed images follows one warm-up image (compile happens there).
-Prints one line per configuration and the ratio defaults / ours.
+Prints one line per configuration, the ratio defaults / ours and the ratio identity / ours. With
+--batch N, 'ours' is timed again making N images per pipeline call (N prompts, poses and seeds, as
+micro-batching N queued requests of the same size and steps would): worth building into serve only
+if images/s rises.
 
-Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile]
+Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile] [--batch 4]
        python bench/serve_gpu.py --tiny     # CPU smoke check: tiny model, 64x64, 2 steps
 """
 
@@ -110,8 +117,54 @@ def build_tiny_sd15(staging: Path, dtype):
     return StableDiffusionControlNetPipeline.from_pretrained(str(folder), torch_dtype=dtype)
 
 
-def time_pipeline(pipe, size: int, steps: int, runs: int) -> tuple[float, float]:
-    """(warm-up seconds, median seconds per image)."""
+# The real plus-face adapter's sizes: OpenCLIP ViT-H/14 (632M parameters), and a resampler of 16
+# queries, 12 heads of 64, into SD 1.5's 768-wide cross-attention.
+VIT_H = {
+    "hidden_size": 1280,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "intermediate_size": 5120,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
+}
+PLUS_FACE_RESAMPLER = {"hidden_dims": 768, "dim_head": 64, "heads": 12, "num_queries": 16}
+
+
+def add_identity_adapter(pipe, staging: Path, tiny: bool) -> None:
+    """Write a random IP-Adapter Plus for this UNet in h94/IP-Adapter's layout and load it with
+    `load_ip_adapter`, the call avatargen.serve.pipelines makes."""
+    from avatargen.serve.tiny import TINY_ADAPTER, write_tiny_ip_adapter
+
+    sizes = {} if tiny else {"encoder": VIT_H, "resampler": PLUS_FACE_RESAMPLER}
+    folder = write_tiny_ip_adapter(pipe.unet, staging / "ip_adapter", "sd15", **sizes)
+    subfolder, weight_name, encoder_folder = TINY_ADAPTER["sd15"]
+    pipe.load_ip_adapter(
+        str(folder), subfolder=subfolder, weight_name=weight_name, image_encoder_folder=encoder_folder
+    )
+    pipe.set_ip_adapter_scale(0.6)
+
+
+def face_image():
+    from PIL import Image
+
+    try:
+        from skimage import data
+    except ImportError:  # scikit-image is a dev dependency; the content does not change the speed
+        return Image.new("RGB", (220, 220), (200, 160, 130))
+    return Image.fromarray(data.astronaut()[0:220, 140:360])
+
+
+def time_pipeline(pipe, size: int, steps: int, runs: int, batch: int = 1, **extra) -> tuple[float, float]:
+    """(warm-up seconds, median seconds per image), `batch` images per pipeline call."""
+    one = image_timer(pipe, size, steps, batch, **extra)
+    warm = one()
+    return warm, statistics.median(one() for _ in range(runs))
+
+
+def image_timer(pipe, size: int, steps: int, batch: int = 1, **extra):
+    """A function that makes `batch` images in one call and returns the seconds per image."""
     import torch
     from PIL import Image
 
@@ -124,20 +177,20 @@ def time_pipeline(pipe, size: int, steps: int, runs: int) -> tuple[float, float]
         start = time.perf_counter()
         with torch.inference_mode():
             pipe(
-                "a portrait",
-                image=pose,
+                ["a portrait"] * batch,
+                image=[pose] * batch,
                 width=size,
                 height=size,
                 num_inference_steps=steps,
                 guidance_scale=7.5,
-                generator=torch.Generator("cpu").manual_seed(0),
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in range(batch)],
+                **extra,
             )
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return (time.perf_counter() - start) / batch
 
-    warm = one()
-    return warm, statistics.median(one() for _ in range(runs))
+    return one
 
 
 def main() -> None:
@@ -149,6 +202,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="default 512 (64 with --tiny)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the UNet in 'ours'")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke check on the tiny model")
+    parser.add_argument("--batch", type=int, default=1, help="also time N images per pipeline call")
     args = parser.parse_args()
 
     import torch
@@ -178,22 +232,49 @@ def main() -> None:
             torch.cuda.empty_cache()
 
         # ours
-        pipe = build(Path(tmp) / "b", ours_dtype).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.unet.set_attn_processor(AttnProcessor2_0())
-        pipe.controlnet.set_attn_processor(AttnProcessor2_0())
-        if device == "cuda":
-            pipe.unet.to(memory_format=torch.channels_last)
-            pipe.controlnet.to(memory_format=torch.channels_last)
-        if args.compile:
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+        def build_ours(staging: Path):
+            pipe = build(staging, ours_dtype).to(device)
+            pipe.set_progress_bar_config(disable=True)
+            pipe.unet.set_attn_processor(AttnProcessor2_0())
+            pipe.controlnet.set_attn_processor(AttnProcessor2_0())
+            if device == "cuda":
+                pipe.unet.to(memory_format=torch.channels_last)
+                pipe.controlnet.to(memory_format=torch.channels_last)
+            if args.compile:
+                pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+            return pipe
+
+        pipe = build_ours(Path(tmp) / "b")
         warm, per_image = time_pipeline(pipe, size, steps, args.runs)
         results["ours"] = per_image
         label = f"{str(ours_dtype).removeprefix('torch.')}, SDPA"
         label += (", channels_last" if device == "cuda" else "") + (", compile" if args.compile else "")
-        print(f"ours: {label}: {per_image:.3f} s/image (warm-up {warm:.2f} s)")
+        print(f"ours: {label}: {per_image:.3f} s/image, {1 / per_image:.2f} images/s (warm-up {warm:.2f} s)")
+        if args.batch > 1:
+            warm, batched = time_pipeline(pipe, size, steps, args.runs, args.batch)
+            print(
+                f"ours, {args.batch} images per call: {batched:.3f} s/image, {1 / batched:.2f} images/s: "
+                f"{per_image / batched:.2f}x one per call (warm-up {warm:.2f} s)"
+            )
+
+        # ours + the identity adapter on a second copy, one face reference (one adapter: a list
+        # inside the list), timed turn about with `ours` so that load on the machine hits both alike.
+        identity = build_ours(Path(tmp) / "c")
+        add_identity_adapter(identity, Path(tmp) / "d", tiny=args.tiny)
+        plain_one = image_timer(pipe, size, steps)
+        identity_one = image_timer(identity, size, steps, ip_adapter_image=[[face_image()]])
+        warm = identity_one()
+        pairs = [(plain_one(), identity_one()) for _ in range(args.runs)]
+        per_image = statistics.median(b for _, b in pairs)
+        results["identity/ours"] = statistics.median(b / a for a, b in pairs)
+        encoder = type(identity.image_encoder).__name__
+        print(
+            f"identity: ours + IP-Adapter Plus ({encoder}): {per_image:.3f} s/image "
+            f"(warm-up {warm:.2f} s; ours in the same turns {statistics.median(a for a, _ in pairs):.3f} s)"
+        )
 
     print(f"ratio defaults/ours: {results['defaults'] / results['ours']:.2f}x")
+    print(f"ratio identity/ours: {results['identity/ours']:.2f}x (same size and steps, median of turn pairs)")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,7 @@ def test_concurrency_follows_a_replica_count_that_goes_from_1_to_3(monkeypatch, 
 
 
 def test_two_urls_share_a_batch_and_a_failing_one_is_set_aside(run_cli, tmp_path, avatargen_home):
+    from avatargen.deploy.batch_hooks import SLOTS_PER_REPLICA
     from avatargen.providers.pool import SET_ASIDE_AFTER
     from avatargen.providers.retry import TRANSIENT_RETRIES
 
@@ -255,4 +256,7 @@ def test_two_urls_share_a_batch_and_a_failing_one_is_set_aside(run_cli, tmp_path
     assert len([line for line in result.stdout.splitlines() if line.strip()]) == 8
     assert good.posts == 8 and bad.posts >= 1  # both were used
     assert "set aside for this batch" in result.stderr
-    assert bad.posts <= SET_ASIDE_AFTER * (1 + TRANSIENT_RETRIES)
+    # Set aside after SET_ASIDE_AFTER failed jobs in a row; the other job it held at that moment
+    # (least-loaded: at most SLOTS_PER_REPLICA in flight per URL) still finishes its retries there.
+    jobs_on_bad = SET_ASIDE_AFTER + SLOTS_PER_REPLICA - 1
+    assert bad.posts <= jobs_on_bad * (1 + TRANSIENT_RETRIES)

@@ -79,8 +79,8 @@ def test_real_model_on_cpu_says_where_the_weights_come_from_and_how_slow_it_is(c
     provider._announce("cpu")
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "weights: stable-diffusion-v1-5 + control_v11p_sd15_openpose from the Hugging Face Hub "
-        "(~6 GB, cached in HF_HOME after the first run)",
+        "weights: stable-diffusion-v1-5 + control_v11p_sd15_openpose + IP-Adapter Plus Face from the "
+        "Hugging Face Hub (~9 GB, cached in HF_HOME after the first run)",
         "device: CPU — expect several minutes per image at 512x512, 30 steps; a GPU takes seconds "
         "(or use --endpoint URL with `avatargen serve` on a GPU machine)",
     ]
@@ -94,8 +94,8 @@ def test_on_a_gpu_it_names_the_card_and_the_fp16_download(monkeypatch):
     said: list[str] = []
     LocalProvider(_model("controlnet-openpose-sdxl"), say=said.append)._announce("cuda")
     assert said == [
-        "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 from the Hugging Face Hub "
-        "(~10 GB, cached in HF_HOME after the first run)",
+        "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 + IP-Adapter Plus Face from "
+        "the Hugging Face Hub (~13 GB, cached in HF_HOME after the first run)",
         "device: GPU (NVIDIA H100 80GB HBM3) — seconds per image",
     ]
 
@@ -107,7 +107,7 @@ def test_weights_from_a_folder_or_the_cache_are_said_so():
     assert said[0] == "weights: ./my-dir (a saved pipeline)"
     assert said[2] == (
         "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 from the Hugging Face Hub, "
-        "already in the download cache (HF_HOME)"
+        "already in the download cache (HF_HOME); the identity adapter (~3.4 GB) downloads on first use"
     )
 
 

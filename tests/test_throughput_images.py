@@ -210,8 +210,7 @@ def test_a_photo_is_decoded_once_for_num_3_and_sent_as_jpeg_at_the_models_size(t
     with FakeEndpoint() as endpoint:
         code, out, err = run_main(
             monkeypatch, capsys, "generate", str(tmp_path / "me.jpg"), "--endpoint", endpoint.url,
-            "-o", str(tmp_path / "out"), "--num", "3", "--concurrency", "3", "--json",
-            "--strength", "0.75", "--identity-scale", "0",  # img2img is opt-in since identity
+            "-o", str(tmp_path / "out"), "--num", "3", "--concurrency", "3", "--strength", "0.75", "--json",
         )  # fmt: skip
         sent = sent_photos(endpoint)
     assert code == 0, err

@@ -56,6 +56,16 @@ def _toolkit_env() -> dict[str, str]:
     return env
 
 
+def _face() -> str:
+    from PIL import Image
+    from skimage import data
+
+    crop = Image.fromarray(data.astronaut()[0:220, 140:360])
+    buffer = io.BytesIO()
+    crop.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def _pixels(png: bytes):
     import numpy as np
     from PIL import Image
@@ -77,6 +87,11 @@ def test_tiny_bundle_runs_under_the_toolkit_pins(model, run_cli, tmp_path, tiny_
     bodies = {
         "text2img": request_body(width=64, height=64, steps=2, seed=11),
         "img2img": request_body(width=64, height=64, steps=2, seed=12, init_image=photo, strength=0.6),
+        # The identity adapter (issue 12): a face, and the same face at scale 0 (= no adapter).
+        "identity": request_body(width=64, height=64, steps=2, seed=11, ip_adapter_image=_face()),
+        "identity_off": request_body(
+            width=64, height=64, steps=2, seed=11, ip_adapter_image=_face(), ip_adapter_scale=0
+        ),
     }
     body_file = tmp_path / "bodies.json"
     body_file.write_text(json.dumps(bodies))
@@ -110,3 +125,7 @@ def test_tiny_bundle_runs_under_the_toolkit_pins(model, run_cli, tmp_path, tiny_
         here(body).save(buffer, format="PNG")
         ours = _pixels(buffer.getvalue())
         assert abs(theirs - ours).max() <= 2, f"{name}: the toolkit's image differs from ours"
+    # Under the toolkit's pins too, the adapter loads and acts: a face changes the image, scale 0 not.
+    toolkit = {name: _pixels((out / f"{name}.png").read_bytes()) for name in bodies}
+    assert (toolkit["identity_off"] == toolkit["text2img"]).all()
+    assert abs(toolkit["identity"] - toolkit["text2img"]).mean() > 1

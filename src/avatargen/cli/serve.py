@@ -70,6 +70,9 @@ def serve(
         "avatargen serve", ("starlette", "uvicorn", "torch", "diffusers", "transformers", "PIL")
     )
     quiet()  # before the server imports torch and diffusers: their chatter off stderr
+    from avatargen.serve.runner import openmp_waits_passively
+
+    openmp_waits_passively()  # before torch too
     if tiny and model_dir:
         raise UsageError("--tiny and --model-dir cannot be used together", "give one of them")
     catalog = state.load_catalog()

@@ -6,7 +6,9 @@ process and model: from the Hugging Face Hub (huggingface_hub's progress bars on
 cached in HF_HOME), from `model_dir`, or the tiny random-weight model (`tiny`, for tests and
 trying things out). A load that fails raises ModelLoadError (which stops a batch) and is
 remembered, so no later job waits for it again; an unreachable Hub is found out in a second by
-resolve.hub_preflight instead of after huggingface_hub's retries.
+resolve.hub_preflight instead of after huggingface_hub's retries. Loading and every image run on
+the process's one pipeline thread (serve/runner.py), whatever batch worker asks: one OpenMP team,
+not one per worker fighting over the cores.
 Environment defaults, for the CLI and CI: AVATARGEN_LOCAL_MODEL_DIR, AVATARGEN_LOCAL_TINY=1.
 """
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 _EXPECTED_LOAD_S = {"cuda": 60.0, "cpu": 120.0}
 # Rough download sizes in GB: fp16 files on a GPU, full fp32 ones elsewhere (ControlNet + base).
 _DOWNLOAD_GB = {("sd15", True): 3, ("sd15", False): 6, ("sdxl", True): 10, ("sdxl", False): 19}
+# The identity adapter on top (h94/IP-Adapter, fp32 files either way): its ViT-H image encoder
+# (~2.5 GB) plus the plus-face weights (~0.1 GB for SD 1.5, ~0.85 GB for SDXL).
+_ADAPTER_GB = {"sd15": 2.6, "sdxl": 3.4}
 
 _announced: set[str] = set()  # "where it runs" is said once per process and model
 _announce_lock = threading.Lock()
@@ -92,9 +97,15 @@ class LocalProvider:
         names = (
             f"{self.model.base_model.rsplit('/', 1)[-1]} + {self.model.huggingface_model.rsplit('/', 1)[-1]}"
         )
-        if cached:
-            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME)"
         size = _DOWNLOAD_GB.get((self.model.architecture, device.startswith("cuda")))
+        adapter_gb = _ADAPTER_GB.get(self.model.architecture) if self.model.identity_adapter else None
+        if cached:  # the cache check covers the base model and ControlNet, not the adapter
+            also = f"; the identity adapter (~{adapter_gb} GB) downloads on first use" if adapter_gb else ""
+            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME){also}"
+        if self.model.identity_adapter is not None:
+            names += " + IP-Adapter Plus Face"
+            if size and adapter_gb:
+                size = round(size + adapter_gb)
         about = f"~{size} GB, " if size else ""
         return f"{names} from the Hugging Face Hub ({about}cached in HF_HOME after the first run)"
 
@@ -122,7 +133,11 @@ class LocalProvider:
             if isinstance(known, ModelLoadError):  # failed before in this process: say so again, at once
                 raise ModelLoadError(known.message, known.hint)
             if known is None:
-                known = self._load(on_event, request)
+                from avatargen.serve.runner import pipeline_runner
+
+                # On the pipeline thread: building the tiny model and loading weights run torch
+                # kernels, which would leave this worker thread an OpenMP team of its own.
+                known = pipeline_runner().call(self._load, on_event, request)
                 _loaded[self._key] = known
             self._service = known
             return known
@@ -132,8 +147,10 @@ class LocalProvider:
         from avatargen.quiet import quiet, quiet_pipelines
         from avatargen.serve.pipelines import ControlNetService, LoadError
         from avatargen.serve.resolve import failure_reason, hub_preflight, load_error, model_source
+        from avatargen.serve.runner import openmp_waits_passively
 
         quiet()  # before torch, transformers and diffusers are imported
+        openmp_waits_passively()
         try:  # first what fails fast (a folder, the Hub), before seconds of importing torch
             spec, source = model_source(self.model, model_dir=self.model_dir, tiny=self.tiny)
             cached = hub_preflight(spec, self.model) if source is None else False
@@ -173,6 +190,7 @@ class LocalProvider:
         """One image in-process. `gate` coordinates HTTP waits: nothing to share here. `on_attempt` is
         called once, after the weights are loaded and before the image is made."""
         from avatargen.serve.pipelines import RequestError, parse_request, png_bytes
+        from avatargen.serve.runner import pipeline_runner
 
         if request.pose_png is None:
             raise InputError(f"no pose image for {self.model.key}", "the local backend needs a pose (--pose)")
@@ -187,7 +205,7 @@ class LocalProvider:
             on_attempt()  # the batch's "generating now" signal (and its stop check), once per image
         started = time.monotonic()
         try:
-            image = service.generate(params)
+            image = pipeline_runner().call(service.generate, params)
         except RuntimeError as exc:  # e.g. CUDA out of memory
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(

@@ -139,7 +139,33 @@ def spec_for_folder(folder: "str | Path", key: str = "") -> ModelSpec:
         width=side,
         height=side,
         tiny=(folder / "TINY.txt").is_file(),
+        **_adapter_in_folder(folder / IP_ADAPTER_FOLDER),
     )
+
+
+def _adapter_in_folder(root: Path) -> "dict[str, Any]":
+    """The spec fields for an identity adapter saved in a model folder's ip_adapter/ (h94/IP-Adapter's
+    layout: <subfolder>/<weights file> and an image_encoder folder), found by looking; none: {}."""
+    if not root.is_dir():
+        return {}
+    weights = sorted(
+        path
+        for pattern in ("*.safetensors", "*.bin")
+        for path in root.rglob(pattern)
+        if "image_encoder" not in path.relative_to(root).parts
+    )
+    if not weights:
+        return {}
+    subfolder = weights[0].parent.relative_to(root).as_posix()
+    subfolder = "" if subfolder == "." else subfolder
+    shared = root / "models" / "image_encoder"  # h94's one ViT-H encoder, used by the SDXL weights too
+    encoder = "models/image_encoder" if shared.is_dir() else "image_encoder"
+    return {
+        "ip_adapter_subfolder": subfolder,
+        "ip_adapter_weight_name": weights[0].name,
+        "ip_adapter_image_encoder_folder": encoder,
+        "ip_adapter_scale": 0.6,
+    }
 
 
 # ---------------------------------------------------------------- the request
@@ -348,10 +374,9 @@ def _identity(fields: dict[str, Any], spec: ModelSpec) -> tuple[Any, float]:
         scale = spec.ip_adapter_scale if raw else 0.0
     if scale > 0 and not raw:
         raise RequestError(f"'ip_adapter_scale' is {scale:g} but no 'ip_adapter_image' was sent")
+    # (No zip(strict=...): the bundled handler may run on Python 3.9.)
     names = ["ip_adapter_image"] if len(raw) == 1 else [f"ip_adapter_image[{i}]" for i in range(len(raw))]
-    images = [
-        decode_image(value, name, MAX_IP_ADAPTER_PIXELS) for value, name in zip(raw, names, strict=True)
-    ]
+    images = [decode_image(raw[i], names[i], MAX_IP_ADAPTER_PIXELS) for i in range(len(raw))]
     return (images if images and scale > 0 else None), scale
 
 

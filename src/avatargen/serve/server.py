@@ -4,14 +4,16 @@ Routes (as the Hugging Face serving toolkit has them): `POST /` and `POST /predi
 request of pipelines.parse_request and answer image/png; `GET /` and `GET /health` answer "Ok".
 While the pipeline loads in a background thread every route answers
 `503 {"error": "Model K is currently loading", "estimated_time": N}`, so the client's cold-start
-wait works unchanged. GPU work runs in a worker thread, one image at a time, behind a bounded
-queue: a request takes its place on arrival, and when the queue is full the answer is 429 with
-Retry-After before the body is read. Bodies are parsed strictly (serve/body.py) and checked by
-parse_request (image sizes from the header, before decoding), so any input gets a JSON 4xx.
+wait works unchanged. Generation runs on one dedicated thread (serve/runner.py: one OpenMP team,
+one image at a time), behind a bounded queue: a request takes its place on arrival, and when the
+queue is full the answer is 429 with Retry-After before the body is read. Bodies are parsed
+strictly (serve/body.py) and checked by parse_request (image sizes from the header, before
+decoding), so any input gets a JSON 4xx.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -32,6 +34,7 @@ from starlette.routing import Route
 
 from avatargen.serve.body import parse_json_body
 from avatargen.serve.pipelines import IMAGE_MAGIC, ModelSpec, RequestError, parse_request, png_bytes
+from avatargen.serve.runner import PipelineRunner, pipeline_runner
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
 MIN_LOAD_ENV = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: keep the loading phase open at least this long
@@ -53,8 +56,10 @@ class ModelHost:
         on_ready: Callable[[float], None] | None = None,
         on_failed: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        runner: PipelineRunner | None = None,
     ) -> None:
         self.spec = spec
+        self.runner = runner or pipeline_runner()
         self.loader = loader
         self.expected_load_s = expected_load_s
         self.min_load_s = min_load_s
@@ -94,15 +99,21 @@ class ModelHost:
         left = self.expected_load_s - (self.clock() - self.started)
         return float(max(1, math.ceil(left))) if left > 1 else 5.0
 
-    def generate_png(self, params: Any) -> bytes:
+    def _generate(self, params: Any) -> Any:
+        """One image, on the runner's thread; its time (not the wait before it) feeds Retry-After."""
         started = time.monotonic()
         image = self.service.generate(params)
-        data = png_bytes(image)
         elapsed = time.monotonic() - started
         self.seconds_per_image = (
             elapsed if self.seconds_per_image is None else 0.7 * self.seconds_per_image + 0.3 * elapsed
         )
-        return data
+        return image
+
+    async def generate_png_async(self, params: Any) -> bytes:
+        """The event loop's way: no thread waits for the queue; a cancelled request leaves it.
+        The PNG is encoded off the runner's thread, so the next image starts at once."""
+        image = await asyncio.wrap_future(self.runner.submit(self._generate, params))
+        return await run_in_threadpool(png_bytes, image)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -208,7 +219,7 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         if host.state == "failed":
             return failed_response()
         try:
-            data_png = await run_in_threadpool(host.generate_png, params)
+            data_png = await host.generate_png_async(params)
         except RequestError as exc:
             return _error(exc.status, str(exc))
         except Exception as exc:  # noqa: BLE001 - the client gets a message, the console the traceback
@@ -253,8 +264,12 @@ def _bind(host: str, port: int):
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Naming TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    # without it Nagle + delayed ACK hold every response ~40 ms. Set on the listener too, which
+    # Linux copies to each accepted connection.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     # Listening before the URL is printed: a client that connects at once waits in the backlog.
     sock.listen(128)
@@ -288,6 +303,13 @@ def _log_config() -> dict[str, Any]:
             "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
         },
     }
+
+
+def uvicorn_server(app: Any) -> Any:
+    """The uvicorn.Server that serves `app` (run it with `.run(sockets=[_bind(...)])`)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_config=_log_config(), timeout_graceful_shutdown=10))
 
 
 def run_server(options: ServeOptions, say: Callable[[str], None]) -> None:
@@ -333,8 +355,7 @@ def run_server(options: ServeOptions, say: Callable[[str], None]) -> None:
         spec, load, expected_load_s=expected, min_load_s=min_load, on_ready=ready, on_failed=failed
     )
     app = create_app(host, token=options.token, queue_size=options.queue_size)
-    config = uvicorn.Config(app, log_config=_log_config(), timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
+    server = uvicorn_server(app)
     say(f"loading {spec.key} in the background; answering 503 until it is ready")
     host.start()
     try:

@@ -98,11 +98,14 @@ def tiny_adapter_fields(architecture: str) -> dict[str, str]:
     }
 
 
-def write_tiny_ip_adapter(unet, folder: Path, architecture: str) -> Path:
+def write_tiny_ip_adapter(
+    unet, folder: Path, architecture: str, encoder: dict | None = None, resampler: dict | None = None
+) -> Path:
     """A random IP-Adapter Plus for `unet`, saved as the original checkpoints are: one safetensors
     file of `image_proj.*` (the Perceiver resampler, original key names) and `ip_adapter.*` (to_k_ip /
     to_v_ip of every cross-attention, numbered 1, 3, 5, ... as in the original repo), plus the
-    image encoder folder."""
+    image encoder folder. `encoder` (CLIPVisionConfig fields) and `resampler` override the toy sizes:
+    bench/serve_gpu.py builds the real ones (a ViT-H encoder, a 16-query resampler)."""
     import torch
     from diffusers.models.attention_processor import IPAdapterAttnProcessor
     from diffusers.models.embeddings import IPAdapterPlusImageProjection
@@ -121,36 +124,31 @@ def write_tiny_ip_adapter(unet, folder: Path, architecture: str) -> Path:
         weights[f"ip_adapter.{key_id}.to_k_ip.weight"] = sd["to_k_ip.0.weight"]
         weights[f"ip_adapter.{key_id}.to_v_ip.weight"] = sd["to_v_ip.0.weight"]
         key_id += 2
+    encoder_config = {
+        "hidden_size": _ENCODER_WIDTH,
+        "projection_dim": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 37,
+        "image_size": 32,
+        "patch_size": 8,
+        **(encoder or {}),
+    }
     # heads x dim_head must be a multiple of 64 (the loader reads heads = to_q rows // 64); depth 4.
-    resampler = IPAdapterPlusImageProjection(
-        embed_dims=_ENCODER_WIDTH,
-        output_dims=cross,
-        hidden_dims=32,
-        depth=4,
-        dim_head=64,
-        heads=1,
-        num_queries=4,
+    sizes = {"hidden_dims": 32, "dim_head": 64, "heads": 1, "num_queries": 4, **(resampler or {})}
+    projection = IPAdapterPlusImageProjection(
+        embed_dims=encoder_config["hidden_size"], output_dims=cross, depth=4, **sizes
     )
-    for key, value in _original_resampler_keys(resampler.state_dict()).items():
+    for key, value in _original_resampler_keys(projection.state_dict()).items():
         weights[f"image_proj.{key}"] = value
     target = folder / subfolder
     target.mkdir(parents=True, exist_ok=True)
     save_file(
         {k: v.contiguous() for k, v in weights.items()}, target / weight_name, metadata={"format": "pt"}
     )
-    encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=_ENCODER_WIDTH,
-            projection_dim=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=37,
-            image_size=32,
-            patch_size=8,
-        )
-    )
-    encoder.save_pretrained(folder / encoder_folder, safe_serialization=True)
-    (folder / "TINY.txt").write_text("Random-weight tiny IP-Adapter Plus built by avatargen for tests.\n")
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder_config))
+    image_encoder.save_pretrained(folder / encoder_folder, safe_serialization=True)
+    (folder / "TINY.txt").write_text("Random-weight IP-Adapter Plus built by avatargen for tests.\n")
     return folder
 
 
