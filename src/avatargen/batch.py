@@ -372,6 +372,8 @@ class BatchRunner:
             provider = self.provider_for(candidate, primary=candidate is model)
             try:
                 with self._slots:  # one of --concurrency requests (its waits and retries too)
+                    if self._stop.is_set():  # stopped while this job waited for a slot: not sent
+                        raise _Stop()
                     result = provider.generate(
                         request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
                     )
