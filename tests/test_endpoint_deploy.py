@@ -8,8 +8,9 @@ import json
 import tomllib
 
 import pytest
-from tests.endpoints_api_fake import TOKEN, EndpointsApiFake
-from tests.fake_endpoint import FakeEndpoint
+
+from endpoints_api_fake import TOKEN, EndpointsApiFake
+from fake_endpoint import FakeEndpoint
 
 MODEL = "controlnet-openpose-sd15"
 KEY = "avatar-generator:controlnet-openpose-sd15"
@@ -107,7 +108,7 @@ def test_protected_is_refused_with_the_new_name(run_cli):
 def test_missing_hub_extra_names_the_install_command(monkeypatch, capsys):
     import sys
 
-    from tests.cli_helpers import run_main
+    from cli_helpers import run_main
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
@@ -211,9 +212,8 @@ def test_concurrency_follows_a_replica_count_that_goes_from_1_to_3(monkeypatch, 
     import threading
     import time
 
-    from tests.cli_helpers import run_main
-
     from avatargen.deploy import batch_hooks
+    from cli_helpers import run_main
 
     with FakeEndpoint(delay=0.4) as endpoint, EndpointsApiFake(endpoint_url=endpoint.url) as api:
         assert run_cli("endpoint", "deploy", MODEL, "--max-replicas", "3", env=api.env()).returncode == 0
