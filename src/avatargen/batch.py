@@ -133,6 +133,10 @@ class BatchRunner:
         self._emit_lock = threading.Lock()
         self._stop = threading.Event()  # start no new job (credits or limit ran out, or Ctrl-C)
         self._abort = threading.Event()  # Ctrl-C: drop in-flight jobs too, their credits refunded
+        # A failure every job would meet (402, a refused token, a full disk): a job already
+        # reserved but still waiting for a request slot is not sent. A credits or limit stop only
+        # stops new reservations: what is reserved is paid for and still goes.
+        self._halt = threading.Event()
         self._in_flight: set[str] = set()
         self._pose_cache: dict[tuple[str, int, int], bytes] = {}
         # --concurrency bounds the requests in flight; a few more workers than that prepare the
@@ -251,6 +255,7 @@ class BatchRunner:
 
     def _stop_batch(self, summary: Summary, exc: AvatargenError) -> None:
         """A failure every job would meet alike: start no new job, keep the first such error."""
+        self._halt.set()
         self._stop.set()
         with self._lock:
             if summary.stop_error is None:
@@ -372,7 +377,7 @@ class BatchRunner:
             provider = self.provider_for(candidate, primary=candidate is model)
             try:
                 with self._slots:  # one of --concurrency requests (its waits and retries too)
-                    if self._stop.is_set():  # stopped while this job waited for a slot: not sent
+                    if self._halt.is_set() or self._abort.is_set():  # halted while it waited: not sent
                         raise _Stop()
                     result = provider.generate(
                         request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
