@@ -49,7 +49,6 @@ PERMISSION_HINT = (
 # The placeholder handed to huggingface_hub: an `hf_` key makes it route through the router, and
 # the real token never enters its code (we add the Authorization header ourselves).
 _HUB_KEY = "hf_avatargen"
-_DONE = {"COMPLETED", "succeeded"}
 _FAILED = {"failed", "canceled", "FAILED", "ERROR"}
 
 
