@@ -20,8 +20,10 @@ import copy
 import json
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from loopback import LoopbackServer
 
 USER = "alice"
 TOKEN = "hf_fakeDeployToken1234567890"
@@ -69,7 +71,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class EndpointsApiFake:
+class EndpointsApiFake(LoopbackServer):
     def __init__(
         self,
         endpoint_url: str = "http://127.0.0.1:9/",
@@ -85,10 +87,7 @@ class EndpointsApiFake:
         self.steps: dict[str, list[str]] = {}
         self.requests: list[dict] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.listen(self._handler())
 
     @property
     def api(self) -> str:
@@ -102,20 +101,6 @@ class EndpointsApiFake:
             "HF_HUB_OFFLINE": "0",
             "HF_HUB_DISABLE_TELEMETRY": "1",
         }
-
-    def start(self) -> EndpointsApiFake:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> EndpointsApiFake:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def calls(self, method: str, fragment: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and fragment in r["path"]]

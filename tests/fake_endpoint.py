@@ -17,10 +17,12 @@ import io
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 
-class FakeEndpoint:
+class FakeEndpoint(LoopbackServer):
     def __init__(
         self,
         delay: float = 0.0,
@@ -44,24 +46,7 @@ class FakeEndpoint:
         self.body_done = threading.Event()
         self.requests: list[dict] = []
         self.count_lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> FakeEndpoint:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeEndpoint:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self.listen(self._handler())
 
     @property
     def posts(self) -> int:

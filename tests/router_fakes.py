@@ -21,8 +21,10 @@ import io
 import itertools
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from loopback import LoopbackServer
 
 
 def png(width: int = 64, height: int = 64, colour=(30, 120, 200)) -> bytes:
@@ -33,7 +35,7 @@ def png(width: int = 64, height: int = 64, colour=(30, 120, 200)) -> bytes:
     return buffer.getvalue()
 
 
-class _Server:
+class _Server(LoopbackServer):
     """A ThreadingHTTPServer on 127.0.0.1 that records every request and calls `answer`."""
 
     def __init__(self) -> None:
@@ -69,21 +71,10 @@ class _Server:
             do_GET = _handle
             do_POST = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.listen(Handler, url_suffix="")
 
     def answer(self, record: dict) -> tuple[int, dict, bytes]:
         raise NotImplementedError
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _json(status: int, data) -> tuple[int, dict, bytes]:

@@ -7,17 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from avatargen import faces
 from serve_fixtures import fresh_local_backend, start_tiny_server, tiny_home, tiny_models  # noqa: F401
-from test_identity_client import astronaut, save
 
-
-@pytest.fixture(autouse=True)
-def identity_default(monkeypatch):
-    monkeypatch.delenv("AVATARGEN_IDENTITY_SCALE", raising=False)
-    monkeypatch.setattr(faces, "_shared", faces.FaceCache())
+# identity_default: autouse, the real identity default and a fresh crop cache here too.
+from test_identity_client import astronaut, identity_default, save  # noqa: F401
 
 
 def pixels(path: str) -> bytes:

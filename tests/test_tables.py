@@ -55,14 +55,15 @@ def ledger_with_history():
         ledger.grant(500, LONG_NOTE)
 
 
-def in_terminal(args: list[str], columns: int, cwd) -> str:
-    """The real CLI with stdout on a pseudo-terminal `columns` wide: what a person sees."""
+def on_a_pty(argv: list[str], columns: int, cwd, **extra_env: str) -> tuple[str, bytes, int]:
+    """Run `argv` with stdout on a pseudo-terminal `columns` wide: (its screen without ANSI codes,
+    its stderr, its exit code). `extra_env` is added to the environment."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    env = dict(os.environ, NO_COLOR="1", TERM="xterm", PYTHONIOENCODING="utf-8")
+    env = dict(os.environ, **extra_env, TERM="xterm", PYTHONIOENCODING="utf-8")
     env.pop("COLUMNS", None)  # the width comes from the terminal, as it does for a person
     proc = subprocess.Popen(
-        [sys.executable, "-m", "avatargen", *args],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=subprocess.PIPE,
@@ -81,8 +82,14 @@ def in_terminal(args: list[str], columns: int, cwd) -> str:
         chunks.append(chunk)
     os.close(leader)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    return ANSI.sub("", b"".join(chunks).decode("utf-8").replace("\r\n", "\n"))
+    return ANSI.sub("", b"".join(chunks).decode("utf-8").replace("\r\n", "\n")), err, proc.returncode
+
+
+def in_terminal(args: list[str], columns: int, cwd) -> str:
+    """The real CLI with stdout on a pseudo-terminal `columns` wide: what a person sees."""
+    screen, err, returncode = on_a_pty([sys.executable, "-m", "avatargen", *args], columns, cwd, NO_COLOR="1")
+    assert returncode == 0, err
+    return screen
 
 
 def words_of(text: str) -> list[str]:
@@ -246,33 +253,9 @@ def modules_on_a_terminal(args: list[str], cwd) -> tuple[set[str], str]:
     """Top-level modules a command imported with stdout on a 100-column pty, and its screen."""
     import json
 
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 100, 0, 0))
-    env = dict(os.environ, TERM="xterm", PYTHONIOENCODING="utf-8")
-    env.pop("COLUMNS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", TERMINAL_PROBE, json.dumps(args)],
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    _, err = proc.communicate(timeout=60)
+    screen, err, _ = on_a_pty([sys.executable, "-c", TERMINAL_PROBE, json.dumps(args)], 100, cwd)
     line = [ln for ln in err.decode().splitlines() if ln.startswith("PROBE ")]
     assert line, err
-    screen = ANSI.sub("", b"".join(chunks).decode("utf-8").replace("\r\n", "\n"))
     return set(json.loads(line[-1].removeprefix("PROBE "))), screen
 
 

@@ -13,6 +13,13 @@ from avatargen.cli.options import Json, TokenOpt
 
 app = typer.Typer(help="Hugging Face Inference Endpoints running avatargen's handler.", no_args_is_help=True)
 
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", help="User or organisation (default: the token's user).")
+]
+TargetArg = Annotated[
+    str, typer.Argument(help="A model key or alias (its deployed endpoint), or an endpoint name.")
+]
+
 
 @app.command("bundle")
 def bundle(
@@ -118,9 +125,7 @@ def deploy(
     security: Annotated[
         str, typer.Option("--security", help="authenticated (token needed), private or public.")
     ] = "authenticated",
-    namespace: Annotated[
-        str | None, typer.Option("--namespace", help="User or organisation (default: the token's user).")
-    ] = None,
+    namespace: NamespaceOpt = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Endpoint name (default avatargen-<alias>).")
     ] = None,
@@ -196,14 +201,6 @@ def deploy(
     else:
         info(f"stored in config endpoints.{chosen.key}; try: avatargen generate PHOTO -m {chosen.alias}")
     print(result["url"] or f"{result['namespace']}/{result['name']} ({result['state']})")
-
-
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", help="User or organisation (default: the token's user).")
-]
-TargetArg = Annotated[
-    str, typer.Argument(help="A model key or alias (its deployed endpoint), or an endpoint name.")
-]
 
 
 def _api_and_target(what: str, namespace: str | None, token: str | None):

@@ -31,8 +31,9 @@ from avatargen.catalog import Model
 from avatargen.errors import AuthError, AvatargenError, InputError, MissingExtra, ProviderError, UsageError
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport, WaitEvent
 from avatargen.providers.gate import ModelGate
-from avatargen.providers.http_client import new_client, send_capped
-from avatargen.providers.retry import DEFAULT_WAIT_TIMEOUT, RetryPolicy, Target
+from avatargen.providers.http_client import send_capped
+from avatargen.providers.http_provider import PolicyClient
+from avatargen.providers.retry import RetryPolicy, Target
 from avatargen.redact import remember_secret
 
 BACKEND = "hf-providers"
@@ -48,7 +49,6 @@ PERMISSION_HINT = (
 # The placeholder handed to huggingface_hub: an `hf_` key makes it route through the router, and
 # the real token never enters its code (we add the Authorization header ourselves).
 _HUB_KEY = "hf_avatargen"
-_DONE = {"COMPLETED", "succeeded"}
 _FAILED = {"failed", "canceled", "FAILED", "ERROR"}
 
 
@@ -210,8 +210,9 @@ def _under(url: str, base: str) -> bool:
 
 
 # ------------------------------------------------------------ the backend
-class RouterProvider:
+class RouterProvider(PolicyClient):
     name = BACKEND
+    read_timeout_s = READ_TIMEOUT_S
 
     def __init__(
         self,
@@ -227,15 +228,7 @@ class RouterProvider:
         self.hf_provider, self.provider_model_id = resolve_hf_provider(model, hf_provider)
         self.base = settings.router_base_url()
         self.scope = RouterScope(token, self.base)
-        self.policy = policy or RetryPolicy(wait_timeout=wait_timeout or DEFAULT_WAIT_TIMEOUT)
-        self._client = client
-        self._own_client = client is None
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = new_client(read_timeout=READ_TIMEOUT_S)
-        return self._client
+        super().__init__(wait_timeout=wait_timeout, client=client, policy=policy)
 
     @property
     def url(self) -> str:
@@ -419,11 +412,6 @@ class RouterProvider:
         return StatusReport(
             self.name, self.url, info["state"], detail=info["detail"], extra={"mapping": info}
         )
-
-    def close(self) -> None:
-        if self._own_client and self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 def _image_url(answer: dict, provider: str) -> str:
