@@ -7,6 +7,8 @@
 # exits with avatargen's own code (0 all done, 1 some failed, 4 not enough credits, 74 output
 # folder not writable, ...; see the README's exit-code table).
 # Re-running it resumes: finished images are skipped and not charged again.
+# Identity is on by default: a photo in which no face is found is a failed job ("no face found");
+# pass --identity-scale 0 for pose-only avatars, or --pose wave,sitting for a set per photo.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
