@@ -210,3 +210,30 @@ def test_a_big_photo_is_decoded_only_as_large_as_the_batch_sends_it(tmp_path, mo
         )  # fmt: skip
     assert code == 0, err
     assert sides == [512]
+
+
+# ------------------------------------------------------------------ planning
+def test_a_big_folder_is_hashed_on_threads_with_the_same_result_and_first_error(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    import avatargen.identity as identity
+    from avatargen.errors import InputError
+    from avatargen.images import file_hash
+
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"p{i:02d}.jpg"
+        path.write_bytes(os.urandom(3000) + bytes([i]))
+        paths.append(path)
+    threads = set()
+    real = identity.hash_photo
+    monkeypatch.setattr(
+        identity, "hash_photo", lambda p: threads.add(threading.current_thread().name) or real(p)
+    )
+    assert identity.hash_photos(paths) == {p: file_hash(p) for p in paths}
+    assert threading.current_thread().name not in threads  # read on the pool's threads
+    paths[30].unlink()
+    paths[7].unlink()
+    with pytest.raises(InputError, match="p07.jpg: cannot be read"):  # the first in order
+        identity.hash_photos(paths)
