@@ -258,13 +258,17 @@ def generate(
     from avatargen.cli.signals import install_stop_signals
 
     install_stop_signals()
+    if not dry_run:
+        from avatargen.providers import warmup
+
+        warmup.start()  # HTTP gets ready while the photos are read and hashed
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
     from avatargen.deploy.batch_hooks import parse_concurrency, scaling
     from avatargen.errors import InputError
     from avatargen.faces import require_detector
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
-    from avatargen.identity import check_references, hash_photo, people, resolve_scale
+    from avatargen.identity import check_references, hash_photo, hash_photos, people, resolve_scale
     from avatargen.images import file_hash
     from avatargen.inputs import collect_inputs
     from avatargen.ledger import open_ledger
@@ -306,7 +310,7 @@ def generate(
             f"no photos found in {' '.join(paths or [])}".rstrip(),
             "name image files or folders holding images, or --person DIR",
         )
-    hashes = {path: hash_photo(path) for path in inputs}
+    hashes = hash_photos(inputs)
     common_refs = ()
     uses_references = bool(scale) or chosen.edits_photo  # an editing model takes whole photos
     if uses_references:

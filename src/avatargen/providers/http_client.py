@@ -86,8 +86,14 @@ def new_client(read_timeout: float = 60.0) -> httpx.Client:
     # connection per request in flight. httpx's default keeps 20 alive and opens at most 100:
     # past 20 workers, connections were closed after each answer and opened again.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    from avatargen.providers import warmup
+
     return httpx.Client(
-        timeout=timeout, limits=limits, follow_redirects=False, headers={"User-Agent": user_agent()}
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        headers={"User-Agent": user_agent()},
+        verify=warmup.ssl_context() or True,  # the same context httpx would build, built ahead
     )
 
 
