@@ -25,7 +25,8 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-roots = sorted({name.split(".")[0] for name in sys.modules})
+# Modules really loaded (a stand-in such as avatargen's for httpx._main has no spec)
+roots = sorted({name.split(".")[0] for name, mod in list(sys.modules.items()) if getattr(mod, "__spec__", None)})
 sys.__stderr__.write("\\nPROBE " + json.dumps({"code": code, "modules": roots}) + "\\n")
 """
 
@@ -85,3 +86,17 @@ def test_import_time_report_agrees(tmp_path):
     }
     assert "avatargen" in imported
     assert sorted(set(FORBIDDEN) & imported) == []
+
+
+def test_httpx_loads_without_its_command_line_client():
+    """httpx's CLI module (click, rich.syntax, pygments) is never loaded for avatargen's requests,
+    and httpx itself works as before."""
+    code = (
+        "import sys, avatargen, httpx\n"
+        "assert httpx.Client().get is not None\n"
+        "print(sorted(m for m in ('pygments', 'rich.syntax', 'rich.console') if m in sys.modules))\n"
+        "httpx.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout
+    assert done.returncode == 1 and "run `httpx` itself" in done.stderr
