@@ -250,3 +250,63 @@ def test_a_big_jpeg_is_decoded_at_a_reduced_scale_still_covering_the_size(tmp_pa
     assert load_photo(big, min_side=1024).size == (2000, 1500)  # 1/2: still >= 1024 on each side
     assert load_photo(big, min_side=512).size == (1000, 750)
     assert load_photo(big).size == (4000, 3000)
+
+
+# ------------------------------------------------------------------ reading our metadata back
+def _png_with_texts(texts, after_idat=False, zip_=False) -> bytes:
+    img = Image.radial_gradient("L").resize((64, 48)).convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    for key, value in texts:
+        info.add_text(key, value, zip=zip_)
+    data = encoded(img, "PNG", pnginfo=info)
+    if after_idat:  # move the text chunks between the last IDAT and IEND (PNG allows it)
+        parts = chunks_of(data)
+        text = [c for c in parts if c[0] in (b"tEXt", b"zTXt", b"iTXt")]
+        rest = [c for c in parts if c not in text]
+        parts = rest[:-1] + text + rest[-1:]
+        data = b"\x89PNG\r\n\x1a\n" + b"".join(
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+            for kind, body in parts
+        )
+    return data
+
+
+@pytest.mark.parametrize("zip_", [False, True], ids=["plain", "compressed"])
+@pytest.mark.parametrize("after_idat", [False, True], ids=["before-idat", "after-idat"])
+@pytest.mark.parametrize("value", ["latin-1 café", "utf-8 笑顔 — json"])
+def test_text_is_read_as_pillow_reads_it_without_decoding(value, after_idat, zip_, monkeypatch):
+    from avatargen.pngchunks import read_text
+
+    data = _png_with_texts([("other", "x"), ("avatargen", value)], after_idat, zip_)
+    with Image.open(io.BytesIO(data)) as img:
+        expected = img.text["avatargen"]
+    monkeypatch.setattr(Image, "open", None)  # Pillow (which decodes every pixel first) is not used
+    assert read_text(data, "avatargen", 10**6) == expected == value
+    assert read_text(data, "missing", 10**6) is None
+
+
+def test_metadata_of_a_damaged_or_foreign_file_is_none(tmp_path, monkeypatch):
+    out = write_output(tmp_path / "a.png", answer(), META)
+    good = out.read_bytes()
+    monkeypatch.setattr(Image, "open", None)  # read without Pillow
+    assert read_metadata(out) == META
+    monkeypatch.undo()
+    idat = good.index(b"IDAT") + 10
+    for name, data in {
+        "damaged": good[:idat] + bytes([good[idat] ^ 1]) + good[idat + 1 :],  # a bad CRC in the image data
+        "cut": good[:-20],
+        "json-list": _png_with_texts([("avatargen", "[1, 2]")]),
+        "not-json": _png_with_texts([("avatargen", "{nope")]),
+        "jpeg": encoded(Image.new("RGB", (8, 8)), "JPEG"),
+    }.items():
+        (tmp_path / name).write_bytes(data)
+        assert read_metadata(tmp_path / name) is None, name
+    assert read_metadata(tmp_path / "absent.png") is None
+
+
+def test_a_text_chunk_that_inflates_past_the_cap_is_not_read(monkeypatch):
+    import avatargen.pngchunks as pngchunks
+
+    monkeypatch.setattr(pngchunks, "MAX_TEXT_BYTES", 1000)
+    data = _png_with_texts([("avatargen", "x" * 5000)], zip_=True)
+    assert pngchunks.read_text(data, "avatargen", 10**6) is None

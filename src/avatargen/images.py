@@ -323,21 +323,30 @@ def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool
     return path
 
 
+# The largest output file read back for its metadata: 2048x2048 RGBA uncompressed is ~16 MB.
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+
+
 def read_metadata(path: Path | str) -> dict[str, Any] | None:
-    """The `avatargen` chunk of an output we wrote, or None."""
-    from PIL import Image
+    """The `avatargen` chunk of an output we wrote, or None. Read from the chunk headers, without
+    decoding the image: resuming a folder of finished outputs reads each one."""
+    from avatargen.pngchunks import PngError, read_text
 
     try:
-        with Image.open(path) as img:
-            raw = img.text.get("avatargen") if hasattr(img, "text") else None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError):
-        return None
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_OUTPUT_BYTES + 1)
+        if len(data) > MAX_OUTPUT_BYTES:
+            return None  # far larger than any image we write
+        raw = read_text(data, "avatargen", MAX_PIXELS)
+    except (OSError, PngError):
+        return None  # unreadable, damaged or not a PNG: not one of our outputs
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        meta = json.loads(raw)
     except json.JSONDecodeError:
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def output_has_key(path: str, job_key: str) -> bool:
