@@ -128,36 +128,33 @@ def _init_images(endpoint) -> list[bytes]:
     return [base64.b64decode(json.loads(r["body"])["inputs"]["init_image"]) for r in posts]
 
 
-def test_a_batch_sends_the_photos_own_data_without_its_gps(tmp_path, monkeypatch, capsys):
+def _generate_one(tmp_path, monkeypatch, capsys, name: str, data: bytes):
+    """`generate` of one photo with img2img against a fake endpoint: (exit code, stdout, stderr,
+    the init images the endpoint received)."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    data = _jpeg(_picture())
-    (photos / "me.jpg").write_bytes(data)
-    assert run_main(monkeypatch, capsys, "credits", "add", "20")[0] == 0
-    with FakeEndpoint() as endpoint:
-        code, _out, err = run_main(
-            monkeypatch, capsys, "generate", str(photos), "--endpoint", endpoint.url, "-o", str(tmp_path / "out"),
-            "--model", "controlnet-openpose-sd15", "--strength", "0.6", "--identity-scale", "0", "--json",
-        )  # fmt: skip
-        assert code == 0, err
-        (sent,) = _init_images(endpoint)
-    assert sent == stripped_jpeg(data)
-    assert b"Exif" not in sent and b"my secret note" not in sent
-    assert np.array_equal(_pixels(sent), _pixels(data))
-
-
-def test_a_cut_short_photo_at_the_models_size_fails_its_job_unsent(tmp_path, monkeypatch, capsys):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    data = _jpeg(_picture())
-    (photos / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])
+    (photos / name).write_bytes(data)
     assert run_main(monkeypatch, capsys, "credits", "add", "20")[0] == 0
     with FakeEndpoint() as endpoint:
         code, out, err = run_main(
             monkeypatch, capsys, "generate", str(photos), "--endpoint", endpoint.url, "-o", str(tmp_path / "out"),
             "--model", "controlnet-openpose-sd15", "--strength", "0.6", "--identity-scale", "0", "--json",
         )  # fmt: skip
-        assert endpoint.posts == 0
-    assert code == 5, err
+        return code, out, err, _init_images(endpoint)
+
+
+def test_a_batch_sends_the_photos_own_data_without_its_gps(tmp_path, monkeypatch, capsys):
+    data = _jpeg(_picture())
+    code, _out, err, sent = _generate_one(tmp_path, monkeypatch, capsys, "me.jpg", data)
+    assert code == 0, err
+    assert sent == [stripped_jpeg(data)]
+    assert b"Exif" not in sent[0] and b"my secret note" not in sent[0]
+    assert np.array_equal(_pixels(sent[0]), _pixels(data))
+
+
+def test_a_cut_short_photo_at_the_models_size_fails_its_job_unsent(tmp_path, monkeypatch, capsys):
+    data = _jpeg(_picture())
+    code, out, err, sent = _generate_one(tmp_path, monkeypatch, capsys, "cut.jpg", data[: len(data) * 2 // 3])
+    assert sent == [] and code == 5, err
     (line,) = [json.loads(x) for x in out.splitlines() if x.startswith("{") and '"status"' in x]
     assert line["status"] == "failed" and "cut.jpg" in line["error"] and "truncated" in line["error"]
