@@ -97,7 +97,7 @@ def test_concurrency_bounds_requests_in_flight_not_the_work_around_them(tmp_path
     overlapped = []
     real_write = avatargen.images.write_output
 
-    def slow_write(path, image, meta, overwrite=False):
+    def slow_write(path, image, meta, overwrite=False, png_chunks=None):
         # Hold the first output until another job's request was sent (or give up after 5 s).
         if not overlapped:
             seen = len(posts)
@@ -107,7 +107,7 @@ def test_concurrency_bounds_requests_in_flight_not_the_work_around_them(tmp_path
                     break
                 deadline.wait(0.05)
             overlapped.append(len(posts) > seen)
-        return real_write(path, image, meta, overwrite=overwrite)
+        return real_write(path, image, meta, overwrite=overwrite, png_chunks=png_chunks)
 
     monkeypatch.setattr("avatargen.providers.http_provider.send_capped", counting_send)
     monkeypatch.setattr(avatargen.images, "write_output", slow_write)
@@ -237,3 +237,23 @@ def test_a_big_folder_is_hashed_on_threads_with_the_same_result_and_first_error(
     paths[7].unlink()
     with pytest.raises(InputError, match="p07.jpg: cannot be read"):  # the first in order
         identity.hash_photos(paths)
+
+
+def test_a_photo_is_let_go_of_once_its_last_job_took_what_it_needed(tmp_path):
+    """A decoded phone photo is MBs: held for as long as a job still needs it, not until
+    the cache happens to push it out."""
+    from avatargen.photo_prep import PhotoCache
+
+    a, b = _photo(tmp_path / "a.jpg"), _photo(tmp_path / "b.jpg", (600, 800))
+    cache = PhotoCache(keep=8)
+    cache.expect({"a": 2, "b": 1})
+    for path, key in ((a, "a"), (b, "b"), (a, "a")):
+        cache.init_image(path, key, 512, 512, lossless=False)
+    assert cache.held == 2 and cache.decoded == 2  # the second job of a reuses its decode
+    cache.release("a")
+    assert cache.held == 2  # one more job of a to come
+    cache.release("b")
+    cache.release("a")
+    assert cache.held == 0
+    cache.init_image(a, "a", 768, 768, lossless=False)  # a later need (a fallback): decoded again
+    assert cache.decoded == 3 and cache.held == 1

@@ -165,18 +165,22 @@ def test_with_text_refuses_a_png_over_the_pixel_cap():
         with_text(answer(), [("a", "b")], max_pixels=64 * 48 - 1)
 
 
-def test_an_answer_the_retry_policy_checked_is_not_walked_again(monkeypatch):
-    """The policy walks each chunk once (CRCs included); adding our text reuses that walk."""
+def test_an_answer_the_retry_policy_checked_is_not_walked_again(monkeypatch, tmp_path):
+    """The policy walks each chunk once (CRCs included) and hands the offsets on; adding our
+    text reuses them, and writes the same file as a fresh walk would."""
     import avatargen.pngchunks as pngchunks
 
     target = Target("hf-endpoint", "http://127.0.0.1:1/", "m", "endpoint x", "", "", expected_size=(64, 48))
     result = RetryPolicy(sleep=lambda _s: None).run(lambda: httpx.Response(200, content=answer()), target)
+    assert result.png_chunks == check_png(answer(), 10**6)[1]
     walks = []
     monkeypatch.setattr(pngchunks, "check_png", lambda *a: walks.append(a) or check_png(*a))
-    assert with_text(result.image, [("a", "b")], 10**6) == with_text(answer(), [("a", "b")], 10**6)
-    assert len(walks) == 1  # the plain bytes only
+    reused = write_output(tmp_path / "a.png", result.image, META, png_chunks=result.png_chunks)
+    assert walks == []
+    fresh = write_output(tmp_path / "b.png", answer(), META)
+    assert len(walks) == 1 and reused.read_bytes() == fresh.read_bytes()
     with pytest.raises(PngError, match="more than"):  # the pixel cap still holds
-        with_text(result.image, [("a", "b")], max_pixels=64 * 48 - 1)
+        with_text(result.image, [("a", "b")], 64 * 48 - 1, result.png_chunks)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])

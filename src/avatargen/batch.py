@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,7 @@ class BatchRunner:
     def run(self, batch_id: str, jobs: list[Job], output_dir: Path) -> Summary:
         summary = Summary(batch_id, len(jobs), output_dir=str(output_dir))
         self._photos.min_side = self._photo_side(jobs)
+        self._photos.expect(Counter(job.input_hash for job in jobs))
         progress = Progress(len(jobs), self.settings.live_progress)
         started = time.monotonic()
         queue = iter(jobs)
@@ -359,7 +361,11 @@ class BatchRunner:
         for candidate in chain:
             if candidate is not model:
                 self.ledger.adjust_reservation(job.job_key, candidate.key, candidate.credit_cost)
-            request = self._request(job, candidate)
+            try:
+                request = self._request(job, candidate)
+            finally:
+                if candidate is model:
+                    self._photos.release(job.input_hash)  # this job asks for its photo no more
 
             def on_event(event, _c=candidate):
                 track.move(progress, "waiting")
@@ -397,7 +403,13 @@ class BatchRunner:
 
         try:
             meta = self._metadata(job, ran, getattr(result, "sampler", None))
-            write_output(job.output_path, result.image, meta, overwrite=self.settings.overwrite)
+            write_output(
+                job.output_path,
+                result.image,
+                meta,
+                overwrite=self.settings.overwrite,
+                png_chunks=getattr(result, "png_chunks", None),
+            )
         except OSError as exc:
             # A full disk or a read-only folder fails every job alike: stop, keep the rest queued.
             raise OutputError(

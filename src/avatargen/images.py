@@ -285,16 +285,24 @@ def answer_as_png(image: bytes) -> bytes:
     return png_bytes(picture)
 
 
-def write_output(path: Path, image: bytes, meta: dict[str, Any], overwrite: bool = False) -> Path:
+def write_output(
+    path: Path,
+    image: bytes,
+    meta: dict[str, Any],
+    overwrite: bool = False,
+    png_chunks: list[tuple[bytes, int, int]] | None = None,
+) -> Path:
     """Write the generated image as PNG with `parameters` and `avatargen` text chunks, atomically:
     a temporary file in the same folder, fsynced, then renamed. Never replaces an existing
     file unless `overwrite`. An 8-bit RGB(A) PNG answer is written as received, the chunks
-    added without decoding it; anything else is converted to such a PNG first."""
+    added without decoding it; anything else is converted to such a PNG first. `png_chunks`:
+    the answer's chunks, when the retry policy checked them already."""
     from avatargen.pngchunks import PngError, with_text
 
     texts = [("parameters", sd_parameters(meta)), ("avatargen", json.dumps(meta, sort_keys=True))]
     try:
-        data = with_text(answer_as_png(image), texts, MAX_PIXELS)
+        png = answer_as_png(image)
+        data = with_text(png, texts, MAX_PIXELS, png_chunks if png is image else None)
     except PngError as exc:
         raise InputError(f"the server's answer is not a readable image ({exc})") from None
     path.parent.mkdir(parents=True, exist_ok=True)

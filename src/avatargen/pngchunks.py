@@ -87,20 +87,6 @@ def check_png(data: bytes, max_pixels: int) -> tuple[PngHeader, list[tuple[bytes
     return header, chunks
 
 
-class CheckedPng(bytes):
-    """PNG bytes whose chunks check_png has walked (`chunks`): with_text does not walk them again."""
-
-    chunks: list[tuple[bytes, int, int]]
-
-
-def checked_png(data: bytes, max_pixels: int) -> CheckedPng:
-    """`data` as a CheckedPng, or PngError (see check_png)."""
-    _header, chunks = check_png(data, max_pixels)
-    png = CheckedPng(data)
-    png.chunks = chunks
-    return png
-
-
 def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -115,25 +101,32 @@ def text_chunk(key: str, value: str) -> bytes:
         return chunk(b"iTXt", name + b"\0\0\0" + b"\0" + b"\0" + value.encode("utf-8"))
 
 
-def with_text(data: bytes, texts: list[tuple[str, str]], max_pixels: int) -> bytes:
+def with_text(
+    data: bytes,
+    texts: list[tuple[str, str]],
+    max_pixels: int,
+    chunks: list[tuple[bytes, int, int]] | None = None,
+) -> bytes:
     """The PNG with these text chunks right after IHDR (where Pillow puts them) and any text
     chunks the server had put in dropped (ours must be the only ones readers find); every
-    other byte stays as received. Raises PngError for anything but a well-formed PNG."""
-    if isinstance(data, CheckedPng):
-        chunks = data.chunks
+    other byte stays as received. Raises PngError for anything but a well-formed PNG.
+    `chunks`: what check_png returned for these very bytes, when the caller walked them already
+    (the retry policy does): not walked twice; the pixel cap still holds."""
+    if chunks is None:
+        _header, chunks = check_png(data, max_pixels)
+    else:
         header = read_header(data)
         if header.width * header.height > max_pixels:
             raise PngError(f"{header.width}x{header.height} pixels, more than {max_pixels:,}")
-    else:
-        _header, chunks = check_png(data, max_pixels)
-    parts = [data[: chunks[0][2]]]  # signature + IHDR
+    view = memoryview(data)  # slices of it are not copies: the answer is copied once, by join
+    parts = [view[: chunks[0][2]]]  # signature + IHDR
     parts += [text_chunk(key, value) for key, value in texts]
     kept_from = chunks[0][2]
     for kind, start, end in chunks[1:]:
         if kind in TEXT_CHUNKS:
-            parts.append(data[kept_from:start])
+            parts.append(view[kept_from:start])
             kept_from = end
-    parts.append(data[kept_from:])
+    parts.append(view[kept_from:])
     return b"".join(parts)
 
 

@@ -82,6 +82,9 @@ class GenerationResult:
     # The scheduler the server reports having used (diffusers class name), when it says so:
     # `avatargen serve` sends it as the X-Avatargen-Sampler header; PNG metadata reads it.
     sampler: str | None = None
+    # The PNG's chunks as (type, start, end), when the retry policy checked every one of them:
+    # adding the metadata does not walk them again.
+    png_chunks: list[tuple[bytes, int, int]] | None = None
 
     def __repr__(self) -> str:
         return f"GenerationResult({self.backend}, {len(self.image)} bytes, attempts={self.attempts})"

@@ -31,7 +31,6 @@ import httpx
 import tenacity
 
 from avatargen.errors import AuthError, AvatargenError, ModelUnavailable, NetworkError, ProviderError
-from avatargen.pngchunks import CheckedPng
 from avatargen.providers.base import GenerationResult, WaitEvent
 from avatargen.providers.gate import GateTimeout, ModelGate
 from avatargen.providers.http_client import BodyTooLarge, estimated_time, scrub, server_message
@@ -148,6 +147,7 @@ class RetryPolicy:
             backend=target.backend,
             model_key=target.model_key,
             sampler=outcome.sampler,
+            png_chunks=outcome.png_chunks,
         )
 
 
@@ -159,6 +159,7 @@ class _Outcome:
     image: bytes = b""
     content_type: str = ""
     sampler: str | None = None
+    png_chunks: list | None = None
     seconds: float = 0.0
     retry: bool = False
     sleep: float = 0.0
@@ -395,12 +396,13 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
     A PNG is checked chunk by chunk (CRCs, IHDR first, IEND last) without decoding its pixels;
     another format is decoded once to prove it whole."""
     body = response.content
+    png_chunks = None
     try:
         if body[:8] == b"\x89PNG\r\n\x1a\n":
             png = _check_png(body, target)
             if isinstance(png, _Outcome):  # far more pixels than asked for
                 return png
-            body, content_type = png, "image/png"  # its chunks known: not walked again to add metadata
+            png_chunks, content_type = png, "image/png"
         else:
             checked = _decode_other(body, target, response)
             if isinstance(checked, _Outcome):
@@ -420,22 +422,23 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
     sampler = (
         "".join(c for c in response.headers.get(SAMPLER_HEADER, "") if c.isalnum() or c in "_+-")[:64] or None
     )
-    return _Outcome("ok", image=body, content_type=content_type, sampler=sampler)
+    return _Outcome("ok", image=body, content_type=content_type, sampler=sampler, png_chunks=png_chunks)
 
 
 class _NotAnImage(Exception):
     pass
 
 
-def _check_png(body: bytes, target: Target) -> _Outcome | CheckedPng:
-    from avatargen.pngchunks import PngError, checked_png, read_header
+def _check_png(body: bytes, target: Target) -> _Outcome | list[tuple[bytes, int, int]]:
+    """Far more pixels than asked for (an outcome), or the PNG's chunks, every one checked."""
+    from avatargen.pngchunks import PngError, check_png, read_header
 
     try:
         header = read_header(body)
         too_big = _too_big((header.width, header.height), target)
         if too_big is not None:
             return too_big
-        return checked_png(body, max_pixels=header.width * header.height)  # the pixel cap is _too_big's
+        return check_png(body, max_pixels=header.width * header.height)[1]  # the pixel cap is _too_big's
     except PngError:
         raise _NotAnImage() from None
 
