@@ -8,6 +8,7 @@ import typer
 
 from avatargen.cli import state
 from avatargen.cli.options import Json
+from avatargen.serve.runner import DEFAULT_MAX_BATCH
 
 
 def serve(
@@ -53,10 +54,11 @@ def serve(
             min=1,
             max=64,
             help="Requests of the same size, steps and settings already queued when the model comes "
-            "free share one pipeline call, up to N (never waited for); images then match solo ones "
-            "up to float rounding. 1: one request per call.",
+            "free share one pipeline call, up to N (never waited for): more images/s, and each "
+            "image matches the one made alone up to float rounding. 1: one request per call; "
+            "lower it if a batch runs out of GPU memory.",
         ),
-    ] = 1,
+    ] = DEFAULT_MAX_BATCH,
     json_: Json = False,
 ) -> None:
     """Serve a model over HTTP with the Inference Endpoint contract (POST /, GET /health).

@@ -44,7 +44,7 @@ from avatargen.serve.pipelines import (
     parse_request,
     png_bytes,
 )
-from avatargen.serve.runner import PipelineRunner, pipeline_runner
+from avatargen.serve.runner import DEFAULT_MAX_BATCH, PipelineRunner, pipeline_runner
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
 MIN_LOAD_ENV = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: keep the loading phase open at least this long
@@ -283,7 +283,7 @@ class ServeOptions:
     port: int = 8000
     token: str | None = None
     queue_size: int = 4
-    max_batch: int = 1
+    max_batch: int = DEFAULT_MAX_BATCH
     json_output: bool = False
     device: str | None = None
 
