@@ -587,8 +587,9 @@ class ControlNetService:
 
         A loaded adapter needs image embeds on every call; without a face (or at scale 0) it gets
         zeros at scale 0, which diffusers' attention skips: the very image of no adapter at all.
-        diffusers' ip_adapter_image gives every image of a call the same references, so a batch
-        with faces gets each request's own embeds instead, stacked (batch_key: as many each)."""
+        diffusers' ip_adapter_image gives every image of a call the same references (and repeats
+        given embeds for each image), so a batch with faces gets each request's own embeds,
+        stacked (batch_key: as many each), under the key "_prepared" for generate_batch."""
         if not self.ip_adapter_loaded:
             return {}
         first = batch[0]
@@ -599,7 +600,8 @@ class ControlNetService:
             # One adapter, several references: a list of images inside the per-adapter list.
             return {"ip_adapter_image": [list(first.ip_adapter_images)]}
         if scale > 0:
-            return {"ip_adapter_image_embeds": self._stacked_embeds(pipe, batch, cfg)}
+            stacked = self._stacked_embeds(pipe, batch, cfg)
+            return {"ip_adapter_image_embeds": stacked, "_prepared": stacked}
         if cfg not in self._neutral:
             self._neutral[cfg] = self._neutral_embeds(pipe, cfg)
         # A batch of one embeds: diffusers repeats it for every image of the call.
@@ -608,7 +610,8 @@ class ControlNetService:
     @staticmethod
     def _stacked_embeds(pipe: Any, batch: "list[Params]", cfg: bool) -> Any:
         """Per adapter, each request's embeds (diffusers' own encoder call) on the batch axis, in
-        the layout the pipeline reads back: with CFG all negatives, then all positives."""
+        the layout prepare_ip_adapter_image_embeds returns for the UNet: with CFG all negatives,
+        then all positives (the order of the latents' unconditional and conditional halves)."""
         import torch
 
         device = pipe._execution_device
@@ -696,11 +699,18 @@ class ControlNetService:
             pipe = self.img2img_pipe() if first.init_image is not None else self.pipe
             with torch.inference_mode():
                 common.update(self._identity_arguments(pipe, batch))
-                if first.init_image is not None:
-                    photos = first.init_image if one else [params.init_image for params in batch]
-                    out = pipe(image=photos, control_image=poses, strength=first.strength, **common)
-                else:
-                    out = pipe(image=poses, **common)
+                prepared = common.pop("_prepared", None)
+                if prepared is not None:
+                    # The pipeline would repeat the embeds for every image: it gets them as they are.
+                    pipe.prepare_ip_adapter_image_embeds = lambda *args, **kwargs: prepared
+                try:
+                    if first.init_image is not None:
+                        photos = first.init_image if one else [params.init_image for params in batch]
+                        out = pipe(image=photos, control_image=poses, strength=first.strength, **common)
+                    else:
+                        out = pipe(image=poses, **common)
+                finally:
+                    pipe.__dict__.pop("prepare_ip_adapter_image_embeds", None)
             images = list(out.images)
             elapsed = (time.monotonic() - started) / len(batch)
             self.seconds_per_image = (

@@ -49,6 +49,7 @@ class _Call:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     # Batched calls: fn takes a list of items and returns one result per item, in order.
+    batched: bool = False
     key: Hashable = None
     max_batch: int = 1
 
@@ -74,7 +75,7 @@ class PipelineRunner:
         """Queue `item` for `fn([item, ...]) -> [result, ...]`, one call with the items queued at the
         same time under the same fn and key (up to max_batch); the future holds this item's result,
         or the call's exception. max_batch 1: always a call of its own."""
-        return self._put(_Call(Future(), fn, (item,), key=key, max_batch=max(1, max_batch)))
+        return self._put(_Call(Future(), fn, (item,), batched=True, key=key, max_batch=max(1, max_batch)))
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn` on the runner's thread and wait for it; its exception is raised here."""
@@ -85,6 +86,11 @@ class PipelineRunner:
     @property
     def thread(self) -> threading.Thread | None:
         return self._thread
+
+    def pending(self) -> int:
+        """Calls queued and not yet taken by the thread (cancelled ones included)."""
+        with self._ready:
+            return len(self._queue)
 
     def _put(self, call: _Call) -> Future:
         self._ensure_thread()
@@ -105,10 +111,10 @@ class PipelineRunner:
     def _loop(self) -> None:
         while True:
             calls = self._next()
-            if len(calls) == 1 and calls[0].max_batch == 1:
-                self._run(calls.pop())
-            else:
+            if calls[0].batched:
                 self._run_batch(calls)
+            else:
+                self._run(calls.pop())
 
     def _next(self) -> list[_Call]:
         """The oldest call, and for a batched one its queued partners (never waiting for more)."""
