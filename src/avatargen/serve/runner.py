@@ -38,7 +38,7 @@ T = TypeVar("T")
 THREAD_NAME = "avatargen-pipeline"
 # `serve --max-batch`'s default (here: the CLI imports it without starlette): the default --queue, so every request queued at once can share a
 # call. Batched images match solo ones up to float rounding (1/255 at most, tiny models on CPU);
-# 4 clients got 1.39x the images/s of batching off (bench/serve_overhead.py, part b).
+# 4 clients got 1.39-1.63x the images/s of batching off (bench/serve_overhead.py, part b).
 DEFAULT_MAX_BATCH = 4
 
 
