@@ -37,8 +37,9 @@ T = TypeVar("T")
 
 THREAD_NAME = "avatargen-pipeline"
 # `serve --max-batch`'s default (kept here: the CLI imports it without starlette): the default
-# --queue, so every request queued at once can share a call. Batched images match solo ones up to float rounding (1/255 at most, tiny models on CPU);
-# 4 clients got 1.39-1.63x the images/s of batching off (bench/serve_overhead.py, part b).
+# --queue, so every request queued at once can share a call. Batched images match solo ones up
+# to float rounding (1/255 at most, tiny models on CPU); 4 clients got 1.39-1.63x the images/s
+# of batching off (bench/serve_overhead.py, part b).
 DEFAULT_MAX_BATCH = 4
 
 
