@@ -15,8 +15,10 @@ is downloaded. Configurations timed:
 The median of --runs timed images follows one warm-up image (compile happens there).
 Prints one line per configuration, the ratio defaults / ours and the ratio identity / ours. With
 --batch N, 'ours' is timed again making N images per pipeline call (N prompts, poses and seeds, as
-micro-batching N queued requests of the same size and steps would): worth building into serve only
-if images/s rises.
+`serve --max-batch N` makes of N queued requests of the same size and steps), and the N images are
+compared with the same seeds made one per call (max pixel difference, 0-255): serve batches by
+default (--max-batch 4, chosen on CPU figures), worth keeping on a GPU if images/s rises and the
+difference stays at rounding.
 
 Usage: python bench/serve_gpu.py [--runs 3] [--steps 20] [--size 512] [--compile] [--batch 4]
        python bench/serve_gpu.py --tiny     # CPU smoke check: tiny model, 64x64, 2 steps
@@ -193,6 +195,32 @@ def image_timer(pipe, size: int, steps: int, batch: int = 1, **extra):
     return one
 
 
+def batch_vs_solo(pipe, size: int, steps: int, batch: int) -> int:
+    """The largest pixel difference (0-255) between `batch` images made in one call and the same
+    seeds made one per call: float rounding only, if each image follows its own generator."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    poses = [Image.new("RGB", (size, size), (40 * i, 0, 0)) for i in range(batch)]
+    common = {"width": size, "height": size, "num_inference_steps": steps, "guidance_scale": 7.5}
+
+    def images(prompts, seeds, pose_list):
+        with torch.inference_mode():
+            out = pipe(
+                prompts,
+                image=pose_list,
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+                **common,
+            )
+        return [np.asarray(image, dtype=int) for image in out.images]
+
+    prompts = [f"a portrait {i}" for i in range(batch)]
+    together = images(prompts, range(batch), poses)
+    alone = [images([prompts[i]], [i], [poses[i]])[0] for i in range(batch)]
+    return max(int(np.abs(a - b).max()) for a, b in zip(alone, together, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -255,6 +283,10 @@ def main() -> None:
             print(
                 f"ours, {args.batch} images per call: {batched:.3f} s/image, {1 / batched:.2f} images/s: "
                 f"{per_image / batched:.2f}x one per call (warm-up {warm:.2f} s)"
+            )
+            print(
+                f"ours, {args.batch} images per call against one per call, same seeds: max pixel "
+                f"difference {batch_vs_solo(pipe, size, steps, args.batch)} (0-255)"
             )
 
         # ours + the identity adapter on a second copy, one face reference (one adapter: a list

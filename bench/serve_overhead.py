@@ -4,11 +4,14 @@ Starts `avatargen serve --tiny` on 127.0.0.1, loads the same tiny model in this 
   (a) concurrency 1: the HTTP round trip of one 64x64, 2-step image against the direct pipeline
       call (generate + PNG encoding) in this process, interleaved, medians; goal <= 1.15x
   (b) throughput (images/s) with 4 clients at once against 1 client, in rounds of 1 then 4 (the
-      first 1-client figure is before any concurrent request); goal >= 1.0
+      first 1-client figure is before any concurrent request); goal >= 1.0. This checkout is
+      served twice, with micro-batching off (--max-batch 1) and on (--max-batch N), measured in
+      turns, so c4/c1 with and without it stand side by side
   (c) the median latency of GET /health on one keep-alive connection (Nagle + delayed ACK make
       it ~40 ms when TCP_NODELAY is missing)
 
 Usage: python bench/serve_overhead.py [--images 12] [--rounds 3] [--health 50] [--size 64] [--steps 2]
+       [--max-batch 4]
        python bench/serve_overhead.py --against /tmp/main/src   # a second server from another
        checkout, measured in turns with this one (the machine's noise hits both alike)
 Builds the tiny models on first use (a few seconds).
@@ -109,6 +112,7 @@ def main() -> int:
     parser.add_argument("--health", type=int, default=50, help="GET /health requests (default 50)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--max-batch", type=int, default=4, help="the batching server's --max-batch")
     parser.add_argument(
         "--against", metavar="SRC", help="also serve from this src folder (e.g. main's), measured in turns"
     )
@@ -130,14 +134,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="avatargen-bench-") as tmp:
         os.environ["AVATARGEN_HOME"] = str(Path(tmp) / "home")
         os.environ["HF_HUB_OFFLINE"] = "1"
-        sources = {"this": str(Path(avatargen.__file__).parent.parent)}
+        this = str(Path(avatargen.__file__).parent.parent)
+        # name -> (src folder, serve arguments)
+        sources = {
+            "batch off": (this, ["--max-batch", "1"]),
+            f"batch {args.max_batch}": (this, ["--max-batch", str(args.max_batch)]),
+        }
         if args.against:
-            sources["against"] = str(Path(args.against).resolve())
+            sources["against"] = (str(Path(args.against).resolve()), [])
         servers = {}
         try:
-            for name, src in sources.items():  # one after the other: the first builds the tiny models
+            for name, (src, serve_args) in sources.items():  # in turn: the first builds the tiny models
                 servers[name] = start_tiny_server(
-                    Path(tmp), min_load_s=0, timeout=300, env={"PYTHONPATH": src}
+                    Path(tmp), *serve_args, min_load_s=0, timeout=300, env={"PYTHONPATH": src}
                 )
                 wait_until_ready(servers[name].url, timeout=300)
             from avatargen.serve.pipelines import parse_request, png_bytes
@@ -147,8 +156,8 @@ def main() -> int:
             body = json.dumps(payload).encode()
             params = parse_request(payload, service.spec)
             print(f"{os.cpu_count()} CPUs; {args.size}x{args.size}, {args.steps} steps, tiny sd15")
-            for name, src in sources.items():
-                print(f"  {name}: serve from {src}")
+            for name, (src, serve_args) in sources.items():
+                print(f"  {name}: serve {' '.join(serve_args)} from {src}")
 
             clients = {name: httpx.Client(base_url=s.url, timeout=300) for name, s in servers.items()}
             steps = {"direct": lambda: png_bytes(service.generate(params))}
@@ -190,6 +199,12 @@ def main() -> int:
                     f"4 clients {statistics.median(four):.2f} img/s: "
                     f"{statistics.median(four) / statistics.median(one):.2f}x (goal >= 1.0)"
                 )
+            off, on = "batch off", f"batch {args.max_batch}"
+            print(
+                f"    4 clients, batch {args.max_batch} / batch off: "
+                f"{statistics.median(rates[on]['4']) / statistics.median(rates[off]['4']):.2f}x; "
+                f"1 client: {statistics.median(rates[on]['1']) / statistics.median(rates[off]['1']):.2f}x"
+            )
             print(f"(c) GET /health, median of {args.health} on one keep-alive connection:")
             for name in servers:
                 print(f"    {name}: {statistics.median(health[name]) * 1000:.2f} ms")

@@ -8,6 +8,7 @@ import typer
 
 from avatargen.cli import state
 from avatargen.cli.options import Json
+from avatargen.serve.runner import DEFAULT_MAX_BATCH
 
 
 def serve(
@@ -46,6 +47,18 @@ def serve(
             "--queue", min=1, max=1000, help="Requests accepted at once (running + waiting); more get 429."
         ),
     ] = 4,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            min=1,
+            max=64,
+            help="Requests of the same size, steps and settings already queued when the model comes "
+            "free share one pipeline call, up to N (never waited for): more images/s, and each "
+            "image matches the one made alone up to float rounding. 1: one request per call; "
+            "lower it if a batch runs out of GPU memory.",
+        ),
+    ] = DEFAULT_MAX_BATCH,
     json_: Json = False,
 ) -> None:
     """Serve a model over HTTP with the Inference Endpoint contract (POST /, GET /health).
@@ -101,6 +114,7 @@ def serve(
         port=port,
         token=token or None,
         queue_size=queue,
+        max_batch=max_batch,
         json_output=json_,
     )
     try:

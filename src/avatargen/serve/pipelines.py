@@ -210,6 +210,24 @@ class Params:
         )
 
 
+def batch_key(params: Params) -> tuple:
+    """Requests with equal keys can share one pipeline call (generate_batch): everything but the
+    prompts, poses, photos, faces and seeds is the same for every image of a diffusers call."""
+    faces = len(params.ip_adapter_images or ())
+    return (
+        params.width,
+        params.height,
+        params.steps,
+        params.guidance_scale,
+        params.controlnet_conditioning_scale,
+        params.init_image is not None,
+        params.strength if params.init_image is not None else None,
+        bool(params.negative_prompt),
+        faces,
+        params.ip_adapter_scale if faces else 0.0,
+    )
+
+
 def looks_like_image(text: str) -> bool:
     """True when a string is a base64 image (or an image data: URI) rather than a prompt."""
     head = text.lstrip()[:64]
@@ -564,22 +582,51 @@ class ControlNetService:
             ) from exc
         self.ip_adapter_loaded = True
 
-    def _identity_arguments(self, pipe: Any, params: Params) -> dict[str, Any]:
+    def _identity_arguments(self, pipe: Any, batch: "list[Params]") -> dict[str, Any]:
         """The pipeline's IP-Adapter arguments, with the scale set on the (shared) UNet.
 
         A loaded adapter needs image embeds on every call; without a face (or at scale 0) it gets
-        zeros at scale 0, which diffusers' attention skips: the very image of no adapter at all."""
+        zeros at scale 0, which diffusers' attention skips: the very image of no adapter at all.
+        diffusers' ip_adapter_image gives every image of a call the same references (and repeats
+        given embeds for each image), so a batch with faces gets each request's own embeds,
+        stacked (batch_key: as many each), under the key "_prepared" for generate_batch."""
         if not self.ip_adapter_loaded:
             return {}
-        scale = params.ip_adapter_scale if params.ip_adapter_images else 0.0
+        first = batch[0]
+        scale = first.ip_adapter_scale if first.ip_adapter_images else 0.0
         pipe.set_ip_adapter_scale(scale)
-        if scale > 0:
+        cfg = first.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        if scale > 0 and len(batch) == 1:
             # One adapter, several references: a list of images inside the per-adapter list.
-            return {"ip_adapter_image": [list(params.ip_adapter_images)]}
-        cfg = params.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+            return {"ip_adapter_image": [list(first.ip_adapter_images)]}
+        if scale > 0:
+            stacked = self._stacked_embeds(pipe, batch, cfg)
+            return {"ip_adapter_image_embeds": stacked, "_prepared": stacked}
         if cfg not in self._neutral:
             self._neutral[cfg] = self._neutral_embeds(pipe, cfg)
+        # A batch of one embeds: diffusers repeats it for every image of the call.
         return {"ip_adapter_image_embeds": self._neutral[cfg]}
+
+    @staticmethod
+    def _stacked_embeds(pipe: Any, batch: "list[Params]", cfg: bool) -> Any:
+        """Per adapter, each request's embeds (diffusers' own encoder call) on the batch axis, in
+        the layout prepare_ip_adapter_image_embeds returns for the UNet: with CFG all negatives,
+        then all positives (the order of the latents' unconditional and conditional halves)."""
+        import torch
+
+        device = pipe._execution_device
+        each = [
+            pipe.prepare_ip_adapter_image_embeds([list(params.ip_adapter_images)], None, device, 1, cfg)
+            for params in batch
+        ]
+        stacked = []
+        for adapter in range(len(each[0])):
+            parts = [embeds[adapter] for embeds in each]
+            if cfg:
+                halves = [part.chunk(2) for part in parts]
+                parts = [negative for negative, _ in halves] + [positive for _, positive in halves]
+            stacked.append(torch.cat(parts))
+        return stacked
 
     def _neutral_embeds(self, pipe: Any, cfg: bool) -> Any:
         import torch
@@ -618,38 +665,58 @@ class ControlNetService:
 
     def generate(self, params: Params) -> Any:
         """One image (PIL) for validated params; the same seed gives the same image on a device."""
+        return self.generate_batch([params])[0]
+
+    def generate_batch(self, batch: "list[Params]") -> "list[Any]":
+        """One image per params, in one pipeline call (micro-batching): every params must share
+        batch_key(). Each image follows its own seed (one generator each); beside the image the
+        same request makes alone it differs by float rounding only (batched kernels sum in
+        another order). One params is exactly generate()."""
         import torch
 
+        if len({batch_key(params) for params in batch}) != 1:
+            raise ValueError("generate_batch: the requests differ in size, steps or settings")
         self.load()
+        first = batch[0]
+        one = len(batch) == 1
         with self._run_lock:
             started = time.monotonic()
             # A CPU generator gives the same latents whatever the device, so seeds reproduce.
-            generator = torch.Generator(device="cpu").manual_seed(params.seed)
+            generators = [torch.Generator(device="cpu").manual_seed(params.seed) for params in batch]
+            # All or none have a negative prompt (batch_key): None is not "" to SDXL, which zeroes it.
+            negatives = [params.negative_prompt for params in batch] if first.negative_prompt else None
             common = {
-                "prompt": params.prompt,
-                "negative_prompt": params.negative_prompt or None,
-                "num_inference_steps": params.steps,
-                "guidance_scale": params.guidance_scale,
-                "controlnet_conditioning_scale": params.controlnet_conditioning_scale,
-                "width": params.width,
-                "height": params.height,
-                "generator": generator,
+                "prompt": first.prompt if one else [params.prompt for params in batch],
+                "negative_prompt": negatives[0] if one and negatives else negatives,
+                "num_inference_steps": first.steps,
+                "guidance_scale": first.guidance_scale,
+                "controlnet_conditioning_scale": first.controlnet_conditioning_scale,
+                "width": first.width,
+                "height": first.height,
+                "generator": generators[0] if one else generators,
             }
-            pipe = self.img2img_pipe() if params.init_image is not None else self.pipe
-            common.update(self._identity_arguments(pipe, params))
+            poses = first.pose if one else [params.pose for params in batch]
+            pipe = self.img2img_pipe() if first.init_image is not None else self.pipe
             with torch.inference_mode():
-                if params.init_image is not None:
-                    out = pipe(
-                        image=params.init_image, control_image=params.pose, strength=params.strength, **common
-                    )
-                else:
-                    out = pipe(image=params.pose, **common)
-            image = out.images[0]
-            elapsed = time.monotonic() - started
+                common.update(self._identity_arguments(pipe, batch))
+                prepared = common.pop("_prepared", None)
+                if prepared is not None:
+                    # The pipeline would repeat the embeds for every image: it gets them as they are.
+                    pipe.prepare_ip_adapter_image_embeds = lambda *args, **kwargs: prepared
+                try:
+                    if first.init_image is not None:
+                        photos = first.init_image if one else [params.init_image for params in batch]
+                        out = pipe(image=photos, control_image=poses, strength=first.strength, **common)
+                    else:
+                        out = pipe(image=poses, **common)
+                finally:
+                    pipe.__dict__.pop("prepare_ip_adapter_image_embeds", None)
+            images = list(out.images)
+            elapsed = (time.monotonic() - started) / len(batch)
             self.seconds_per_image = (
                 elapsed if self.seconds_per_image is None else (0.7 * self.seconds_per_image + 0.3 * elapsed)
             )
-        return image
+        return images
 
     @property
     def sampler(self) -> "str | None":

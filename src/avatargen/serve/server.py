@@ -5,8 +5,10 @@ request of pipelines.parse_request and answer image/png; `GET /` and `GET /healt
 While the pipeline loads in a background thread every route answers
 `503 {"error": "Model K is currently loading", "estimated_time": N}`, so the client's cold-start
 wait works unchanged. Generation runs on one dedicated thread (serve/runner.py: one OpenMP team,
-one image at a time), behind a bounded queue: a request takes its place on arrival, and when the
-queue is full the answer is 429 with Retry-After before the body is read. Bodies are parsed
+one pipeline call at a time), behind a bounded queue: a request takes its place on arrival, and when
+the queue is full the answer is 429 with Retry-After before the body is read. With max_batch > 1,
+requests already queued with the same size, steps and settings (pipelines.batch_key) when the
+thread comes free share one pipeline call, each with its own prompt, pose and seed. Bodies are parsed
 strictly (serve/body.py) and checked by parse_request (image sizes from the header, before
 decoding), so any input gets a JSON 4xx.
 """
@@ -23,6 +25,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +36,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from avatargen.serve.body import parse_json_body
-from avatargen.serve.pipelines import IMAGE_MAGIC, ModelSpec, RequestError, parse_request, png_bytes
-from avatargen.serve.runner import PipelineRunner, pipeline_runner
+from avatargen.serve.pipelines import (
+    IMAGE_MAGIC,
+    ModelSpec,
+    RequestError,
+    batch_key,
+    parse_request,
+    png_bytes,
+)
+from avatargen.serve.runner import DEFAULT_MAX_BATCH, PipelineRunner, pipeline_runner
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
 MIN_LOAD_ENV = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: keep the loading phase open at least this long
@@ -45,6 +55,8 @@ class ModelHost:
 
     `loader` returns an object with `generate(params) -> PIL.Image` (a ControlNetService, or a
     stand-in in tests) and may take minutes; `expected_load_s` feeds estimated_time meanwhile.
+    With `max_batch` > 1 and a service that has `generate_batch(list) -> list`, compatible queued
+    requests are micro-batched (up to max_batch per call).
     """
 
     def __init__(
@@ -57,8 +69,10 @@ class ModelHost:
         on_failed: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         runner: PipelineRunner | None = None,
+        max_batch: int = 1,
     ) -> None:
         self.spec = spec
+        self.max_batch = max_batch
         self.runner = runner or pipeline_runner()
         self.loader = loader
         self.expected_load_s = expected_load_s
@@ -109,10 +123,28 @@ class ModelHost:
         )
         return image
 
+    def _generate_batch(self, batch: list[Any]) -> list[Any]:
+        """Several compatible requests in one pipeline call, on the runner's thread."""
+        if len(batch) == 1:
+            return [self._generate(batch[0])]
+        started = time.monotonic()
+        images = self.service.generate_batch(batch)
+        elapsed = (time.monotonic() - started) / len(batch)  # what one more queued request costs
+        self.seconds_per_image = (
+            elapsed if self.seconds_per_image is None else 0.7 * self.seconds_per_image + 0.3 * elapsed
+        )
+        return images
+
+    def _submit(self, params: Any) -> Future:
+        if self.max_batch > 1 and hasattr(self.service, "generate_batch"):
+            key = batch_key(params)
+            return self.runner.submit_batched(self._generate_batch, params, key, self.max_batch)
+        return self.runner.submit(self._generate, params)
+
     async def generate_png_async(self, params: Any) -> bytes:
         """The event loop's way: no thread waits for the queue; a cancelled request leaves it.
         The PNG is encoded off the runner's thread, so the next image starts at once."""
-        image = await asyncio.wrap_future(self.runner.submit(self._generate, params))
+        image = await asyncio.wrap_future(self._submit(params))
         return await run_in_threadpool(png_bytes, image)
 
 
@@ -251,6 +283,7 @@ class ServeOptions:
     port: int = 8000
     token: str | None = None
     queue_size: int = 4
+    max_batch: int = DEFAULT_MAX_BATCH
     json_output: bool = False
     device: str | None = None
 
@@ -352,7 +385,13 @@ def run_server(options: ServeOptions, say: Callable[[str], None]) -> None:
     min_load = float(os.environ.get(MIN_LOAD_ENV, "0") or 0)
     expected = 5.0 if spec.tiny else 120.0  # tiny: mostly the torch + diffusers imports
     host = ModelHost(
-        spec, load, expected_load_s=expected, min_load_s=min_load, on_ready=ready, on_failed=failed
+        spec,
+        load,
+        expected_load_s=expected,
+        min_load_s=min_load,
+        on_ready=ready,
+        on_failed=failed,
+        max_batch=options.max_batch,
     )
     app = create_app(host, token=options.token, queue_size=options.queue_size)
     server = uvicorn_server(app)
