@@ -287,6 +287,7 @@ def generate(
     chosen = _token_default(
         catalog, chosen, config, model or quality or tier, endpoint, provider, token, tiny, model_dir
     )
+    _require_token(chosen, endpoint, provider, token, tiny, model_dir)
     template = name or config.get("output_template") or DEFAULT_TEMPLATE
     check_template(template)
     specs = pose_specs(pose or [DEFAULT_POSE])
@@ -419,6 +420,14 @@ def _token_default(catalog, chosen, config, asked, endpoint, provider, token, ti
     return switched
 
 
+def _require_token(model, endpoint, provider, token, tiny=False, model_dir=None) -> None:
+    """No token for a backend that needs one: exit 7 now, before a plan, a batch or a credit."""
+    from avatargen.providers.credentials import require_token
+
+    local = "local" if tiny or model_dir else None
+    require_token(model, endpoint=endpoint, provider=provider or local, token=token)
+
+
 def _with_hf_provider(hf_provider: str | None):
     """The provider factory with --hf-provider bound (None: the batch's default factory)."""
     if not hf_provider:
@@ -537,6 +546,8 @@ def retry(
             model_dir=model_dir or ran.get("model_dir"),
             tiny=tiny or bool(ran.get("tiny")),
         )
+        for key in sorted({job.model for job in jobs}):
+            _require_token(catalog.lookup(key), run_settings.endpoint, run_settings.provider, token)
         info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
         summary = execute(
             ledger=ledger,
