@@ -226,9 +226,10 @@ def engine_request_parts() -> tuple[str, dict]:
 
 
 def bare_pool(photos: Path, url: str, out: Path, concurrency: int) -> dict:
-    """What a minimal client does for the same request bytes: read each photo, fit it to the
-    model's size (bilinear) as JPEG q95 (as the engine sends it), post it with the pose as base64 JSON,
-    write the answer's bytes. Runs in this process; CPU is this process's."""
+    """What a minimal client does for the same requests: read each photo, fit it to the model's
+    size (the box filter, shrinking) as JPEG q95 as the engine does, or send the file as it is when
+    it is a JPEG at that size already (the engine sends its data, metadata cut out), post it with the
+    pose as base64 JSON, write the answer's bytes. Runs in this process; CPU is this process's."""
     import httpx
     from PIL import Image, ImageOps
 
@@ -242,8 +243,12 @@ def bare_pool(photos: Path, url: str, out: Path, concurrency: int) -> dict:
         def one(i_path):
             i, path = i_path
             with Image.open(path) as img:
-                fitted = ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BILINEAR)
-            init = encoded(fitted, "JPEG", quality=95)
+                if img.size == size and img.format == "JPEG":
+                    init = path.read_bytes()
+                else:
+                    init = encoded(
+                        ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BOX), "JPEG", quality=95
+                    )
             body = {
                 "inputs": {
                     **settings,

@@ -141,8 +141,16 @@ def _photo(path, size=(768, 1024)):
     return path
 
 
-def test_the_jpeg_init_image_is_fitted_bilinear_and_a_lossless_one_bicubic(tmp_path):
-    """The JPEG init image goes through the VAE and is noised: the cheaper antialiased filter.
+@pytest.mark.parametrize(
+    "size, lossless, method",
+    [
+        ((768, 1024), False, "BOX"),  # shrunk for the VAE: the area average
+        ((300, 400), False, "BILINEAR"),  # enlarged: a box would show blocks
+        ((768, 1024), True, "BICUBIC"),  # read as it is (control image, editing model)
+    ],
+)
+def test_the_init_image_filter_suits_its_use(tmp_path, size, lossless, method):
+    """The JPEG init image goes through the VAE and is noised: the cheapest antialiased filter.
     A photo read as a control image or kept by an editing model (PNG) keeps bicubic."""
     import io
 
@@ -150,18 +158,17 @@ def test_the_jpeg_init_image_is_fitted_bilinear_and_a_lossless_one_bicubic(tmp_p
 
     from avatargen.photo_prep import PhotoCache
 
-    path = _photo(tmp_path / "p.jpg")
+    path = _photo(tmp_path / "p.jpg", size)
     cache = PhotoCache(keep=2, min_side=1024)
     with Image.open(path) as img:
         upright = img.convert("RGB")
-    for lossless, method in ((False, Image.Resampling.BILINEAR), (True, Image.Resampling.BICUBIC)):
-        sent = cache.init_image(path, "key", 512, 512, lossless)
-        with Image.open(io.BytesIO(sent)) as got:
-            assert got.format == ("PNG" if lossless else "JPEG") and got.size == (512, 512)
-        expected = ImageOps.fit(upright, (512, 512), method)
-        buffer = io.BytesIO()
-        expected.save(buffer, format="PNG") if lossless else expected.save(buffer, format="JPEG", quality=95)
-        assert sent == buffer.getvalue()
+    sent = cache.init_image(path, "key", 512, 512, lossless)
+    with Image.open(io.BytesIO(sent)) as got:
+        assert got.format == ("PNG" if lossless else "JPEG") and got.size == (512, 512)
+    expected = ImageOps.fit(upright, (512, 512), getattr(Image.Resampling, method))
+    buffer = io.BytesIO()
+    expected.save(buffer, format="PNG") if lossless else expected.save(buffer, format="JPEG", quality=95)
+    assert sent == buffer.getvalue()
 
 
 # ------------------------------------------------------------------ connections

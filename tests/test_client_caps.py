@@ -15,6 +15,7 @@ from avatargen.errors import ProviderError
 from avatargen.providers.endpoint import EndpointProvider
 from avatargen.providers.http_client import MAX_BODY_BYTES
 from fake_endpoint import FakeEndpoint
+from loopback import LoopbackServer
 from provider_fakes import model, request
 
 MB = 1024 * 1024
@@ -108,3 +109,46 @@ def test_a_health_probe_answer_is_capped_too(httpx_mock):
     httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", content=bytes(2 * MB))
     report = EndpointProvider(model(), HF_ENDPOINT).status()
     assert report.state == "unknown" and "more than 1 MB" in report.detail
+
+
+class _GzipAnswer(LoopbackServer):
+    """Answers every POST with `body` gzip-encoded, its Content-Length the compressed size."""
+
+    def __init__(self, body: bytes) -> None:
+        import gzip
+        from http.server import BaseHTTPRequestHandler
+
+        packed = gzip.compress(body)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(packed)))
+                self.end_headers()
+                self.wfile.write(packed)
+
+        self.listen(Handler)
+
+
+@pytest.mark.parametrize("size, fits", [(2 * MB, True), (8 * MB, False)])
+def test_a_compressed_answer_is_capped_by_its_decoded_size(size, fits):
+    """A few KB on the wire (its declared length) can inflate to far more: the cap counts what
+    it decodes to, so a declared length under the cap is no reason to read it whole unchecked."""
+    import httpx
+
+    from avatargen.providers.http_client import BodyTooLarge, send_capped
+
+    with _GzipAnswer(bytes(size)) as fake, httpx.Client() as client:
+        if fits:
+            assert send_capped(client, "POST", fake.url, json={}, cap=4 * MB).content == bytes(size)
+        else:
+            with pytest.raises(BodyTooLarge):
+                send_capped(client, "POST", fake.url, json={}, cap=4 * MB)

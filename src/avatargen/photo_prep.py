@@ -24,6 +24,7 @@ from typing import Any
 # they do not edit, artefacts included: PNG. Pose skeletons are always PNG (thin lines, flat colours).
 LOSSLESS_ARCHITECTURES = frozenset({"sd35", "qwen-image", "flux"})
 JPEG_QUALITY = 95
+ORIENTATION_TAG = 0x0112
 
 
 def needs_lossless(architecture: str) -> bool:
@@ -36,6 +37,7 @@ class _Entry:
         self.photo: Any = None
         self.error: BaseException | None = None
         self.made: dict[tuple, bytes] = {}
+        self.as_is: set[tuple] = set()  # made entries that are the file's own JPEG data
 
 
 class PhotoCache:
@@ -48,6 +50,7 @@ class PhotoCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self.decoded = 0  # photos decoded (tests, benchmarks)
+        self.sent_whole = 0  # photos sent as their own JPEG data (tests, benchmarks)
 
     def _entry(self, key: str) -> _Entry:
         with self._lock:
@@ -59,6 +62,13 @@ class PhotoCache:
             else:
                 self._entries.move_to_end(key)
             return entry
+
+    def sent_as_is(self, key: str, width: int, height: int) -> bool:
+        """Whether this photo's init image at this size is its own JPEG data (see init_image):
+        its structure was checked, its pixels were not decoded."""
+        entry = self._entry(key)
+        with entry.lock:
+            return ("init", width, height, False) in entry.as_is
 
     def photo(self, path: Path, key: str):
         """The decoded photo (RGB, upright), decoded by the first worker that asks; the others
@@ -93,8 +103,21 @@ class PhotoCache:
             return cached
 
     def init_image(self, path: Path, key: str, width: int, height: int, lossless: bool) -> bytes:
-        """The photo fitted to width x height, as PNG when `lossless`, else JPEG."""
+        """The photo fitted to width x height, as PNG when `lossless`, else JPEG: the photo's own
+        JPEG data (metadata cut out) when it is one already at that size and upright."""
         from avatargen.images import fit_to, png_bytes
+
+        if not lossless:
+            entry = self._entry(key)
+            with entry.lock:
+                what = ("init", width, height, False)
+                if what not in entry.made and entry.photo is None and entry.error is None:
+                    same = sendable_as_is(path, width, height)
+                    if same is not None:
+                        entry.made[what] = same
+                        entry.as_is.add(what)
+                        with self._lock:
+                            self.sent_whole += 1
 
         def make(photo) -> bytes:
             fitted = fit_to(photo, width, height, fast=not lossless)
@@ -105,3 +128,23 @@ class PhotoCache:
             return buffer.getvalue()
 
         return self.made(path, key, ("init", width, height, lossless), make)
+
+
+def sendable_as_is(path: Path, width: int, height: int) -> bytes | None:
+    """The photo's JPEG data without its metadata, when it is a baseline-or-progressive RGB
+    JPEG of exactly width x height with no EXIF rotation and its file is whole (ends with EOI);
+    else None (it is decoded and fitted instead). Reads the header only."""
+    from PIL import Image
+
+    from avatargen.jpegsend import stripped_jpeg
+
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG" or img.mode != "RGB" or img.size != (width, height):
+                return None
+            if img.getexif().get(ORIENTATION_TAG, 1) != 1:
+                return None
+        data = Path(path).read_bytes()
+    except Exception:  # noqa: BLE001 - any doubt: the decoding path says what is wrong
+        return None
+    return stripped_jpeg(data)

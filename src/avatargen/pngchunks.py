@@ -87,6 +87,20 @@ def check_png(data: bytes, max_pixels: int) -> tuple[PngHeader, list[tuple[bytes
     return header, chunks
 
 
+class CheckedPng(bytes):
+    """PNG bytes whose chunks check_png has walked (`chunks`): with_text does not walk them again."""
+
+    chunks: list[tuple[bytes, int, int]]
+
+
+def checked_png(data: bytes, max_pixels: int) -> CheckedPng:
+    """`data` as a CheckedPng, or PngError (see check_png)."""
+    _header, chunks = check_png(data, max_pixels)
+    png = CheckedPng(data)
+    png.chunks = chunks
+    return png
+
+
 def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -105,7 +119,13 @@ def with_text(data: bytes, texts: list[tuple[str, str]], max_pixels: int) -> byt
     """The PNG with these text chunks right after IHDR (where Pillow puts them) and any text
     chunks the server had put in dropped (ours must be the only ones readers find); every
     other byte stays as received. Raises PngError for anything but a well-formed PNG."""
-    _header, chunks = check_png(data, max_pixels)
+    if isinstance(data, CheckedPng):
+        chunks = data.chunks
+        header = read_header(data)
+        if header.width * header.height > max_pixels:
+            raise PngError(f"{header.width}x{header.height} pixels, more than {max_pixels:,}")
+    else:
+        _header, chunks = check_png(data, max_pixels)
     parts = [data[: chunks[0][2]]]  # signature + IHDR
     parts += [text_chunk(key, value) for key, value in texts]
     kept_from = chunks[0][2]

@@ -31,6 +31,7 @@ import httpx
 import tenacity
 
 from avatargen.errors import AuthError, AvatargenError, ModelUnavailable, NetworkError, ProviderError
+from avatargen.pngchunks import CheckedPng
 from avatargen.providers.base import GenerationResult, WaitEvent
 from avatargen.providers.gate import GateTimeout, ModelGate
 from avatargen.providers.http_client import BodyTooLarge, estimated_time, scrub, server_message
@@ -396,12 +397,15 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
     body = response.content
     try:
         if body[:8] == b"\x89PNG\r\n\x1a\n":
-            checked = _check_png(body, target)
+            png = _check_png(body, target)
+            if isinstance(png, _Outcome):  # far more pixels than asked for
+                return png
+            body, content_type = png, "image/png"  # its chunks known: not walked again to add metadata
         else:
             checked = _decode_other(body, target, response)
-        if isinstance(checked, _Outcome):  # far more pixels than asked for
-            return checked
-        content_type = checked
+            if isinstance(checked, _Outcome):
+                return checked
+            content_type = checked
     except _NotAnImage:
         what = response.headers.get("content-type", "").split(";")[0] or "unknown type"
         detail = ""
@@ -423,18 +427,17 @@ class _NotAnImage(Exception):
     pass
 
 
-def _check_png(body: bytes, target: Target) -> _Outcome | str:
-    from avatargen.pngchunks import PngError, check_png, read_header
+def _check_png(body: bytes, target: Target) -> _Outcome | CheckedPng:
+    from avatargen.pngchunks import PngError, checked_png, read_header
 
     try:
         header = read_header(body)
         too_big = _too_big((header.width, header.height), target)
         if too_big is not None:
             return too_big
-        check_png(body, max_pixels=header.width * header.height)  # the pixel cap is _too_big's
+        return checked_png(body, max_pixels=header.width * header.height)  # the pixel cap is _too_big's
     except PngError:
         raise _NotAnImage() from None
-    return "image/png"
 
 
 def _decode_other(body: bytes, target: Target, response: httpx.Response) -> _Outcome | str:
