@@ -2,7 +2,8 @@
 
 It checks each request the way our handler does and answers with a small PNG whose colour
 comes from the seed. Behaviour knobs: a fixed delay per image, a loading phase answered
-`503 {"estimated_time"}`, prompts that fail with 500, and a counter of every request. Hostile
+`503 {"estimated_time"}` for `loading_for` seconds from the first request (a client slow to
+start, on a loaded machine, still meets it), prompts that fail with 500, and a counter of every request. Hostile
 answers: `answer` (these bytes instead of the PNG) and `huge_body` (a 200 of that many bytes,
 streamed from one small buffer, with or without Content-Length; `bytes_sent` counts what the
 client took before it hung up, `body_done` is set once the server stops writing).
@@ -35,7 +36,8 @@ class FakeEndpoint(LoopbackServer):
         chunked: bool = False,
     ) -> None:
         self.delay = delay
-        self.loading_until = time.monotonic() + loading_for
+        self.loading_for = loading_for
+        self.loading_until: float | None = None  # set by the first request: the cold start begins then
         self.estimated_time = estimated_time
         self.fail_prompts = fail_prompts
         self.image_size = image_size
@@ -47,6 +49,14 @@ class FakeEndpoint(LoopbackServer):
         self.requests: list[dict] = []
         self.count_lock = threading.Lock()
         self.listen(self._handler())
+
+    def loading(self) -> bool:
+        """Still loading? Timed from the first request, not from this server's start: a client
+        that takes seconds to import and plan must still meet the cold start it is tested on."""
+        with self.count_lock:
+            if self.loading_until is None:
+                self.loading_until = time.monotonic() + self.loading_for
+            return time.monotonic() < self.loading_until
 
     @property
     def posts(self) -> int:
@@ -78,7 +88,7 @@ class FakeEndpoint(LoopbackServer):
             def do_GET(self) -> None:
                 with fake.count_lock:
                     fake.requests.append({"method": "GET", "path": self.path, "time": time.monotonic()})
-                if time.monotonic() < fake.loading_until:
+                if fake.loading():
                     self._json(
                         503, {"error": "Model is currently loading", "estimated_time": fake.estimated_time}
                     )
@@ -98,7 +108,7 @@ class FakeEndpoint(LoopbackServer):
                 }
                 with fake.count_lock:
                     fake.requests.append(record)
-                if time.monotonic() < fake.loading_until:
+                if fake.loading():
                     body = {"error": "Model is currently loading"}
                     if fake.estimated_time is not None:
                         body["estimated_time"] = fake.estimated_time

@@ -260,3 +260,54 @@ def test_two_urls_share_a_batch_and_a_failing_one_is_set_aside(run_cli, tmp_path
     # (least-loaded: at most SLOTS_PER_REPLICA in flight per URL) still finishes its retries there.
     jobs_on_bad = SET_ASIDE_AFTER + SLOTS_PER_REPLICA - 1
     assert bad.posts <= jobs_on_bad * (1 + TRANSIENT_RETRIES)
+
+
+# ------------------------------------------------------------------ retry: the same endpoint steps
+def failed_batch(run_cli, endpoint: FakeEndpoint, tmp_path, count: int, env: dict) -> None:
+    """A batch whose every job failed (the server answered 500 to all); the server then heals."""
+    endpoint.fail_prompts = ("",)  # every prompt holds ""
+    first = run_cli("generate", str(photos(tmp_path / "in", count)), "-m", MODEL, "-o", str(tmp_path / "out"),
+                    "--json", env={**env, "AVATARGEN_RETRY_SCALE": "0.001"})  # fmt: skip
+    assert first.returncode not in (0, 2, 70), first.stderr
+    assert [json.loads(line)["status"] for line in first.stdout.splitlines()] == ["failed"] * count
+    endpoint.fail_prompts = ()
+
+
+def test_a_retry_ending_with_scale_to_zero(served, run_cli, tmp_path):
+    api, endpoint = served
+    env = api.env()
+    assert run_cli("endpoint", "deploy", MODEL, env=env).returncode == 0
+    failed_batch(run_cli, endpoint, tmp_path, 2, env)
+    assert api.calls("POST", "/scale-to-zero") == []
+    posts = endpoint.posts
+    result = run_cli("retry", "--endpoint-after", "scale-to-zero", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert endpoint.posts == posts + 2
+    assert len(api.calls("POST", "/scale-to-zero")) == 1
+    (raw,) = api.endpoints.values()
+    assert raw["status"]["state"] == "scaledToZero"
+    assert "scaledToZero (--endpoint-after scale-to-zero)" in result.stderr
+
+
+def test_a_retry_follows_the_replicas_when_its_batch_did(served, run_cli, tmp_path):
+    api, endpoint = served
+    env = api.env()
+    assert run_cli("endpoint", "deploy", MODEL, "--max-replicas", "3", env=env).returncode == 0
+    failed_batch(run_cli, endpoint, tmp_path, 1, env)
+    result = run_cli("retry", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "concurrency follows the replicas of" in result.stderr
+
+
+def test_a_retry_spreads_over_the_configured_urls(run_cli, tmp_path):
+    with FakeEndpoint(delay=0.05) as first, FakeEndpoint(delay=0.05) as second:
+        assert run_cli("config", "set", f"endpoints.{KEY}", first.url).returncode == 0
+        failed_batch(run_cli, first, tmp_path, 8, {})
+        posts = first.posts
+        # A second server is added, then the failed jobs are retried: both take a share.
+        assert run_cli("config", "set", f"endpoints.{KEY}", f"{first.url},{second.url}").returncode == 0
+        result = run_cli("retry", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["done"] * 8
+    assert second.posts >= 1 and first.posts > posts
+    assert first.posts - posts + second.posts == 8

@@ -47,6 +47,7 @@ class RunSettings:
     model_limits: dict[str, int] = field(default_factory=dict)
     model_dir: str | None = None
     tiny: bool = False
+    concurrency_auto: bool = False  # following a deployed endpoint's replicas (deploy/batch_hooks.py)
 
     # What `avatargen retry` re-uses of how a batch ran. Never the token: retry reads it from
     # the environment again. An endpoint URL is stored with any credentials in it masked.
@@ -56,6 +57,7 @@ class RunSettings:
         "model_dir",
         "tiny",
         "concurrency",
+        "concurrency_auto",
         "wait_timeout",
         "fallback",
         "allow_upgrade",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,6 @@ import typer
 from avatargen.cli import state
 from avatargen.cli.options import (
     AllowUpgradeOpt,
-    ConcurrencyOpt,
     EndpointOpt,
     Json,
     ModelOpt,
@@ -264,7 +264,7 @@ def generate(
         warmup.start()  # HTTP gets ready while the photos are read and hashed
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
-    from avatargen.deploy.batch_hooks import parse_concurrency, scaling
+    from avatargen.deploy.batch_hooks import parse_concurrency
     from avatargen.errors import InputError
     from avatargen.faces import require_detector
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
@@ -291,6 +291,7 @@ def generate(
     chosen = _token_default(
         catalog, chosen, config, model or quality or tier, endpoint, provider, token, tiny, model_dir
     )
+    _require_token(chosen, endpoint, provider, token, tiny, model_dir)
     template = name or config.get("output_template") or DEFAULT_TEMPLATE
     check_template(template)
     specs = pose_specs(pose or [DEFAULT_POSE])
@@ -372,8 +373,10 @@ def generate(
         tiny=tiny,
     )
     session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
-    with open_ledger() as ledger, session as deployed:
-        factory = scaling(deployed, chosen, run_settings, concurrency, "concurrency" in config, info)
+    with (
+        open_ledger() as ledger,
+        _deployed_run(session, chosen, config, run_settings, concurrency) as factory,
+    ):
         result = execute(
             ledger=ledger,
             catalog=catalog,
@@ -423,6 +426,14 @@ def _token_default(catalog, chosen, config, asked, endpoint, provider, token, ti
     return switched
 
 
+def _require_token(model, endpoint, provider, token, tiny=False, model_dir=None) -> None:
+    """No token for a backend that needs one: exit 7 now, before a plan, a batch or a credit."""
+    from avatargen.providers.select import require_token
+
+    local = "local" if tiny or model_dir else None
+    require_token(model, endpoint=endpoint, provider=provider or local, token=token)
+
+
 def _with_hf_provider(hf_provider: str | None):
     """The provider factory with --hf-provider bound (None: the batch's default factory)."""
     if not hf_provider:
@@ -436,8 +447,6 @@ def _with_hf_provider(hf_provider: str | None):
 
 def _endpoint_session(model, config, endpoint, after, resume, token, dry_run):
     """The deployed endpoint's before/after steps (deploy/batch_hooks.py); nothing for a dry run."""
-    import contextlib
-
     from avatargen.deploy.batch_hooks import check_after, running, session_for
     from avatargen.output import info
 
@@ -446,6 +455,19 @@ def _endpoint_session(model, config, endpoint, after, resume, token, dry_run):
     if dry_run:
         return contextlib.nullcontext()
     return running(session_for(model, endpoint, after=chosen, resume=resume, token=token, say=info))
+
+
+@contextlib.contextmanager
+def _deployed_run(session, model, config, run_settings, concurrency):
+    """generate's and retry's endpoint steps around a batch: the session of an endpoint avatargen
+    deployed (resume, follow replicas, pause or scale to zero after), and the provider factory
+    that follows its replicas and spreads the jobs over config endpoints.<key>'s URLs (None: the
+    plain provider)."""
+    from avatargen.deploy.batch_hooks import scaling
+    from avatargen.output import info
+
+    with session as deployed:
+        yield scaling(deployed, model, run_settings, concurrency, "concurrency" in config, info)
 
 
 def _print_plan(plan: dict, model, json_: bool) -> None:
@@ -470,7 +492,7 @@ def _print_plan(plan: dict, model, json_: bool) -> None:
 
 def retry(
     batch: Annotated[str | None, typer.Argument(help="Batch id (default: the last batch).")] = None,
-    concurrency: ConcurrencyOpt = None,
+    concurrency: ConcurrencyAutoOpt = None,
     yes: YesOpt = False,
     endpoint: EndpointOpt = None,
     provider: ProviderOpt = None,
@@ -481,6 +503,8 @@ def retry(
     allow_upgrade: AllowUpgradeOpt = False,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    endpoint_after: EndpointAfterOpt = None,
+    resume_endpoint: ResumeEndpointOpt = False,
     all_: Annotated[
         bool,
         typer.Option(
@@ -493,6 +517,7 @@ def retry(
     (endpoint, provider, model folder, concurrency, wait timeout); options given here win."""
     from avatargen import settings as settings_mod
     from avatargen.cli.signals import install_stop_signals
+    from avatargen.deploy.batch_hooks import parse_concurrency
     from avatargen.errors import UsageError
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.ledger import open_ledger
@@ -503,6 +528,7 @@ def retry(
     install_stop_signals()
     config = settings_mod.load_config()
     catalog = state.load_catalog()
+    concurrency = parse_concurrency(concurrency)
     with open_ledger() as ledger:
         found = ledger.batch(batch)
         if found is None:
@@ -527,9 +553,11 @@ def retry(
             catalog.lookup(job.model)  # a model since removed from the catalog fails here, clearly
         poses = {spec: resolve_pose(spec) for spec in {job.params.pose_spec for job in jobs}}
         ran = _remembered(found)
+        if concurrency is None:  # as it ran: following the replicas, or a fixed number
+            concurrency = "auto" if ran.get("concurrency_auto") else ran.get("concurrency")
         run_settings = _run_settings(
             config,
-            concurrency=concurrency or ran.get("concurrency"),
+            concurrency=concurrency if isinstance(concurrency, int) else None,
             overwrite=overwrite,
             no_fallback=no_fallback or ran.get("fallback") is False,
             allow_upgrade=allow_upgrade or bool(ran.get("allow_upgrade")),
@@ -541,21 +569,30 @@ def retry(
             model_dir=model_dir or ran.get("model_dir"),
             tiny=tiny or bool(ran.get("tiny")),
         )
-        info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
-        summary = execute(
-            ledger=ledger,
-            catalog=catalog,
-            jobs=jobs,
-            poses=poses,
-            settings=run_settings,
-            output_dir=Path(found["output_dir"] or "."),
-            argv=sys.argv[1:],
-            yes=yes,
-            confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
-            emit=emit_json if json_ else None,
-            say=info,
-            batch_id=found["id"],
+        models = [catalog.lookup(key) for key in sorted({job.model for job in jobs})]
+        for model in models:
+            _require_token(model, run_settings.endpoint, run_settings.provider, token)
+        # A batch has one model (a fallback runs under its own): its endpoint is the one handled.
+        session = _endpoint_session(
+            models[0], config, run_settings.endpoint, endpoint_after, resume_endpoint, token, False
         )
+        info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
+        with _deployed_run(session, models[0], config, run_settings, concurrency) as factory:
+            summary = execute(
+                ledger=ledger,
+                catalog=catalog,
+                jobs=jobs,
+                poses=poses,
+                settings=run_settings,
+                output_dir=Path(found["output_dir"] or "."),
+                argv=sys.argv[1:],
+                yes=yes,
+                confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
+                emit=emit_json if json_ else None,
+                say=info,
+                batch_id=found["id"],
+                provider_factory=factory,
+            )
     summary.skipped += len(hopeless)
     summary.total += len(hopeless)
     _finish(summary, json_)

@@ -1,4 +1,4 @@
-"""What `generate` does with an endpoint avatargen deployed: before the batch, refuse a paused
+"""What `generate` and `retry` do with an endpoint avatargen deployed: before the batch, refuse a paused
 one (or resume it with --resume-endpoint) and read its replicas; while it runs, follow the
 replica count; after it (Ctrl-C included), pause it or scale it to zero if asked.
 
@@ -219,6 +219,7 @@ def scaling(
         watched = session
         capacity = Capacity(lambda: max(1, watched.replicas or 1) * SLOTS_PER_REPLICA + others)
         run_settings.concurrency = session.max_replicas * SLOTS_PER_REPLICA + others
+        run_settings.concurrency_auto = True  # so that `retry` follows them too
         say(
             f"concurrency follows the replicas of {session.where}: {session.replicas or 0} of "
             f"{session.max_replicas} running, {SLOTS_PER_REPLICA} requests each"

@@ -60,16 +60,24 @@ def deploy(
         "state": endpoint.status,
         "url": endpoint.url,
     }
-    records.put(plan.model_key, {"name": plan.name, "namespace": plan.namespace, "url": endpoint.url})
+    records.put(plan.model_key, _record(plan, endpoint))
     if not wait:
         return result
     endpoint = wait_running(endpoint, wait_timeout, show_state)
     result.update(state=endpoint.status, url=endpoint.url)
-    records.put(plan.model_key, {"name": plan.name, "namespace": plan.namespace, "url": endpoint.url})
+    records.put(plan.model_key, _record(plan, endpoint))
     result["probe"] = probe(model, endpoint.url)
     store_url(plan.model_key, endpoint.url)
     result["config"] = f"endpoints.{plan.model_key}"
     return result
+
+
+def _record(plan: DeployPlan, endpoint: Any) -> dict[str, Any]:
+    """What generate needs to know of the endpoint: which it is, and whether it needs a token
+    (the API's own type: an update cannot change the security the endpoint was created with)."""
+    raw = getattr(endpoint, "raw", None) or {}
+    security = raw.get("type") or plan.security
+    return {"name": plan.name, "namespace": plan.namespace, "url": endpoint.url, "security": security}
 
 
 def _create_or_update(api: Any, plan: DeployPlan, revision: str | None) -> tuple[Any, bool]:

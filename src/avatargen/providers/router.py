@@ -28,7 +28,7 @@ import httpx
 
 from avatargen import settings
 from avatargen.catalog import Model
-from avatargen.errors import AuthError, AvatargenError, InputError, MissingExtra, ProviderError, UsageError
+from avatargen.errors import AvatargenError, InputError, MissingExtra, ProviderError, UsageError
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport, WaitEvent
 from avatargen.providers.gate import ModelGate
 from avatargen.providers.http_client import send_capped
@@ -279,14 +279,12 @@ class RouterProvider(PolicyClient):
         gate: ModelGate | None = None,
         on_attempt: Callable[[], None] | None = None,
     ) -> GenerationResult:
-        if self.scope.token is None:
-            error = AuthError(
-                "hf-providers needs a Hugging Face token, and none was found",
-                "set HF_TOKEN (or run `hf auth login`); a fine-grained token needs the "
-                "'Make calls to Inference Providers' permission",
-            )
-            error.stops_batch = True  # every job would fail alike
-            raise error
+        if (
+            self.scope.token is None
+        ):  # the CLI refuses this up front (credentials.py); a library caller meets it here
+            from avatargen.providers.credentials import missing_token
+
+            raise missing_token(BACKEND)
         began = self.policy.clock()
         url, headers, body = self.build(request)
         try:

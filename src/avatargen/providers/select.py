@@ -220,3 +220,37 @@ def token_default_model(
     if not hub_extra_available() or not settings.find_token(token).found:
         return None
     return target
+
+
+def require_token(model: Model, *, endpoint: str | None, provider: str | None, token: str | None) -> None:
+    """Raise the missing-token AuthError (exit 7) when `model`, run as asked, needs a token and
+    none is found; return quietly otherwise (other problems are left to the usual checks).
+    `generate` and `retry` call it before anything else happens: no plan, no batch or job in the
+    ledger, no face crop, no credit reserved. Needing one: hf-providers and hf-inference (the
+    router answers 401 without), and an endpoint avatargen deployed as authenticated or private
+    (its deploy record says so). Any other URL may be public or take AVATARGEN_ENDPOINT_TOKEN:
+    only its server can tell, so it is not refused here."""
+    from avatargen.providers.credentials import ENDPOINT_HINT, missing_token
+
+    choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    if choice.backend in (None, "local") or settings.find_token(token).found:
+        return
+    if choice.backend in (ROUTER_BACKEND, "hf-inference"):
+        raise missing_token(choice.backend)
+    where = _authenticated_deployment(model, choice.url)
+    if where and not os.environ.get(settings.ENDPOINT_TOKEN_ENV, "").strip():
+        raise missing_token(f"endpoint {where} (deployed by avatargen, authenticated)", ENDPOINT_HINT)
+
+
+def _authenticated_deployment(model: Model, url: str | None) -> str | None:
+    """'namespace/name' when `url` is the endpoint avatargen deployed for `model` and it was
+    deployed to need a token; None when unknown (no record, another URL, an older record)."""
+    from avatargen.deploy import records
+    from avatargen.providers.credentials import NEEDS_TOKEN
+
+    record = records.get(model.key)
+    if not record or not url or record.get("security") not in NEEDS_TOKEN:
+        return None
+    if str(record.get("url") or "").rstrip("/") != url.rstrip("/"):
+        return None  # the batch talks to another server
+    return f"{record.get('namespace')}/{record.get('name')}"
