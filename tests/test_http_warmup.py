@@ -48,3 +48,22 @@ def test_without_a_warm_up_or_when_it_failed_the_client_builds_its_own(monkeypat
     warmup.start()
     http_client.new_client()
     assert given["verify"] is True  # the warm-up failed: httpx's default, which says why if it fails too
+
+
+def test_a_run_that_stops_early_never_crashes_under_the_warm_up(tmp_path):
+    """Bad input stops `generate` while the warm-up may still be importing ssl: the interpreter
+    must not be torn down under it (as a daemon thread it crashed ~1 run in 10 with SIGSEGV).
+    The thread is one the interpreter waits for, and a dozen early stops all exit 5."""
+    import os
+    import subprocess
+    import sys
+
+    warmup.start()
+    assert not warmup._thread.daemon
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"\xff\xd8 not read: the pose file is checked first")
+    env = {**os.environ, "AVATARGEN_HOME": str(tmp_path / "home")}
+    args = [sys.executable, "-m", "avatargen", "generate", str(tmp_path / "photos"), "--pose",
+            str(tmp_path / "missing.json"), "--endpoint", "http://127.0.0.1:9/"]  # fmt: skip
+    codes = [subprocess.run(args, env=env, capture_output=True, timeout=60).returncode for _ in range(12)]
+    assert codes == [5] * 12

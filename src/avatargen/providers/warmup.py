@@ -18,11 +18,13 @@ _lock = threading.Lock()
 
 
 def start() -> None:
-    """Begin warming up on a daemon thread (once per process)."""
+    """Begin warming up on a thread (once per process). Not a daemon: a run that stops early
+    (bad input) waits the few ms the imports have left rather than tear the interpreter down
+    under a thread still loading the ssl module, which crashes it (SIGSEGV)."""
     global _thread
     with _lock:
         if _thread is None:
-            _thread = threading.Thread(target=_warm, name="avatargen-http-warmup", daemon=True)
+            _thread = threading.Thread(target=_warm, name="avatargen-http-warmup", daemon=False)
             _thread.start()
 
 
