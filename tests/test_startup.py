@@ -100,3 +100,30 @@ def test_httpx_loads_without_its_command_line_client():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stdout
     assert done.returncode == 1 and "run `httpx` itself" in done.stderr
+
+
+def test_a_scripted_batch_never_loads_rich(tmp_path):
+    """`generate --json` with stderr to a pipe (a script's run): its lines are plain text, so
+    rich (~20-40 ms to import) is never loaded, and the summary line is still there."""
+    import os
+
+    from fake_endpoint import FakeEndpoint
+    from test_generate_e2e import make_photos
+
+    make_photos(tmp_path / "photos", 2)
+    env = {**os.environ, "AVATARGEN_HOME": str(tmp_path / "home")}
+    env.pop("FORCE_COLOR", None)
+    add = [sys.executable, "-m", "avatargen", "credits", "add", "20"]
+    subprocess.run(add, env=env, check=True, capture_output=True, timeout=120)
+    with FakeEndpoint() as endpoint:
+        args = ["generate", str(tmp_path / "photos"), "--endpoint", endpoint.url, "-o", str(tmp_path / "out"),
+                "--identity-scale", "0", "--json"]  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, timeout=120,
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+    line = [ln for ln in result.stderr.splitlines() if ln.startswith("PROBE ")]
+    report = json.loads(line[-1].removeprefix("PROBE "))
+    assert report["code"] in (0, None), result.stderr
+    assert "httpx" in report["modules"] and "rich" not in report["modules"]
+    assert "2 done, 0 failed" in result.stderr

@@ -32,12 +32,29 @@ def err_console():
     return Console(stderr=True, soft_wrap=True)
 
 
+def _styled_stderr() -> bool:
+    """Whether stderr gets colour: a terminal, or FORCE_COLOR (rich's own rule, NO_COLOR included)."""
+    import os
+
+    return (sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))) and not os.environ.get("NO_COLOR")
+
+
+def _plain_line(text: str) -> None:
+    # Plain text needs no rich: a script's run (stderr to a pipe or a file) never imports it.
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def warn(message: str) -> None:
-    err_console().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    if _styled_stderr():
+        err_console().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False, emoji=False)
+    else:
+        _plain_line(f"warning: {message}")
 
 
 def info(message: str) -> None:
-    err_console().print(message, markup=False, highlight=False)
+    """A line on stderr as it is: no markup, no emoji codes, no highlighting."""
+    _plain_line(message)
 
 
 def human(value: Any) -> str:

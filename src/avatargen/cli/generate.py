@@ -111,15 +111,13 @@ def _run_settings(
 
 def _finish(summary, json_: bool) -> None:
     from avatargen.generate import raise_for_outcome, resume_command
-    from avatargen.output import err_console
+    from avatargen.output import info
 
     code = raise_for_outcome(summary, resume_command(summary.batch_id))
     if json_:
-        err_console().print(
+        info(
             f"batch {summary.batch_id}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped, "
-            f"{summary.credits_spent} credits",
-            markup=False,
-            highlight=False,
+            f"{summary.credits_spent} credits"
         )
     else:
         from avatargen.output import print_table
