@@ -162,10 +162,11 @@ def _safe(text: str) -> str:
     return "_" + safe[1:] if safe.startswith(".") else safe or "_"
 
 
-def check_inside(path: Path, folder: Path, template: str) -> None:
+def check_inside(path: Path, folder: Path, template: str, root: str | None = None) -> None:
     """Every output lies inside the output folder, links resolved: a template like
-    `../x.png` or `/abs/x.png` is refused before anything is spent."""
-    root = os.path.realpath(folder)
+    `../x.png` or `/abs/x.png` is refused before anything is spent. `root`: the folder's
+    realpath, when the caller resolved it once for many paths."""
+    root = root or os.path.realpath(folder)
     target = os.path.realpath(path)
     if os.path.commonpath([root, target]) != root or target == root:
         raise UsageError(
@@ -193,6 +194,7 @@ def plan_jobs(
     """Jobs for one pose. `references`: each photo's reference photos as (hash, path), recorded in
     its params by hash; `stems`: a name for `{stem}` other than the photo's (a --person folder)."""
     jobs: list[Job] = []
+    root = os.path.realpath(output_dir)
     for path in inputs:
         digest = hashes[path]
         refs = (references or {}).get(path, ())
@@ -209,7 +211,7 @@ def plan_jobs(
             )
             key = job_key(digest, pose_identity, model_key, job_params, job_seed)
             out = output_dir / name
-            check_inside(out, output_dir, template)
+            check_inside(out, output_dir, template, root)
             job = Job(key, path, digest, pose_name, model_key, job_params, job_seed, out)
             job.reference_files = refs
             jobs.append(job)
