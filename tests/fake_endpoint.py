@@ -34,8 +34,14 @@ class FakeEndpoint(LoopbackServer):
         answer: bytes | None = None,
         huge_body: int = 0,
         chunked: bool = False,
+        probes_together: int = 0,
     ) -> None:
         self.delay = delay
+        # The first GETs are held until this many have come (up to 30 s; later ones pass at once):
+        # clients that each quote before their health probe are then all past their quote
+        # before any of them reserves.
+        self.probes_together = probes_together
+        self.probes_met = threading.Event()
         self.loading_for = loading_for
         self.loading_until: float | None = None  # set by the first request: the cold start begins then
         self.estimated_time = estimated_time
@@ -88,6 +94,9 @@ class FakeEndpoint(LoopbackServer):
             def do_GET(self) -> None:
                 with fake.count_lock:
                     fake.requests.append({"method": "GET", "path": self.path, "time": time.monotonic()})
+                    if sum(1 for r in fake.requests if r["method"] == "GET") >= fake.probes_together:
+                        fake.probes_met.set()
+                fake.probes_met.wait(timeout=30)  # a client that never probes: the test says so
                 if fake.loading():
                     self._json(
                         503, {"error": "Model is currently loading", "estimated_time": fake.estimated_time}

@@ -227,9 +227,12 @@ def test_two_clis_share_a_balance_for_exactly_k_images(tmp_path, run_cli, avatar
     assert run_cli("config", "set", "credits.starter", str(k * 3)).returncode == 0
     make_photos(tmp_path / "a", 4, start=0)
     make_photos(tmp_path / "b", 4, start=10)
-    # The model loads for a moment: both runs pass their up-front quote (15 credits free, 12 asked)
-    # before either reserves, and then race for the same 15 credits job by job.
-    with FakeEndpoint(delay=0.1, loading_for=2.0, estimated_time=0.2) as fake:
+    # Each run quotes (15 credits free, 12 asked), then probes the endpoint, then reserves job by
+    # job: the fake answers the probes only when both runs have probed, so both are past their
+    # quote before either reserves, and they race for the same 15 credits. (A cold start alone
+    # did not ensure it: reservations come before the loading wait, so a run that started a
+    # moment earlier could reserve 12 before the other quoted, and that one stopped with 4 done.)
+    with FakeEndpoint(delay=0.1, loading_for=2.0, estimated_time=0.2, probes_together=2) as fake:
         procs = [start_generate(tmp_path / name, fake.url, tmp_path / f"out-{name}") for name in ("a", "b")]
         outputs = [proc.communicate(timeout=120) for proc in procs]
     codes = [proc.returncode for proc in procs]
