@@ -263,11 +263,11 @@ def test_two_urls_share_a_batch_and_a_failing_one_is_set_aside(run_cli, tmp_path
 
 
 # ------------------------------------------------------------------ retry: the same endpoint steps
-def failed_batch(run_cli, endpoint: FakeEndpoint, tmp_path, count: int, env: dict) -> None:
+def failed_batch(run_cli, endpoint: FakeEndpoint, tmp_path, count: int, env: dict, *options: str) -> None:
     """A batch whose every job failed (the server answered 500 to all); the server then heals."""
     endpoint.fail_prompts = ("",)  # every prompt holds ""
     first = run_cli("generate", str(photos(tmp_path / "in", count)), "-m", MODEL, "-o", str(tmp_path / "out"),
-                    "--json", env={**env, "AVATARGEN_RETRY_SCALE": "0.001"})  # fmt: skip
+                    "--json", *options, env={**env, "AVATARGEN_RETRY_SCALE": "0.001"})  # fmt: skip
     assert first.returncode not in (0, 2, 70), first.stderr
     assert [json.loads(line)["status"] for line in first.stdout.splitlines()] == ["failed"] * count
     endpoint.fail_prompts = ()
@@ -287,6 +287,19 @@ def test_a_retry_ending_with_scale_to_zero(served, run_cli, tmp_path):
     (raw,) = api.endpoints.values()
     assert raw["status"]["state"] == "scaledToZero"
     assert "scaledToZero (--endpoint-after scale-to-zero)" in result.stderr
+
+
+def test_a_retry_ends_the_way_its_batch_was_told_to(served, run_cli, tmp_path):
+    """generate --endpoint-after scale-to-zero, then a plain `retry`: it scales to zero again."""
+    api, endpoint = served
+    env = api.env()
+    assert run_cli("endpoint", "deploy", MODEL, env=env).returncode == 0
+    failed_batch(run_cli, endpoint, tmp_path, 2, env, "--endpoint-after", "scale-to-zero")
+    assert len(api.calls("POST", "/scale-to-zero")) == 1
+    result = run_cli("retry", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(api.calls("POST", "/scale-to-zero")) == 2
+    assert "--endpoint-after scale-to-zero" in result.stderr
 
 
 def test_a_retry_follows_the_replicas_when_its_batch_did(served, run_cli, tmp_path):

@@ -165,6 +165,23 @@ def test_flux_kontext_on_replicate_sends_the_pose_in_words(tmp_path, run_cli, fa
     assert all("authorization" not in r["headers"] for r in cdn.requests)
 
 
+def test_retry_goes_back_to_the_provider_the_batch_ran_on(tmp_path, run_cli, fakes):
+    """--hf-provider replicate, stopped by a 402: `retry` sends the rest to replicate again, not
+    to the catalog's provider (fal-ai)."""
+    router, _ = fakes
+    router.paid_submits = 1
+    make_photos(tmp_path / "photos", 3)
+    result, _ = gen(run_cli, str(tmp_path / "photos"), "--model", "flux-kontext", "--hf-provider", "replicate",
+                    "--pose", "wave", "-o", str(tmp_path / "out"), "--concurrency", "1")  # fmt: skip
+    assert result.returncode == 9, result.stderr
+    router.paid_submits = None
+    retried = run_cli("retry", "--json", "--yes")
+    assert retried.returncode == 0, retried.stderr
+    paths = [submit["path"] for submit in router.submits()]
+    assert len(paths) == 4 and all(path.startswith("/replicate/") for path in paths), paths
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
 def test_a_token_alone_runs_the_provider_model_by_default(tmp_path, run_cli, fakes):
     make_photos(tmp_path / "photos", 1)
     env = {"AVATARGEN_NO_LOCAL": "1"}

@@ -48,6 +48,8 @@ class RunSettings:
     model_dir: str | None = None
     tiny: bool = False
     concurrency_auto: bool = False  # following a deployed endpoint's replicas (deploy/batch_hooks.py)
+    hf_provider: str | None = None  # --hf-provider as given (the router's provider), for retry
+    endpoint_after: str | None = None  # --endpoint-after as given, for retry
 
     # What `avatargen retry` re-uses of how a batch ran. Never the token: retry reads it from
     # the environment again. An endpoint URL is stored with any credentials in it masked.
@@ -58,6 +60,8 @@ class RunSettings:
         "tiny",
         "concurrency",
         "concurrency_auto",
+        "hf_provider",
+        "endpoint_after",
         "wait_timeout",
         "fallback",
         "allow_upgrade",

@@ -84,6 +84,8 @@ def _run_settings(
     wait_timeout,
     model_dir=None,
     tiny=False,
+    hf_provider=None,
+    endpoint_after=None,
 ):
     from avatargen.batch import RunSettings
     from avatargen.redact import remember_secret
@@ -106,6 +108,8 @@ def _run_settings(
         model_limits=dict(limits.get("models", {})),
         model_dir=str(model_dir) if model_dir else None,
         tiny=tiny,
+        hf_provider=hf_provider,
+        endpoint_after=endpoint_after,
     )
 
 
@@ -369,6 +373,8 @@ def generate(
         wait_timeout=wait_timeout,
         model_dir=model_dir,
         tiny=tiny,
+        hf_provider=hf_provider,
+        endpoint_after=endpoint_after,
     )
     session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
     with (
@@ -501,6 +507,7 @@ def retry(
     allow_upgrade: AllowUpgradeOpt = False,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    hf_provider: HfProviderOpt = None,
     endpoint_after: EndpointAfterOpt = None,
     resume_endpoint: ResumeEndpointOpt = False,
     all_: Annotated[
@@ -512,7 +519,8 @@ def retry(
     json_: Json = False,
 ) -> None:
     """Re-run the failed and unfinished jobs of the last (or a named) batch, the way it ran
-    (endpoint, provider, model folder, concurrency, wait timeout); options given here win."""
+    (endpoint, provider, --hf-provider, --endpoint-after, model folder, concurrency, wait
+    timeout); options given here win."""
     from avatargen import settings as settings_mod
     from avatargen.cli.signals import install_stop_signals
     from avatargen.deploy.batch_hooks import parse_concurrency
@@ -553,6 +561,8 @@ def retry(
         ran = _remembered(found)
         if concurrency is None:  # as it ran: following the replicas, or a fixed number
             concurrency = "auto" if ran.get("concurrency_auto") else ran.get("concurrency")
+        hf_provider = hf_provider or ran.get("hf_provider")  # the provider it ran on, not the catalog's
+        endpoint_after = endpoint_after or ran.get("endpoint_after")
         run_settings = _run_settings(
             config,
             concurrency=concurrency if isinstance(concurrency, int) else None,
@@ -566,6 +576,8 @@ def retry(
             wait_timeout=wait_timeout or ran.get("wait_timeout"),
             model_dir=model_dir or ran.get("model_dir"),
             tiny=tiny or bool(ran.get("tiny")),
+            hf_provider=hf_provider,
+            endpoint_after=endpoint_after,
         )
         models = [catalog.lookup(key) for key in sorted({job.model for job in jobs})]
         for model in models:
@@ -589,7 +601,7 @@ def retry(
                 emit=emit_json if json_ else None,
                 say=info,
                 batch_id=found["id"],
-                provider_factory=factory,
+                provider_factory=factory or _with_hf_provider(hf_provider),
             )
     summary.skipped += len(hopeless)
     summary.total += len(hopeless)
