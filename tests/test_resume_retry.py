@@ -78,6 +78,8 @@ def test_retry_skips_jobs_that_can_never_succeed_and_keeps_the_batch_id(tmp_path
     [hopeless] = by_status["skipped"]
     assert hopeless["input"].endswith("notes.jpg") and "can never succeed" in hopeless["reason"]
     assert "notes.jpg" in again.stderr and "--all" in again.stderr
+    listed = [line for line in again.stderr.splitlines() if "notes.jpg" in line]
+    assert len(listed) == 1 and listed[0].count("notes.jpg") == 1, listed  # named once
     assert db_rows(avatargen_home, "SELECT id FROM batches") == [(batch_id,)]  # no new batch per retry
     # --all sends it anyway (and it fails again, refunded).
     with FakeEndpoint() as fake:

@@ -138,9 +138,7 @@ def _finish(summary, json_: bool) -> None:
             ["output folder", summary.output_dir],
         ]
         for item in summary.failed_items[:20]:
-            # A photo's own error usually starts with its name already: say it once.
-            error = item["error"]
-            rows.append(["failed", error if error.startswith(item["input"]) else f"{item['input']}: {error}"])
+            rows.append(["failed", _named_error(item["input"], item["error"])])
         if len(summary.failed_items) > 20:
             rows.append(
                 [
@@ -631,6 +629,11 @@ def _remembered_endpoint(batch: dict, ran: dict) -> str | None:
     return url
 
 
+def _named_error(path: str, error: str) -> str:
+    """A job's error with its photo named once (a photo's own error starts with its name already)."""
+    return error if error.startswith(path) else f"{path}: {error}"
+
+
 def _report_hopeless(rows: list[dict], json_: bool) -> None:
     """Jobs a retry would only fail again: listed, counted, and left out unless --all."""
     if not rows:
@@ -642,7 +645,7 @@ def _report_hopeless(rows: list[dict], json_: bool) -> None:
         f"{len(rows)} job(s) can never succeed as they are and are not re-sent (pass --all to send them anyway):"
     )
     for row in rows:
-        info(f"  {row['input_path']}: {row['error']}")
+        info(f"  {_named_error(row['input_path'], row['error'])}")
         if json_:
             job = Job.from_row(row)
             emit_json(
