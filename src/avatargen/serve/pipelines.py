@@ -582,30 +582,31 @@ class ControlNetService:
             ) from exc
         self.ip_adapter_loaded = True
 
-    def _identity_arguments(self, pipe: Any, batch: "list[Params]") -> dict[str, Any]:
-        """The pipeline's IP-Adapter arguments, with the scale set on the (shared) UNet.
+    def _identity_arguments(self, pipe: Any, batch: "list[Params]") -> tuple[dict[str, Any], Any]:
+        """The pipeline's IP-Adapter arguments, with the scale set on the (shared) UNet, and the
+        per-image embeds the pipeline must take as they are (None: it may repeat them).
 
         A loaded adapter needs image embeds on every call; without a face (or at scale 0) it gets
         zeros at scale 0, which diffusers' attention skips: the very image of no adapter at all.
         diffusers' ip_adapter_image gives every image of a call the same references (and repeats
         given embeds for each image), so a batch with faces gets each request's own embeds,
-        stacked (batch_key: as many each), under the key "_prepared" for generate_batch."""
+        stacked (batch_key: as many each)."""
         if not self.ip_adapter_loaded:
-            return {}
+            return {}, None
         first = batch[0]
         scale = first.ip_adapter_scale if first.ip_adapter_images else 0.0
         pipe.set_ip_adapter_scale(scale)
         cfg = first.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
         if scale > 0 and len(batch) == 1:
             # One adapter, several references: a list of images inside the per-adapter list.
-            return {"ip_adapter_image": [list(first.ip_adapter_images)]}
+            return {"ip_adapter_image": [list(first.ip_adapter_images)]}, None
         if scale > 0:
             stacked = self._stacked_embeds(pipe, batch, cfg)
-            return {"ip_adapter_image_embeds": stacked, "_prepared": stacked}
+            return {"ip_adapter_image_embeds": stacked}, stacked
         if cfg not in self._neutral:
             self._neutral[cfg] = self._neutral_embeds(pipe, cfg)
         # A batch of one embeds: diffusers repeats it for every image of the call.
-        return {"ip_adapter_image_embeds": self._neutral[cfg]}
+        return {"ip_adapter_image_embeds": self._neutral[cfg]}, None
 
     @staticmethod
     def _stacked_embeds(pipe: Any, batch: "list[Params]", cfg: bool) -> Any:
@@ -698,8 +699,8 @@ class ControlNetService:
             poses = first.pose if one else [params.pose for params in batch]
             pipe = self.img2img_pipe() if first.init_image is not None else self.pipe
             with torch.inference_mode():
-                common.update(self._identity_arguments(pipe, batch))
-                prepared = common.pop("_prepared", None)
+                identity, prepared = self._identity_arguments(pipe, batch)
+                common.update(identity)
                 if prepared is not None:
                     # The pipeline would repeat the embeds for every image: it gets them as they are.
                     pipe.prepare_ip_adapter_image_embeds = lambda *args, **kwargs: prepared
