@@ -36,7 +36,9 @@ def _styled_stderr() -> bool:
     """Whether stderr gets colour: a terminal, or FORCE_COLOR (rich's own rule, NO_COLOR included)."""
     import os
 
-    return (sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))) and not os.environ.get("NO_COLOR")
+    from avatargen.quiet import stderr_is_terminal  # a replaced or closed stderr is no terminal
+
+    return (stderr_is_terminal() or bool(os.environ.get("FORCE_COLOR"))) and not os.environ.get("NO_COLOR")
 
 
 def _plain_line(text: str) -> None:

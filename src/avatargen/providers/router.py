@@ -279,9 +279,8 @@ class RouterProvider(PolicyClient):
         gate: ModelGate | None = None,
         on_attempt: Callable[[], None] | None = None,
     ) -> GenerationResult:
-        if (
-            self.scope.token is None
-        ):  # the CLI refuses this up front (credentials.py); a library caller meets it here
+        if self.scope.token is None:
+            # The CLI refuses this up front (select.require_token); a library caller meets it here.
             from avatargen.providers.credentials import missing_token
 
             raise missing_token(BACKEND)
