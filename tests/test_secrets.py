@@ -124,7 +124,7 @@ def test_no_secret_reaches_any_output_file_webhook_or_child(tmp_path, run_cli, a
 
 
 def test_stored_argv_drops_the_token_and_masks_url_credentials():
-    from avatargen.generate import stored_argv
+    from avatargen.app.run import stored_argv
 
     argv = ["generate", "p.jpg", "--token", CLI_TOKEN, f"--token={CLI_TOKEN}", "--endpoint",
             f"https://u:{URL_PASSWORD}@h.example/?token={URL_QUERY_TOKEN}"]  # fmt: skip

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from avatargen.app.request import DEFAULT_OUTPUT, DEFAULT_POSE
 from avatargen.cli import state
 from avatargen.cli.options import (
     AllowUpgradeOpt,
@@ -24,10 +24,6 @@ from avatargen.cli.options import (
     WaitTimeoutOpt,
     YesOpt,
 )
-
-DEFAULT_POSE = "portrait"
-DEFAULT_OUTPUT = "avatars"
-
 
 ConcurrencyAutoOpt = Annotated[
     str | None,
@@ -70,51 +66,8 @@ TinyOpt = Annotated[
 ]
 
 
-def _run_settings(
-    config: dict,
-    *,
-    concurrency,
-    overwrite,
-    no_fallback,
-    allow_upgrade,
-    json_,
-    endpoint,
-    provider,
-    token,
-    wait_timeout,
-    model_dir=None,
-    tiny=False,
-    hf_provider=None,
-    endpoint_after=None,
-):
-    from avatargen.batch import RunSettings
-    from avatargen.redact import remember_secret
-
-    remember_secret(token)  # from here on, masked wherever it could appear
-    limits = config.get("limits", {}) if isinstance(config.get("limits"), dict) else {}
-    if tiny or model_dir:
-        provider = provider or "local"
-    return RunSettings(
-        concurrency=concurrency or int(config.get("concurrency") or 4),
-        overwrite=overwrite,
-        fallback=not no_fallback,
-        allow_upgrade=allow_upgrade,
-        live_progress=sys.stderr.isatty() and not json_,
-        endpoint=endpoint,
-        provider=provider or config.get("provider"),
-        token=token,
-        wait_timeout=wait_timeout or config.get("wait_timeout"),
-        daily_limit=limits.get("daily_requests"),
-        model_limits=dict(limits.get("models", {})),
-        model_dir=str(model_dir) if model_dir else None,
-        tiny=tiny,
-        hf_provider=hf_provider,
-        endpoint_after=endpoint_after,
-    )
-
-
 def _finish(summary, json_: bool) -> None:
-    from avatargen.generate import raise_for_outcome, resume_command
+    from avatargen.app.outcome import raise_for_outcome, resume_command
     from avatargen.output import info
 
     code = raise_for_outcome(summary, resume_command(summary.batch_id))
@@ -172,9 +125,7 @@ def generate(
     model: ModelOpt = None,
     quality: QualityOpt = None,
     tier: TierOpt = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the avatars.")] = Path(
-        DEFAULT_OUTPUT
-    ),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the avatars.")] = DEFAULT_OUTPUT,
     prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt (default: the model's).")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Negative prompt.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, max=200, help="Inference steps.")] = None,
@@ -255,6 +206,9 @@ def generate(
 ) -> None:
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
     are skipped, failed ones are redone."""
+    from avatargen.app.planning import plan_generate
+    from avatargen.app.request import GenerateRequest
+    from avatargen.app.run import run
     from avatargen.cli.signals import install_stop_signals
 
     install_stop_signals()
@@ -262,231 +216,106 @@ def generate(
         from avatargen.providers import warmup
 
         warmup.start()  # HTTP gets ready while the photos are read and hashed
-    from avatargen import settings as settings_mod
-    from avatargen.catalog import resolve_model
-    from avatargen.deploy.batch_hooks import parse_concurrency
-    from avatargen.errors import InputError
-    from avatargen.faces import require_detector
-    from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
-    from avatargen.identity import check_references, hash_photo, hash_photos, people, resolve_scale
-    from avatargen.images import file_hash
-    from avatargen.inputs import collect_inputs
-    from avatargen.ledger import open_ledger
-    from avatargen.output import emit_json, info, warn
-    from avatargen.plan import (
-        DEFAULT_TEMPLATE,
-        Params,
-        PlannedPose,
-        check_template,
-        plan_pose_set,
-        pose_specs,
-    )
-    from avatargen.poses.sources import resolve_pose
-
-    config = settings_mod.load_config()
-    catalog = state.load_catalog()
-    chosen = resolve_model(
-        catalog, model, quality, tier, plan=config.get("plan"), default=config.get("model")
-    )
-    chosen = _token_default(
-        catalog, chosen, config, model or quality or tier, endpoint, provider, token, tiny, model_dir
-    )
-    _require_token(chosen, endpoint, provider, token, tiny, model_dir)
-    template = name or config.get("output_template") or DEFAULT_TEMPLATE
-    check_template(template)
-    specs = pose_specs(pose or [DEFAULT_POSE])
-    pose_sources = {spec: resolve_pose(spec) for spec in specs}
-    scale, adapter = resolve_scale(chosen, identity_scale)
-    if scale:
-        require_detector()  # the pose extra, said before any photo is read
-    inputs = collect_inputs(paths, recursive) if paths else []
-    references = {}
-    stems = {}
-    for who in people(person) if person else []:
-        inputs.append(who.subject)
-        references[who.subject] = who.references
-        stems[who.subject] = who.name
-    if not inputs:
-        raise InputError(
-            f"no photos found in {' '.join(paths or [])}".rstrip(),
-            "name image files or folders holding images, or --person DIR",
-        )
-    hashes = hash_photos(inputs)
-    common_refs = ()
-    uses_references = bool(scale) or chosen.edits_photo  # an editing model takes whole photos
-    if uses_references:
-        common_refs = check_references(ref or [], crop_faces=bool(scale))
-        references = {
-            path: tuple((hash_photo(p), p) for p in references.get(path, ())) + common_refs for path in inputs
-        }
-    elif ref or person:
-        warn("--ref and --person references have no effect with --identity-scale 0")
-    width, height = chosen.size
-    params = Params(
-        pose_spec=specs[0],
-        prompt=prompt or chosen.prompt,
-        negative_prompt=negative_prompt if negative_prompt is not None else chosen.negative_prompt,
-        steps=steps or chosen.steps,
-        guidance_scale=guidance if guidance is not None else chosen.guidance_scale,
-        controlnet_conditioning_scale=control_scale
-        if control_scale is not None
-        else chosen.controlnet_conditioning_scale,
-        width=width,
-        height=height,
-        strength=strength or None,
-        identity_scale=scale,
-        identity_adapter=adapter,
-    )
-    planned = []
-    for spec in specs:
-        pose_file = Path(spec)
-        # A pose file's content is part of the job key: editing it makes new images, not "already done".
-        identity = f"{spec}:{file_hash(pose_file)}" if pose_file.is_file() else spec
-        planned.append(PlannedPose(spec, pose_sources[spec].name, identity))
-    jobs = plan_pose_set(
-        planned,
-        inputs=inputs,
-        hashes=hashes,
-        model_key=chosen.key,
-        model_alias=chosen.alias,
-        params=params,
-        num=num,
+    request = GenerateRequest(
+        paths=tuple(paths or ()),
+        poses=tuple(pose or [DEFAULT_POSE]),
+        model=model,
+        quality=quality,
+        tier=tier,
+        output=output,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        guidance=guidance,
+        control_scale=control_scale,
+        strength=strength,
+        identity_scale=identity_scale,
+        refs=tuple(ref or ()),
+        person=person,
         seed=seed,
-        output_dir=output,
-        template=template,
-        references=references if uses_references else None,
-        stems=stems,
-    )
-    concurrency = parse_concurrency(concurrency)
-    run_settings = _run_settings(
-        config,
-        concurrency=concurrency if isinstance(concurrency, int) else None,
-        overwrite=overwrite,
-        no_fallback=no_fallback,
-        allow_upgrade=allow_upgrade,
-        json_=json_,
-        endpoint=endpoint,
-        provider=provider,
-        token=token,
-        wait_timeout=wait_timeout,
-        model_dir=model_dir,
-        tiny=tiny,
-        hf_provider=hf_provider,
-        endpoint_after=endpoint_after,
-    )
-    session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
-    with (
-        open_ledger() as ledger,
-        _deployed_run(session, chosen, config, run_settings, concurrency) as factory,
-    ):
-        result = execute(
-            ledger=ledger,
-            catalog=catalog,
-            jobs=jobs,
-            poses=pose_sources,
-            settings=run_settings,
-            output_dir=output,
-            argv=sys.argv[1:],
+        num=num,
+        recursive=recursive,
+        name=name,
+        dry_run=dry_run,
+        options=_options(
+            json_,
+            concurrency=concurrency,
+            overwrite=overwrite,
+            fallback=not no_fallback,
+            allow_upgrade=allow_upgrade,
+            endpoint=endpoint,
+            provider=provider,
+            token=token,
+            wait_timeout=wait_timeout,
+            model_dir=str(model_dir) if model_dir else None,
+            tiny=tiny,
+            hf_provider=hf_provider,
+            endpoint_after=endpoint_after,
+            resume_endpoint=resume_endpoint,
             yes=yes,
-            dry_run=dry_run,
             max_credits=max_credits,
-            confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
-            emit=emit_json if json_ else None,
-            say=info,
             notify_url=notify_url,
             on_complete=on_complete,
-            provider_factory=factory or _with_hf_provider(hf_provider),
-        )
+        ),
+    )
+    config, catalog, hooks = _context(json_)
+    plan = plan_generate(request, config, catalog, hooks)
+    result = run(plan, config, catalog, hooks)
     if dry_run:
-        _print_plan(result, chosen, json_)
+        _print_plan(result, plan.model, json_)
         return
     _finish(result, json_)
 
 
-def _token_default(catalog, chosen, config, asked, endpoint, provider, token, tiny, model_dir):
-    """With only a Hugging Face token (no endpoint, no serve extra, no model asked for), the
-    Inference Providers model runs instead of exit 6; said once, with its cost."""
-    from avatargen.providers.select import token_default_model
+def _options(json_: bool, concurrency: str | None, **given):
+    """RunOptions from the options as typed: --concurrency parsed, the command line kept for history."""
+    from avatargen.app.request import RunOptions
+    from avatargen.deploy.batch_hooks import parse_concurrency
 
-    switched = token_default_model(
-        catalog,
-        chosen,
-        explicit=bool(asked or config.get("model")),
-        endpoint=endpoint,
-        provider=provider or ("local" if tiny or model_dir else None),
-        token=token,
+    live = sys.stderr.isatty() and not json_
+    return RunOptions(
+        concurrency=parse_concurrency(concurrency), live_progress=live, argv=tuple(sys.argv[1:]), **given
     )
-    if switched is None:
-        return chosen
-    from avatargen.output import info
-
-    info(
-        f"no endpoint and no serve extra: running {switched.alias} on Hugging Face Inference Providers "
-        f"({switched.hf_provider}), {switched.credit_cost} credits per image here, billed by the provider "
-        "to your Hugging Face account (README: 'No GPU, no endpoint: just a token')"
-    )
-    return switched
 
 
-def _require_token(model, endpoint, provider, token, tiny=False, model_dir=None) -> None:
-    """No token for a backend that needs one: exit 7 now, before a plan, a batch or a credit."""
-    from avatargen.providers.select import require_token
+def _context(json_: bool):
+    """What every run reads once: the config, the catalog, and how the engine talks back."""
+    from avatargen.app import config as app_config
+    from avatargen.app.hooks import Hooks
+    from avatargen.output import emit_json, info, warn
 
-    local = "local" if tiny or model_dir else None
-    require_token(model, endpoint=endpoint, provider=provider or local, token=token)
-
-
-def _with_hf_provider(hf_provider: str | None):
-    """The provider factory with --hf-provider bound (None: the batch's default factory)."""
-    if not hf_provider:
-        return None
-    import functools
-
-    from avatargen.providers.select import make_provider
-
-    return functools.partial(make_provider, hf_provider=hf_provider)
+    hooks = Hooks(say=info, warn=warn, emit=emit_json if json_ else None, confirm=confirm_large_batch)
+    return app_config.load(), state.load_catalog(), hooks
 
 
-def _endpoint_session(model, config, endpoint, after, resume, token, dry_run):
-    """The deployed endpoint's before/after steps (deploy/batch_hooks.py); nothing for a dry run."""
-    from avatargen.deploy.batch_hooks import check_after, running, session_for
-    from avatargen.output import info
+def confirm_large_batch(count: int, credits: int) -> None:
+    """Asked on the terminal before a batch over config confirm_above; a script must pass --yes."""
+    from avatargen.errors import UsageError
 
-    chosen = check_after(after, "--endpoint-after") if after else None
-    chosen = chosen or check_after(str(config.get("endpoint_after") or "keep"), "config endpoint_after")
-    if dry_run:
-        return contextlib.nullcontext()
-    return running(session_for(model, endpoint, after=chosen, resume=resume, token=token, say=info))
-
-
-@contextlib.contextmanager
-def _deployed_run(session, model, config, run_settings, concurrency):
-    """generate's and retry's endpoint steps around a batch: the session of an endpoint avatargen
-    deployed (resume, follow replicas, pause or scale to zero after), and the provider factory
-    that follows its replicas and spreads the jobs over config endpoints.<key>'s URLs (None: the
-    plain provider)."""
-    from avatargen.deploy.batch_hooks import scaling
-    from avatargen.output import info
-
-    with session as deployed:
-        yield scaling(deployed, model, run_settings, concurrency, "concurrency" in config, info)
+    question = f"Generate {count} images for {credits} credits?"
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{question} No terminal to ask on", "pass --yes to confirm a large batch in a script"
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise UsageError("cancelled: nothing was generated")
 
 
-def _print_plan(plan: dict, model, json_: bool) -> None:
+def _print_plan(dry, model, json_: bool) -> None:
     from avatargen.output import emit_json, result_console
 
-    quote = plan["quote"]
+    quote = dry.quote
     if json_:
-        emit_json({"dry_run": True, "model": model.key, **quote, "jobs": plan["jobs"]})
+        emit_json({"dry_run": True, "model": model.key, **quote.to_dict(), "jobs": dry.jobs})
         return
     console = result_console()
-    for job in plan["jobs"]:
+    for job in dry.jobs:
         console.print(
             f"{job['input_path']} -> {job['output_path']} (seed {job['seed']})", markup=False, highlight=False
         )
     console.print(
-        f"dry run: {quote['images']} image(s) with {model.key} for {quote['credits']} credits "
-        f"(balance {quote['balance']}); {quote['already_done']} already done",
+        f"dry run: {quote.images} image(s) with {model.key} for {quote.credits} credits "
+        f"(balance {quote.balance}); {quote.already_done} already done",
         markup=False,
         highlight=False,
     )
@@ -519,114 +348,45 @@ def retry(
     """Re-run the failed and unfinished jobs of the last (or a named) batch, the way it ran
     (endpoint, provider, --hf-provider, --endpoint-after, model folder, concurrency, wait
     timeout); options given here win."""
-    from avatargen import settings as settings_mod
+    from avatargen.app.request import RetryRequest
+    from avatargen.app.retry import plan_retry
+    from avatargen.app.run import run
     from avatargen.cli.signals import install_stop_signals
-    from avatargen.deploy.batch_hooks import parse_concurrency
-    from avatargen.errors import UsageError
-    from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.ledger import open_ledger
     from avatargen.output import emit_json, info
-    from avatargen.plan import Job
-    from avatargen.poses.sources import resolve_pose
 
     install_stop_signals()
-    config = settings_mod.load_config()
-    catalog = state.load_catalog()
-    concurrency = parse_concurrency(concurrency)
+    options = _options(
+        json_,
+        concurrency=concurrency,
+        overwrite=overwrite,
+        fallback=not no_fallback,
+        allow_upgrade=allow_upgrade,
+        endpoint=endpoint,
+        provider=provider,
+        token=token,
+        wait_timeout=wait_timeout,
+        model_dir=str(model_dir) if model_dir else None,
+        tiny=tiny,
+        hf_provider=hf_provider,
+        endpoint_after=endpoint_after,
+        resume_endpoint=resume_endpoint,
+        yes=yes,
+    )
+    config, catalog, hooks = _context(json_)
     with open_ledger() as ledger:
-        found = ledger.batch(batch)
-        if found is None:
-            raise UsageError(
-                f"no batch {batch!r} in history" if batch else "no batch in history yet",
-                "see `avatargen history`",
-            )
-        # 'running' too: a killed run's jobs; execute() reconciles them first, and skips any
-        # that another live process is still running.
-        unfinished = ("failed", "queued", "running")
-        rows = [r for r in ledger.jobs(batch_id=found["id"], limit=None) if r["status"] in unfinished]
-        hopeless = [] if all_ else [r for r in rows if r["status"] == "failed" and r.get("permanent")]
-        rows = [r for r in rows if r not in hopeless]
-        _report_hopeless(hopeless, json_)
-        if not rows:
-            info(f"batch {found['id']}: nothing to retry")
+        plan = plan_retry(RetryRequest(batch, all_, options), config, catalog, ledger)
+        _report_hopeless(plan.hopeless, json_)
+        if not plan.jobs:
+            info(f"batch {plan.batch_id}: nothing to retry")
             if json_:
-                emit_json({"batch_id": found["id"], "retried": 0, "never_succeed": len(hopeless)})
+                emit_json({"batch_id": plan.batch_id, "retried": 0, "never_succeed": len(plan.hopeless)})
             return
-        jobs = [Job.from_row(row) for row in rows]
-        for job in jobs:
-            catalog.lookup(job.model)  # a model since removed from the catalog fails here, clearly
-        poses = {spec: resolve_pose(spec) for spec in {job.params.pose_spec for job in jobs}}
-        ran = _remembered(found)
-        if concurrency is None:  # as it ran: following the replicas, or a fixed number
-            concurrency = "auto" if ran.get("concurrency_auto") else ran.get("concurrency")
-        hf_provider = hf_provider or ran.get("hf_provider")  # the provider it ran on, not the catalog's
-        endpoint_after = endpoint_after or ran.get("endpoint_after")
-        run_settings = _run_settings(
-            config,
-            concurrency=concurrency if isinstance(concurrency, int) else None,
-            overwrite=overwrite,
-            no_fallback=no_fallback or ran.get("fallback") is False,
-            allow_upgrade=allow_upgrade or bool(ran.get("allow_upgrade")),
-            json_=json_,
-            endpoint=endpoint or _remembered_endpoint(found, ran),
-            provider=provider or ran.get("provider"),
-            token=token,
-            wait_timeout=wait_timeout or ran.get("wait_timeout"),
-            model_dir=model_dir or ran.get("model_dir"),
-            tiny=tiny or bool(ran.get("tiny")),
-            hf_provider=hf_provider,
-            endpoint_after=endpoint_after,
-        )
-        models = [catalog.lookup(key) for key in sorted({job.model for job in jobs})]
-        for model in models:
-            _require_token(model, run_settings.endpoint, run_settings.provider, token)
-        # A batch has one model (a fallback runs under its own): its endpoint is the one handled.
-        session = _endpoint_session(
-            models[0], config, run_settings.endpoint, endpoint_after, resume_endpoint, token, False
-        )
-        info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
-        with _deployed_run(session, models[0], config, run_settings, concurrency) as factory:
-            summary = execute(
-                ledger=ledger,
-                catalog=catalog,
-                jobs=jobs,
-                poses=poses,
-                settings=run_settings,
-                output_dir=Path(found["output_dir"] or "."),
-                argv=sys.argv[1:],
-                yes=yes,
-                confirm_above=int(config.get("confirm_above") or DEFAULT_CONFIRM_ABOVE),
-                emit=emit_json if json_ else None,
-                say=info,
-                batch_id=found["id"],
-                provider_factory=factory or _with_hf_provider(hf_provider),
-            )
-    summary.skipped += len(hopeless)
-    summary.total += len(hopeless)
+        info(f"retrying {len(plan.jobs)} job(s) of batch {plan.batch_id}")
+        summary = run(plan, config, catalog, hooks, ledger)
+    summary.skipped += len(plan.hopeless)
+    summary.total += len(plan.hopeless)
     _finish(summary, json_)
-
-
-def _remembered(batch: dict) -> dict:
-    import json
-
-    try:
-        stored = json.loads(batch.get("settings") or "{}")
-    except ValueError:
-        return {}
-    return stored if isinstance(stored, dict) else {}
-
-
-def _remembered_endpoint(batch: dict, ran: dict) -> str | None:
-    from avatargen.errors import UsageError
-    from avatargen.redact import MASK
-
-    url = ran.get("endpoint")
-    if url and MASK in url:
-        raise UsageError(
-            f"batch {batch['id']} ran against an endpoint whose URL holds credentials, which are never stored",
-            "pass it again: avatargen retry --endpoint URL",
-        )
-    return url
 
 
 def _named_error(path: str, error: str) -> str:
