@@ -24,16 +24,24 @@ from avatargen.ledger import Ledger
 from avatargen.plan import Job
 
 
-def run(plan: Plan, config: Config, catalog: Catalog, hooks: Hooks, ledger: Ledger | None = None):
+def run(
+    plan: Plan,
+    config: Config,
+    catalog: Catalog,
+    hooks: Hooks,
+    ledger: Ledger | None = None,
+    provider_factory=None,
+):
     """The plan's Summary, or for a dry run its DryRun (quote and jobs). The ledger is opened
-    here unless one is given (retry planned from it)."""
+    here unless one is given (retry planned from it). `provider_factory`: builds each model's
+    provider instead of the backend chosen for it (e.g. providers.fake.FakeBackend.factory)."""
     from avatargen.ledger import open_ledger
 
     session = _endpoint_session(plan, config, hooks)
     with contextlib.ExitStack() as stack:
         ledger = ledger or stack.enter_context(open_ledger())
         deployed = stack.enter_context(session)
-        factory = _provider_factory(plan, config, deployed, hooks)
+        factory = provider_factory or _provider_factory(plan, config, deployed, hooks)
         return execute(plan, config, catalog, hooks, ledger, factory)
 
 

@@ -159,30 +159,23 @@ def make_provider(
     """The backend a generation for `model` uses (see the module docstring for the order).
     `model_dir` and `tiny` are for the local backend (--model-dir, --tiny), `hf_provider` for
     hf-providers (--hf-provider); the others ignore them."""
+    from avatargen.providers import registry
+
     choice = choose_backend(model, endpoint=endpoint, provider=provider)
     if choice.problem is not None:
         raise choice.problem
-    if choice.backend == "local":
-        from avatargen.providers.local import LocalProvider  # the serve extra: heavy, so only now
-
-        # None, not False, when not asked for: LocalProvider then reads its environment defaults.
-        return LocalProvider(model, model_dir=model_dir or None, tiny=True if tiny else None)
-    timeout = resolve_wait_timeout(wait_timeout)
-    token_info = settings.find_token(token)
-    if choice.backend == ROUTER_BACKEND:
-        from avatargen.providers.router import RouterProvider
-
-        return RouterProvider(model, token=token_info, hf_provider=hf_provider, wait_timeout=timeout)
-    if choice.backend == "hf-inference":
-        from avatargen.providers.inference import InferenceProvider
-
-        return InferenceProvider(model, token=token_info, wait_timeout=timeout)
-    from avatargen.providers.endpoint import EndpointProvider
-
-    assert choice.url is not None
-    return EndpointProvider(
-        model, choice.url, token=token_info, wait_timeout=timeout, url_source=choice.source
-    )
+    assert choice.backend is not None
+    if choice.backend == "local":  # no token, no HTTP timeout
+        config = registry.BackendConfig(model_dir=model_dir, tiny=tiny)
+    else:
+        config = registry.BackendConfig(
+            url=choice.url,
+            url_source=choice.source,
+            token=settings.find_token(token),
+            wait_timeout=resolve_wait_timeout(wait_timeout),
+            hf_provider=hf_provider,
+        )
+    return registry.get(choice.backend).build(model, config)
 
 
 def resolve_wait_timeout(wait_timeout: float | None = None) -> float:
@@ -230,12 +223,13 @@ def require_token(model: Model, *, endpoint: str | None, provider: str | None, t
     router answers 401 without), and an endpoint avatargen deployed as authenticated or private
     (its deploy record says so). Any other URL may be public or take AVATARGEN_ENDPOINT_TOKEN:
     only its server can tell, so it is not refused here."""
+    from avatargen.providers import registry
     from avatargen.providers.credentials import ENDPOINT_HINT, missing_token
 
     choice = choose_backend(model, endpoint=endpoint, provider=provider)
     if choice.backend in (None, "local") or settings.find_token(token).found:
         return
-    if choice.backend in (ROUTER_BACKEND, "hf-inference"):
+    if registry.get(choice.backend).needs_token:
         raise missing_token(choice.backend)
     where = _authenticated_deployment(model, choice.url)
     if where and not os.environ.get(settings.ENDPOINT_TOKEN_ENV, "").strip():
