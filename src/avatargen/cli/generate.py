@@ -237,26 +237,7 @@ def generate(
         recursive=recursive,
         name=name,
         dry_run=dry_run,
-        options=_options(
-            json_,
-            concurrency=concurrency,
-            overwrite=overwrite,
-            fallback=not no_fallback,
-            allow_upgrade=allow_upgrade,
-            endpoint=endpoint,
-            provider=provider,
-            token=token,
-            wait_timeout=wait_timeout,
-            model_dir=str(model_dir) if model_dir else None,
-            tiny=tiny,
-            hf_provider=hf_provider,
-            endpoint_after=endpoint_after,
-            resume_endpoint=resume_endpoint,
-            yes=yes,
-            max_credits=max_credits,
-            notify_url=notify_url,
-            on_complete=on_complete,
-        ),
+        options=_options(json_, locals()),
     )
     config, catalog, hooks = _context(json_)
     plan = plan_generate(request, config, catalog, hooks)
@@ -267,14 +248,39 @@ def generate(
     _finish(result, json_)
 
 
-def _options(json_: bool, concurrency: str | None, **given):
-    """RunOptions from the options as typed: --concurrency parsed, the command line kept for history."""
+# The options of generate and retry that say how the jobs run (RunOptions' fields, by name).
+_RUN_OPTIONS = (
+    "overwrite",
+    "allow_upgrade",
+    "endpoint",
+    "provider",
+    "token",
+    "wait_timeout",
+    "tiny",
+    "hf_provider",
+    "endpoint_after",
+    "resume_endpoint",
+    "yes",
+    "max_credits",
+    "notify_url",
+    "on_complete",
+)
+
+
+def _options(json_: bool, given: dict):
+    """RunOptions from a command's options as typed (its locals): --concurrency parsed,
+    --no-fallback turned round, the command line kept for history."""
     from avatargen.app.request import RunOptions
     from avatargen.deploy.batch_hooks import parse_concurrency
 
-    live = sys.stderr.isatty() and not json_
+    model_dir = given.get("model_dir")
     return RunOptions(
-        concurrency=parse_concurrency(concurrency), live_progress=live, argv=tuple(sys.argv[1:]), **given
+        concurrency=parse_concurrency(given.get("concurrency")),
+        fallback=not given.get("no_fallback"),
+        model_dir=str(model_dir) if model_dir else None,
+        live_progress=sys.stderr.isatty() and not json_,
+        argv=tuple(sys.argv[1:]),
+        **{name: given[name] for name in _RUN_OPTIONS if name in given},
     )
 
 
@@ -356,23 +362,7 @@ def retry(
     from avatargen.output import emit_json, info
 
     install_stop_signals()
-    options = _options(
-        json_,
-        concurrency=concurrency,
-        overwrite=overwrite,
-        fallback=not no_fallback,
-        allow_upgrade=allow_upgrade,
-        endpoint=endpoint,
-        provider=provider,
-        token=token,
-        wait_timeout=wait_timeout,
-        model_dir=str(model_dir) if model_dir else None,
-        tiny=tiny,
-        hf_provider=hf_provider,
-        endpoint_after=endpoint_after,
-        resume_endpoint=resume_endpoint,
-        yes=yes,
-    )
+    options = _options(json_, locals())
     config, catalog, hooks = _context(json_)
     with open_ledger() as ledger:
         plan = plan_retry(RetryRequest(batch, all_, options), config, catalog, ledger)
