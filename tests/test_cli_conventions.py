@@ -127,12 +127,12 @@ def test_debug_shows_the_traceback(run_cli, avatargen_home):
 
 
 def test_a_bug_is_one_line_too(monkeypatch, capsys):
-    from avatargen.cli import state
+    from avatargen.cli import context
 
-    def broken():
+    def broken(_ctx):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(state, "load_catalog", broken)
+    monkeypatch.setattr(context, "load_catalog", broken)
     code, out, err = run_main(monkeypatch, capsys, "models", "list")
     assert code == errors.INTERNAL == 70
     assert out == "" and err.count("\n") == 1 and "unexpected RuntimeError: boom" in err
@@ -142,12 +142,12 @@ def test_a_bug_is_one_line_too(monkeypatch, capsys):
 
 
 def test_ctrl_c_exits_130(monkeypatch, capsys):
-    from avatargen.cli import state
+    from avatargen.cli import context
 
-    def interrupted():
+    def interrupted(_ctx):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(state, "load_catalog", interrupted)
+    monkeypatch.setattr(context, "load_catalog", interrupted)
     code, out, _ = run_main(monkeypatch, capsys, "models", "list")
     assert code == errors.INTERRUPTED == 130 and out == ""
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from avatargen import __version__
-from avatargen.cli import state
+from avatargen.cli import context
 from avatargen.errors import AvatargenError, InternalError, StopSignal, UsageError, interrupted_by
 
 # Every command: name -> (module, attribute, kind). A run imports and builds only the command
@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 def _version(value: bool) -> None:
     if value:
-        if state.json_requested():
+        if context.json_requested():
             from avatargen.output import emit_json
 
             emit_json({"version": __version__})
@@ -47,6 +47,7 @@ def _version(value: bool) -> None:
 
 
 def root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -58,7 +59,7 @@ def root(
         bool, typer.Option("--json", help="JSON output (for --version; every command takes its own --json).")
     ] = False,
 ) -> None:
-    state.catalog_path = catalog
+    ctx.obj = context.CliContext(catalog_path=catalog)
 
 
 def build_app(only: str | None = None) -> typer.Typer:
@@ -156,7 +157,7 @@ def _report(exc: AvatargenError, debug: bool) -> None:
         import traceback
 
         traceback.print_exc()
-    if state.json_requested():
+    if context.json_requested():
         import json
 
         sys.stderr.write(json.dumps({"error": exc.to_dict()}) + "\n")

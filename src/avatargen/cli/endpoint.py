@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from avatargen.cli import state
+from avatargen.cli import context
 from avatargen.cli.options import Json, TokenOpt
 
 app = typer.Typer(help="Hugging Face Inference Endpoints running avatargen's handler.", no_args_is_help=True)
@@ -23,6 +23,7 @@ TargetArg = Annotated[
 
 @app.command("bundle")
 def bundle(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model key or alias, e.g. controlnet-openpose-sd15.")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Folder to write (created).")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite bundle files that differ.")] = False,
@@ -42,7 +43,7 @@ def bundle(
     from avatargen.serve.bundle import write_bundle
     from avatargen.serve.pipelines import ARCHITECTURES
 
-    chosen = state.load_catalog().lookup(model)
+    chosen = context.load_catalog(ctx).lookup(model)
     if chosen.architecture not in ARCHITECTURES:
         raise ModelUnavailable(
             f"model '{chosen.key}' is architecture '{chosen.architecture}': the handler runs "
@@ -106,6 +107,7 @@ class _StateLine:
 
 @app.command("deploy")
 def deploy(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model key or alias, e.g. controlnet-openpose-sd15.")],
     vendor: Annotated[str | None, typer.Option("--vendor", help="Cloud vendor (default aws).")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default us-east-1).")] = None,
@@ -147,7 +149,7 @@ def deploy(
     from avatargen.output import emit_json, info
     from avatargen.serve.bundle import bundle_files
 
-    chosen = state.load_catalog().lookup(model)
+    chosen = context.load_catalog(ctx).lookup(model)
     options = DeployOptions(
         vendor=vendor,
         region=region,
@@ -203,11 +205,11 @@ def deploy(
     print(result["url"] or f"{result['namespace']}/{result['name']} ({result['state']})")
 
 
-def _api_and_target(what: str, namespace: str | None, token: str | None):
+def _api_and_target(ctx: typer.Context, what: str, namespace: str | None, token: str | None):
     from avatargen.deploy import hub, manage
 
     api = hub.hf_api(hub.require_token(token))
-    target = manage.target_for(what, namespace)
+    target = manage.target_for(what, context.load_catalog(ctx), namespace)
     target.namespace = manage.namespace_of(api, target.namespace)
     return api, target
 
@@ -282,22 +284,34 @@ def list_(
 
 @app.command("status")
 def status_(
-    target: TargetArg, namespace: NamespaceOpt = None, token: TokenOpt = None, json_: Json = False
+    ctx: typer.Context,
+    target: TargetArg,
+    namespace: NamespaceOpt = None,
+    token: TokenOpt = None,
+    json_: Json = False,
 ) -> None:
     """State, URL, replicas (running/min/max), hardware and cost per hour of one endpoint."""
     from avatargen.deploy import hub, manage
 
-    api, where = _api_and_target(target, namespace, token)
+    api, where = _api_and_target(ctx, target, namespace, token)
     endpoint = hub.call(
         f"read endpoint {where.name}", api.get_inference_endpoint, where.name, namespace=where.namespace
     )
     _show(manage.summary(endpoint.raw, where.namespace, manage.prices(api, where.namespace)), json_)
 
 
-def _act(action: str, target: str, namespace: str | None, token: str | None, json_: bool, wait: bool = False):
+def _act(
+    ctx: typer.Context,
+    action: str,
+    target: str,
+    namespace: str | None,
+    token: str | None,
+    json_: bool,
+    wait: bool = False,
+):
     from avatargen.deploy import hub, manage
 
-    api, where = _api_and_target(target, namespace, token)
+    api, where = _api_and_target(ctx, target, namespace, token)
     method = getattr(api, f"{action.replace('-', '_')}_inference_endpoint")
     endpoint = hub.call(f"{action} endpoint {where.name}", method, where.name, namespace=where.namespace)
     if wait:
@@ -315,14 +329,19 @@ def _act(action: str, target: str, namespace: str | None, token: str | None, jso
 
 @app.command("pause")
 def pause(
-    target: TargetArg, namespace: NamespaceOpt = None, token: TokenOpt = None, json_: Json = False
+    ctx: typer.Context,
+    target: TargetArg,
+    namespace: NamespaceOpt = None,
+    token: TokenOpt = None,
+    json_: Json = False,
 ) -> None:
     """Stop the endpoint and its billing; it stays stopped (a request does not wake it) until resumed."""
-    _act("pause", target, namespace, token, json_)
+    _act(ctx, "pause", target, namespace, token, json_)
 
 
 @app.command("resume")
 def resume(
+    ctx: typer.Context,
     target: TargetArg,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it runs again.")] = False,
     namespace: NamespaceOpt = None,
@@ -330,19 +349,24 @@ def resume(
     json_: Json = False,
 ) -> None:
     """Start a paused endpoint again."""
-    _act("resume", target, namespace, token, json_, wait=wait)
+    _act(ctx, "resume", target, namespace, token, json_, wait=wait)
 
 
 @app.command("scale-to-zero")
 def scale_to_zero(
-    target: TargetArg, namespace: NamespaceOpt = None, token: TokenOpt = None, json_: Json = False
+    ctx: typer.Context,
+    target: TargetArg,
+    namespace: NamespaceOpt = None,
+    token: TokenOpt = None,
+    json_: Json = False,
 ) -> None:
     """Drop to zero replicas now (no cost); the next request starts one again (a cold start)."""
-    _act("scale-to-zero", target, namespace, token, json_)
+    _act(ctx, "scale-to-zero", target, namespace, token, json_)
 
 
 @app.command("delete")
 def delete(
+    ctx: typer.Context,
     target: TargetArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed without a terminal).")] = False,
     namespace: NamespaceOpt = None,
@@ -355,7 +379,7 @@ def delete(
     from avatargen.deploy import hub, records
     from avatargen.errors import UsageError
 
-    api, where = _api_and_target(target, namespace, token)
+    api, where = _api_and_target(ctx, target, namespace, token)
     question = f"Delete endpoint {where.namespace}/{where.name}?"
     if not yes:
         if not sys.stdin.isatty():

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from avatargen.app.request import DEFAULT_OUTPUT, DEFAULT_POSE
-from avatargen.cli import state
+from avatargen.cli import context
 from avatargen.cli.options import (
     AllowUpgradeOpt,
     EndpointOpt,
@@ -110,6 +110,7 @@ def _finish(summary, json_: bool) -> None:
 
 
 def generate(
+    ctx: typer.Context,
     paths: Annotated[
         list[str] | None, typer.Argument(help="Photos, folders, globs, or - to read paths from stdin.")
     ] = None,
@@ -239,7 +240,7 @@ def generate(
         dry_run=dry_run,
         options=_options(json_, locals()),
     )
-    config, catalog, hooks = _context(json_)
+    config, catalog, hooks = _context(ctx, json_)
     plan = plan_generate(request, config, catalog, hooks)
     result = run(plan, config, catalog, hooks)
     if dry_run:
@@ -284,14 +285,14 @@ def _options(json_: bool, given: dict):
     )
 
 
-def _context(json_: bool):
+def _context(ctx: typer.Context, json_: bool):
     """What every run reads once: the config, the catalog, and how the engine talks back."""
     from avatargen.app import config as app_config
     from avatargen.app.hooks import Hooks
     from avatargen.output import emit_json, info, warn
 
     hooks = Hooks(say=info, warn=warn, emit=emit_json if json_ else None, confirm=confirm_large_batch)
-    return app_config.load(), state.load_catalog(), hooks
+    return app_config.load(), context.load_catalog(ctx), hooks
 
 
 def confirm_large_batch(count: int, credits: int) -> None:
@@ -328,6 +329,7 @@ def _print_plan(dry, model, json_: bool) -> None:
 
 
 def retry(
+    ctx: typer.Context,
     batch: Annotated[str | None, typer.Argument(help="Batch id (default: the last batch).")] = None,
     concurrency: ConcurrencyAutoOpt = None,
     yes: YesOpt = False,
@@ -363,7 +365,7 @@ def retry(
 
     install_stop_signals()
     options = _options(json_, locals())
-    config, catalog, hooks = _context(json_)
+    config, catalog, hooks = _context(ctx, json_)
     with open_ledger() as ledger:
         plan = plan_retry(RetryRequest(batch, all_, options), config, catalog, ledger)
         _report_hopeless(plan.hopeless, json_)

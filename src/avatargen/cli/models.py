@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from avatargen.cli import state
+from avatargen.cli import context
 from avatargen.cli.options import Json, Quiet
 
 app = typer.Typer(help="The model catalog.", no_args_is_help=True)
@@ -14,6 +14,7 @@ app = typer.Typer(help="The model catalog.", no_args_is_help=True)
 
 @app.command("list")
 def list_models(
+    ctx: typer.Context,
     tier: Annotated[str | None, typer.Option("--tier", help="Only models of this tier.")] = None,
     quality: Annotated[str | None, typer.Option("--quality", help="Only models of this quality.")] = None,
     all_: Annotated[
@@ -34,7 +35,7 @@ def list_models(
         raise UsageError(f"unknown quality '{quality}' (--quality)", f"use one of {', '.join(QUALITIES)}")
     models = [
         m
-        for m in state.load_catalog()
+        for m in context.load_catalog(ctx)
         # --json lists every model with its `enabled`/`status`: scripts filter, nothing is hidden.
         if (all_ or json_ or m.enabled)
         and (not tier or m.tier == tier)
@@ -81,11 +82,12 @@ def pose_column(model) -> str:
 
 @app.command("show")
 def show_model(
+    ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="Model key or alias.")],
     json_: Json = False,
 ) -> None:
     """Everything the catalog says about one model."""
-    model = state.load_catalog().lookup(key, option="KEY")
+    model = context.load_catalog(ctx).lookup(key, option="KEY")
     record = model.to_seed()
     if json_:
         from avatargen.output import emit_json
@@ -106,6 +108,7 @@ def show_model(
 
 @app.command("export")
 def export_models(
+    ctx: typer.Context,
     format_: Annotated[
         str, typer.Option("--format", "-f", help="json (the seed's records) or sql (upserts).")
     ] = "json",
@@ -118,7 +121,7 @@ def export_models(
     from avatargen.export import DIALECT, export_catalog, write_text_atomic
     from avatargen.output import emit_json, info
 
-    models = list(state.load_catalog())
+    models = list(context.load_catalog(ctx))
     text = export_catalog(models, format_)
     if output and output != "-":
         path = write_text_atomic(output, text)

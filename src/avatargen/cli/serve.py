@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from avatargen.cli import state
+from avatargen.cli import context
 from avatargen.cli.options import Json
 from avatargen.serve.runner import DEFAULT_MAX_BATCH
 
 
 def serve(
+    ctx: typer.Context,
     model: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +89,7 @@ def serve(
     openmp_waits_passively()  # before torch too
     if tiny and model_dir:
         raise UsageError("--tiny and --model-dir cannot be used together", "give one of them")
-    catalog = state.load_catalog()
+    catalog = context.load_catalog(ctx)
     chosen = catalog.lookup(model) if model else resolve_model(catalog, default=get_value("model"))
     spec, source = model_source(chosen, model_dir=model_dir, tiny=tiny, lazy=True)
     if source is None:  # Hub weights: an unreachable Hub is said now, not after the server started

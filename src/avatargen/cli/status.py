@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from avatargen.cli import state
+from avatargen.cli import context
 from avatargen.cli.options import Json
 
 
 def status(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Argument(metavar="MODEL", help="Model key, or its alias without 'avatar-generator:'.")
     ],
@@ -36,7 +37,7 @@ def status(
     from avatargen.output import emit_json, result_console
     from avatargen.providers.status_report import build_status
 
-    found = state.load_catalog().lookup(model, option="MODEL")
+    found = context.load_catalog(ctx).lookup(model, option="MODEL")
     report = build_status(
         found,
         endpoint=endpoint,

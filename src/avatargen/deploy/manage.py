@@ -16,13 +16,12 @@ class Target:
     model_key: str | None = None
 
 
-def target_for(what: str, namespace: str | None = None) -> Target:
+def target_for(what: str, catalog, namespace: str | None = None) -> Target:
     """A catalog model (key or alias: the endpoint deploy made for it) or an endpoint name."""
-    from avatargen.cli import state
     from avatargen.errors import AvatargenError
 
     try:
-        model = state.load_catalog().lookup(what)
+        model = catalog.lookup(what)
     except AvatargenError:
         return Target(what, namespace)
     record = records.get(model.key) or {}
