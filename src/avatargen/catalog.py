@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from avatargen import environment
 from avatargen.errors import CatalogError, ConfigError, ModelUnavailable, UsageError
 from avatargen.settings import TIERS, config_dir, config_path
 
@@ -180,7 +181,7 @@ def catalog_files(extra: Path | str | None = None) -> list[Path]:
     user = config_dir() / "models.toml"
     if user.is_file():
         files.append(user)
-    env = os.environ.get("AVATARGEN_CATALOG", "").strip()
+    env = os.environ.get(environment.CATALOG, "").strip()
     if env:
         files.append(Path(env).expanduser())
     if extra:

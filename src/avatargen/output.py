@@ -11,6 +11,8 @@ import sys
 from functools import cache
 from typing import Any
 
+from avatargen import environment
+
 
 def emit_json(data: Any) -> None:
     """One JSON document (or one JSON line) on stdout, flushed at once for pipes."""
@@ -38,7 +40,9 @@ def _styled_stderr() -> bool:
 
     from avatargen.quiet import stderr_is_terminal  # a replaced or closed stderr is no terminal
 
-    return (stderr_is_terminal() or bool(os.environ.get("FORCE_COLOR"))) and not os.environ.get("NO_COLOR")
+    return (stderr_is_terminal() or bool(os.environ.get(environment.FORCE_COLOR))) and not os.environ.get(
+        environment.NO_COLOR
+    )
 
 
 def _plain_line(text: str) -> None:
@@ -125,7 +129,7 @@ def terminal_width() -> int:
     shutil.get_terminal_size: importing shutil loads the compression modules."""
     import os
 
-    columns = os.environ.get("COLUMNS", "")
+    columns = os.environ.get(environment.COLUMNS, "")
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
     try:
@@ -187,7 +191,7 @@ def _styled(text: str, code: str) -> str:
     """Bold/italic as Rich would show them, where the terminal has attributes at all."""
     import os
 
-    if os.environ.get("TERM") == "dumb":
+    if os.environ.get(environment.TERM) == "dumb":
         return text
     return f"\x1b[{code}m{text}\x1b[0m"
 

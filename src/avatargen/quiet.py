@@ -22,6 +22,8 @@ import os
 import sys
 import warnings
 
+from avatargen import environment
+
 _NOISY = r"(huggingface_hub|transformers|diffusers|torch|accelerate)(\.|$)"
 _QUIET_ENV = {
     "TRANSFORMERS_VERBOSITY": "error",
@@ -34,7 +36,7 @@ ENV_NAMES = (*_QUIET_ENV, *_PIPE_ENV)  # every variable quiet() may set
 
 
 def debugging() -> bool:
-    return os.environ.get("AVATARGEN_DEBUG", "") not in ("", "0")
+    return os.environ.get(environment.DEBUG, "") not in ("", "0")
 
 
 def stderr_is_terminal() -> bool:

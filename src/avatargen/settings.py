@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avatargen import environment
 from avatargen.errors import ConfigError, UsageError
 
 APP = "avatargen"
 TIERS = ("free", "basic", "pro", "enterprise")
 PROVIDERS = ("hf-endpoint", "hf-inference", "local", "hf-providers")
 # Hugging Face's router for Inference Providers; a proxy (or a test's loopback fake) replaces it.
-ROUTER_URL_ENV = "AVATARGEN_ROUTER_URL"
+ROUTER_URL_ENV = environment.ROUTER_URL
 DEFAULT_ROUTER_URL = "https://router.huggingface.co"
 
 
@@ -29,12 +30,12 @@ def router_base_url() -> str:
 
 def hub_base_url() -> str:
     """The Hub's address as huggingface_hub reads it (HF_ENDPOINT), without a trailing slash."""
-    return (os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co").rstrip("/")
+    return (os.environ.get(environment.HF_ENDPOINT, "").strip() or "https://huggingface.co").rstrip("/")
 
 
 # ---------------------------------------------------------------- folders
 def home_override() -> Path | None:
-    value = os.environ.get("AVATARGEN_HOME", "").strip()
+    value = os.environ.get(environment.HOME, "").strip()
     return Path(value).expanduser() if value else None
 
 
@@ -71,7 +72,7 @@ def tiny_models_dir() -> Path:
 def hf_hub_cache() -> Path:
     """Where Hugging Face keeps downloaded weights, as huggingface_hub decides it (HF_HUB_CACHE,
     else HF_HOME/hub, else the XDG cache), without importing it."""
-    explicit = os.environ.get("HF_HUB_CACHE", "").strip()
+    explicit = os.environ.get(environment.HF_HUB_CACHE, "").strip()
     if explicit:
         return Path(explicit).expanduser()
     return _hf_home() / "hub"
@@ -345,30 +346,30 @@ def mask(token: str) -> str:
 @dataclass(frozen=True)
 class TokenInfo:
     token: Secret | None
-    source: str  # where it came from, e.g. "HF_TOKEN" or "file ~/.cache/huggingface/token"
+    source: str  # where it came from, e.g. HF_TOKEN, or file ~/.cache/huggingface/token
 
     @property
     def found(self) -> bool:
         return self.token is not None
 
 
-TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_API_KEY")
+TOKEN_ENV_VARS = environment.HF_TOKEN_VARS
 # The token for a self-hosted `avatargen serve`: sent only to the endpoint's own host.
-ENDPOINT_TOKEN_ENV = "AVATARGEN_ENDPOINT_TOKEN"
+ENDPOINT_TOKEN_ENV = environment.ENDPOINT_TOKEN
 
 
 def hf_token_file() -> Path:
-    explicit = os.environ.get("HF_TOKEN_PATH", "").strip()
+    explicit = os.environ.get(environment.HF_TOKEN_PATH, "").strip()
     if explicit:
         return Path(explicit).expanduser()
     return _hf_home() / "token"
 
 
 def _hf_home() -> Path:
-    hf_home = os.environ.get("HF_HOME", "").strip()
+    hf_home = os.environ.get(environment.HF_HOME, "").strip()
     if hf_home:
         return Path(hf_home).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    cache = os.environ.get(environment.XDG_CACHE_HOME, "").strip()
     base = Path(cache).expanduser() if cache else Path.home() / ".cache"
     return base / "huggingface"
 

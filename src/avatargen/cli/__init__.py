@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from avatargen import __version__
+from avatargen import __version__, environment
 from avatargen.cli import context
 from avatargen.errors import AvatargenError, InternalError, StopSignal, UsageError, interrupted_by
 
@@ -88,7 +88,7 @@ def build_app(only: str | None = None) -> typer.Typer:
 
 def _requested_command(argv: list[str]) -> str | None:
     """The command a command line names, when it can be told without building the app."""
-    if os.environ.get("_AVATARGEN_COMPLETE"):  # shell completion needs every command
+    if os.environ.get(environment.COMPLETE):  # shell completion needs every command
         return None
     args = iter(argv)
     for arg in args:
@@ -115,7 +115,7 @@ def main() -> None:
     from avatargen.dotenv import load_dotenv_file
 
     load_dotenv_file()  # ./.env fills in variables the environment lacks (HUGGINGFACE_API_KEY...)
-    debug = os.environ.get("AVATARGEN_DEBUG", "") not in ("", "0")
+    debug = os.environ.get(environment.DEBUG, "") not in ("", "0")
     try:
         # Not standalone: Typer hands us its usage errors, so they follow our one-line
         # (or --json) error format too. (Typer itself turns Ctrl-C into exit code 130.)

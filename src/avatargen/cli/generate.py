@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from avatargen import environment
 from avatargen.app.request import DEFAULT_OUTPUT, DEFAULT_POSE
 from avatargen.cli import context
 from avatargen.cli.options import (
@@ -152,7 +153,7 @@ def generate(
             "--identity-scale",
             min=0.0,
             max=2.0,
-            envvar="AVATARGEN_IDENTITY_SCALE",
+            envvar=environment.IDENTITY_SCALE,
             help="How strongly the avatar takes the face of the photo (IP-Adapter on a face crop; "
             "default: the model's, 0.6; 0 = off, no face needed).",
         ),

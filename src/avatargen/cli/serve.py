@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from avatargen import environment
 from avatargen.cli import context
 from avatargen.cli.options import Json
 from avatargen.serve.runner import DEFAULT_MAX_BATCH
@@ -31,7 +32,7 @@ def serve(
         str | None,
         typer.Option(
             "--token",
-            envvar="AVATARGEN_ENDPOINT_TOKEN",
+            envvar=environment.ENDPOINT_TOKEN,
             show_envvar=True,
             help="Require 'Authorization: Bearer TOKEN' on generation requests.",
         ),

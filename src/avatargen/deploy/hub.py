@@ -13,9 +13,10 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from avatargen import environment
 from avatargen.errors import AuthError, MissingExtra, ModelUnavailable, NetworkError, ProviderError
 
-ENDPOINTS_API_ENV = "AVATARGEN_ENDPOINTS_API"
+ENDPOINTS_API_ENV = environment.ENDPOINTS_API
 DEFAULT_ENDPOINTS_API = "https://api.endpoints.huggingface.cloud/v2"
 DEFAULT_HUB = "https://huggingface.co"
 T = TypeVar("T")
@@ -26,7 +27,7 @@ def endpoints_api_base() -> str:
 
 
 def hub_base() -> str:
-    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_HUB).rstrip("/")
+    return (os.environ.get(environment.HF_ENDPOINT, "").strip() or DEFAULT_HUB).rstrip("/")
 
 
 def hf_api(token: str) -> Any:

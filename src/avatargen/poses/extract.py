@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from avatargen import environment
 from avatargen.errors import InputError, MissingExtra
 from avatargen.poses.keypoints import BODY_COUNT, Person, Pose
 
@@ -59,7 +60,7 @@ def _quiet_native_stderr():
     Its INFO/WARNING lines (XNNPACK delegate, feedback tensors) mean nothing to a user and
     cannot be turned off through Python logging. AVATARGEN_DEBUG=1 keeps them.
     """
-    if os.environ.get("AVATARGEN_DEBUG", "") not in ("", "0"):
+    if os.environ.get(environment.DEBUG, "") not in ("", "0"):
         yield
         return
     try:

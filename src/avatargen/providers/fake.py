@@ -85,4 +85,3 @@ def draw(request: GenerationRequest) -> bytes:
     out = io.BytesIO()
     Image.blend(base, tint, 0.25).save(out, format="PNG")
     return out.getvalue()
-

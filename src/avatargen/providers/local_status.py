@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from avatargen import environment
+
 # Read by LocalProvider too (local.py): a folder of weights, or the tiny random-weight model.
-MODEL_DIR_ENV = "AVATARGEN_LOCAL_MODEL_DIR"
-TINY_ENV = "AVATARGEN_LOCAL_TINY"
+MODEL_DIR_ENV = environment.LOCAL_MODEL_DIR
+TINY_ENV = environment.LOCAL_TINY
 
 
 def local_device() -> str:
@@ -39,10 +41,10 @@ def missing_serve_modules() -> list[str]:
 
 def _hub_cache_dir() -> str:
     """Where huggingface_hub keeps downloads, read now (its own constant is fixed at import)."""
-    explicit = os.environ.get("HF_HUB_CACHE", "").strip()
+    explicit = os.environ.get(environment.HF_HUB_CACHE, "").strip()
     if explicit:
         return explicit
-    home = os.environ.get("HF_HOME", "").strip()
+    home = os.environ.get(environment.HF_HOME, "").strip()
     if home:
         return os.path.join(home, "hub")
     from huggingface_hub import constants

@@ -30,6 +30,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 import tenacity
 
+from avatargen import environment
 from avatargen.errors import AuthError, AvatargenError, ModelUnavailable, NetworkError, ProviderError
 from avatargen.providers.base import GenerationResult, WaitEvent
 from avatargen.providers.gate import GateTimeout, ModelGate
@@ -46,7 +47,7 @@ TRANSIENT_STATUSES = frozenset({500, 502, 504})
 # An answer may be a little larger than asked (a server that rounds up to a multiple of 64);
 # more than this many times the pixels asked for is not an image of this request.
 MAX_PIXEL_FACTOR = 4
-RETRY_SCALE_ENV = "AVATARGEN_RETRY_SCALE"  # tests and benchmarks shrink our own back-off waits
+RETRY_SCALE_ENV = environment.RETRY_SCALE
 CREDITS_HINT = (
     "add pay-as-you-go billing or upgrade at https://huggingface.co/settings/billing, wait for the "
     "monthly reset, or run the model yourself: `avatargen serve` / an Inference Endpoint (--endpoint)"

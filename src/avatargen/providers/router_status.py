@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from avatargen import settings
+from avatargen import environment, settings
 from avatargen.providers.http_client import (
     PROBE_BODY_BYTES,
     PROBE_TIMEOUT_S,
@@ -48,7 +48,7 @@ def provider_mapping(
     url = f"{settings.hub_base_url()}/api/models/{model_id}"
     began = time.perf_counter()
     base = {"model": model_id, "provider": hf_provider, "catalog_id": provider_model_id, "url": url}
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if os.environ.get(environment.HF_HUB_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on"):
         return {**base, "state": "unknown", "detail": "not checked: HF_HUB_OFFLINE is set", "providers": {}}
     try:
         response = send_capped(

@@ -18,20 +18,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatargen import settings
+from avatargen import environment, settings
 from avatargen.catalog import Model
 from avatargen.errors import AvatargenError, ConfigError, ModelUnavailable, UsageError
 from avatargen.providers.base import Provider
 from avatargen.redact import redact_url, remember_url_secrets
 
-ENDPOINT_ENV = "AVATARGEN_ENDPOINT"
+ENDPOINT_ENV = environment.ENDPOINT
 BACKENDS = settings.PROVIDERS  # ('hf-endpoint', 'hf-inference', 'local', 'hf-providers')
 ROUTER_BACKEND = "hf-providers"
 # The model a user with only a token gets (see token_default_model).
 TOKEN_DEFAULT_MODEL = "avatar-generator:qwen-image-edit-pose"
 # "1": behave as if the serve extra were absent (never run a model in-process by default), e.g.
 # on a machine with diffusers but no GPU; the tests use it to stand for a core-only install.
-NO_LOCAL_ENV = "AVATARGEN_NO_LOCAL"
+NO_LOCAL_ENV = environment.NO_LOCAL
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from avatargen import environment
 from avatargen.errors import MissingExtra, ModelLoadError, ModelUnavailable
 
 SERVE_MODULES = ("torch", "diffusers", "transformers", "PIL")
@@ -100,7 +101,7 @@ def hub_preflight(spec: Any, model: Any, ways: tuple[str, ...] = GENERATE_WAYS) 
     """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
-    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT_S)
+    timeout = float(os.environ.get(environment.HF_HUB_ETAG_TIMEOUT) or HUB_PROBE_TIMEOUT_S)
     cached = True
     wanted = [(spec.controlnet, "config.json"), (spec.base_model, "model_index.json")]
     if getattr(spec, "has_ip_adapter", False):  # the identity adapter's weight file, in its repo

@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from avatargen import environment
 from avatargen.serve.body import parse_json_body
 from avatargen.serve.pipelines import (
     IMAGE_MAGIC,
@@ -47,7 +48,7 @@ from avatargen.serve.pipelines import (
 from avatargen.serve.runner import DEFAULT_MAX_BATCH, PipelineRunner, pipeline_runner
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
-MIN_LOAD_ENV = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: keep the loading phase open at least this long
+MIN_LOAD_ENV = environment.SERVE_MIN_LOAD_S
 
 
 class ModelHost:
