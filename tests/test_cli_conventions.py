@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -219,9 +220,17 @@ def test_shell_completion_is_offered(cli):
     assert "--show-completion" in text and "--install-completion" in text
 
 
-def test_completion_script_is_generated(run_cli):
-    result = run_cli("--show-completion", "bash", env={"SHELL": "/bin/bash"})
-    assert result.returncode == 0 and "_AVATARGEN_COMPLETE" in result.stdout
+def test_completion_script_is_generated(tmp_path):
+    """`--show-completion` names the shell it runs under (Typer asks shellingham, which walks the
+    parent processes): run it from a real bash, as a user does, so the test holds whatever
+    started pytest (a terminal, CI, or a detached process with no shell above it). The trailing
+    `exit` keeps bash from exec'ing the CLI in its own place."""
+    bash = shutil.which("bash")
+    assert bash, "bash is needed (CI runs .ci/run with it)"
+    command = f"{shlex.quote(sys.executable)} -m avatargen --show-completion; exit $?"
+    result = subprocess.run([bash, "-c", command], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "_AVATARGEN_COMPLETE" in result.stdout and "complete " in result.stdout  # bash's own syntax
 
 
 def test_version_as_json(run_cli):
