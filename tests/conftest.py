@@ -46,6 +46,15 @@ def avatargen_home(tmp_path_factory, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def endpoint():
+    """A FakeEndpoint (fake_endpoint.py) on 127.0.0.1, answering PNGs; stopped after the test."""
+    from fake_endpoint import FakeEndpoint
+
+    with FakeEndpoint() as fake:
+        yield fake
+
+
+@pytest.fixture
 def cli():
     """Run the real CLI in-process (Typer's runner); returns the Result."""
     from typer.testing import CliRunner
