@@ -11,6 +11,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One torch thread per test process (and per server or CLI it starts, which inherit the
+# environment): the suite shares a few cores, and torch's default of one OpenMP thread per core in
+# every process oversubscribes them, so each tiny-model call waits on the others. Set before torch
+# is imported (it reads the variable once, at import); a value the developer set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "torch" in sys.modules:  # imported already (a plugin): cap it now; never import it here
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 _CLEARED = (
     "HF_TOKEN",
     "HUGGING_FACE_HUB_TOKEN",
@@ -35,6 +43,15 @@ def avatargen_home(tmp_path_factory, monkeypatch) -> Path:
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture
+def endpoint():
+    """A FakeEndpoint (fake_endpoint.py) on 127.0.0.1, answering PNGs; stopped after the test."""
+    from fake_endpoint import FakeEndpoint
+
+    with FakeEndpoint() as fake:
+        yield fake
 
 
 @pytest.fixture

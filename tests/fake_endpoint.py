@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
+from helpers import images
 from loopback import LoopbackServer
 
 
@@ -170,12 +170,8 @@ class FakeEndpoint(LoopbackServer):
 
 
 def _png(seed: int, size: int) -> bytes:
-    from PIL import Image
-
     colour = (seed % 256, (seed >> 8) % 256, (seed >> 16) % 256)
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return images.png((size, size), colour)
 
 
 if __name__ == "__main__":

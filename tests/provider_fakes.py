@@ -3,7 +3,6 @@ that clock instead of real time, a spy gate, a small PNG, and a ready-made reque
 
 from __future__ import annotations
 
-import io
 import random
 import threading
 
@@ -11,24 +10,11 @@ from avatargen.catalog import load_catalog
 from avatargen.providers.base import GenerationRequest
 from avatargen.providers.gate import ModelGate
 from avatargen.providers.retry import RetryPolicy
+from helpers import images
+from helpers.clock import FakeClock
 
 HF_ENDPOINT = "https://abc123.us-east-1.aws.endpoints.huggingface.cloud"
 TOKEN = "hf_SecretTokenValue0123456789abcdef"
-
-
-class FakeClock:
-    """Time moves only through sleep() (and waits at a FakeGate): waits cost no real time."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class _FakeCondition:
@@ -99,11 +85,7 @@ def policy(clock: FakeClock, wait_timeout: float = 600.0, **kw) -> RetryPolicy:
 
 
 def png(size: tuple[int, int] = (8, 8), colour=(200, 10, 10)) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return images.png(size, colour)
 
 
 def model(name: str = "controlnet-openpose-sd15"):

@@ -12,27 +12,25 @@ FakeRouter speaks, under one base URL (what AVATARGEN_ROUTER_URL points at):
 Knobs: `token` (else 401), `paid_submits` (then 402 Payment Required), `failing_submits` (the
 n-th submits, from 0, end as failed jobs: status COMPLETED with an error, result 500). Every
 request is recorded (method, path, query, headers, json).
-FakeHub answers GET /api/models/{id}?expand[]=inferenceProviderMapping from a dict.
+FakeHub answers GET /api/models/{id}?expand[]=inferenceProviderMapping from a dict, and HEAD
+/{repo}/resolve/{revision}/{file} as huggingface.co does for a gated repo (401 + X-Error-Code:
+GatedRepo, the repos under `gated` prefixes) and for a missing or private one (404 + RepoNotFound).
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from helpers import images
 from loopback import LoopbackServer
 
 
 def png(width: int = 64, height: int = 64, colour=(30, 120, 200)) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return images.png((width, height), colour)
 
 
 class _Server(LoopbackServer):
@@ -70,6 +68,7 @@ class _Server(LoopbackServer):
 
             do_GET = _handle
             do_POST = _handle
+            do_HEAD = _handle
 
         self.listen(Handler, url_suffix="")
 
@@ -192,13 +191,19 @@ class FakeRouter(_Server):
 
 
 class FakeHub(_Server):
-    """The Hub API's model info with its inference provider mapping."""
+    """The Hub API's model info with its inference provider mapping; file lookups of gated or
+    missing repos."""
 
-    def __init__(self, mappings: dict[str, dict]) -> None:
+    def __init__(self, mappings: dict[str, dict] | None = None, gated: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.mappings = mappings
+        self.mappings = mappings or {}
+        self.gated = gated
 
     def answer(self, record):
+        if record["method"] == "HEAD":  # a file of a repo: gated, else missing (or private)
+            code = "GatedRepo" if record["path"].startswith(self.gated) and self.gated else "RepoNotFound"
+            headers = {"X-Error-Code": code, "X-Error-Message": "Access to this model is restricted."}
+            return (401 if code == "GatedRepo" else 404), headers, b""
         model_id = record["path"].removeprefix("/api/models/")
         if model_id not in self.mappings:
             return _json(404, {"error": "Repository not found"})

@@ -1,11 +1,12 @@
 """Conventions every command keeps: --json everywhere, --version, one-line errors with fixed exit
-codes (JSON with --json, a traceback only with AVATARGEN_DEBUG=1), the README's exit-code table,
+codes (JSON with --json, a traceback only with AVATARGEN_DEBUG=1), the exit-code table of docs/exit-codes.md,
 and shell completion. The --json walk covers whatever is registered, so new commands are held to it."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -186,10 +187,10 @@ def test_error_class_codes_are_the_table():
 
 # ---------------------------------------------------------------- README
 def _readme_exit_codes() -> dict[int, str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "exit-codes.md").read_text(encoding="utf-8")
     lines = text.splitlines()
     starts = [i for i, line in enumerate(lines) if re.fullmatch(r"#{1,6}\s+Exit codes\s*", line.strip())]
-    assert starts, "README.md has no heading 'Exit codes'"
+    assert starts, "docs/exit-codes.md has no heading 'Exit codes'"
     rows: dict[int, str] = {}
     for line in lines[starts[0] + 1 :]:
         if line.startswith("#"):
@@ -203,12 +204,12 @@ def _readme_exit_codes() -> dict[int, str]:
 
 
 def test_readme_exit_code_table_matches_the_code():
-    """README.md must have a heading named exactly "Exit codes" (any level) followed by a Markdown
+    """docs/exit-codes.md must have a heading named exactly "Exit codes" (any level) followed by a Markdown
     table whose rows are `| code | meaning |` (a header row and a `|---|---|` row first): one row
     per code of `errors.EXIT_CODES`, no other codes, each meaning the same text as in
     EXIT_CODES (backticks and line wrapping aside). Change both together."""
     rows = _readme_exit_codes()
-    assert sorted(rows) == sorted(errors.EXIT_CODES), f"README codes {sorted(rows)}"
+    assert sorted(rows) == sorted(errors.EXIT_CODES), f"docs/exit-codes.md codes {sorted(rows)}"
     for code, meaning in errors.EXIT_CODES.items():
         assert rows[code] == " ".join(meaning.split()), code
 
@@ -219,9 +220,17 @@ def test_shell_completion_is_offered(cli):
     assert "--show-completion" in text and "--install-completion" in text
 
 
-def test_completion_script_is_generated(run_cli):
-    result = run_cli("--show-completion", "bash", env={"SHELL": "/bin/bash"})
-    assert result.returncode == 0 and "_AVATARGEN_COMPLETE" in result.stdout
+def test_completion_script_is_generated(tmp_path):
+    """`--show-completion` names the shell it runs under (Typer asks shellingham, which walks the
+    parent processes): run it from a real bash, as a user does, so the test holds whatever
+    started pytest (a terminal, CI, or a detached process with no shell above it). The trailing
+    `exit` keeps bash from exec'ing the CLI in its own place."""
+    bash = shutil.which("bash")
+    assert bash, "bash is needed (CI runs .ci/run with it)"
+    command = f"{shlex.quote(sys.executable)} -m avatargen --show-completion; exit $?"
+    result = subprocess.run([bash, "-c", command], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "_AVATARGEN_COMPLETE" in result.stdout and "complete " in result.stdout  # bash's own syntax
 
 
 def test_version_as_json(run_cli):

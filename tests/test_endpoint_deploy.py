@@ -11,6 +11,7 @@ import pytest
 
 from endpoints_api_fake import TOKEN, EndpointsApiFake
 from fake_endpoint import FakeEndpoint
+from helpers.images import save_photo
 
 MODEL = "controlnet-openpose-sd15"
 KEY = "avatar-generator:controlnet-openpose-sd15"
@@ -158,11 +159,9 @@ def test_status_list_pause_resume_delete(served, run_cli, avatargen_home):
 
 
 def photos(folder, count: int):
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        Image.new("RGB", (64, 80), (i * 40 % 256, 90, 160)).save(folder / f"p{i}.png")
+        save_photo(folder / f"p{i}.png", (64, 80), (i * 40 % 256, 90, 160))
     return folder
 
 

@@ -1,4 +1,4 @@
-"""Every row of the README's exit-code table, reached through the real CLI in a subprocess.
+"""Every row of the exit-code table (docs/exit-codes.md), reached through the real CLI in a subprocess.
 
 The batch rule: nothing done and every failure alike gives that failure's code; otherwise 1.
 129, 130 and 143 (signals) are reached in test_hardening_batch.py; 70 must be unreachable.
@@ -166,7 +166,7 @@ def test_a_missing_extra_is_11(tmp_path, run_cli):
 
 def test_every_row_of_the_readme_table_is_reached():
     """The rows reached above, plus the signals, cover the whole table (70 is for bugs only)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "exit-codes.md").read_text()
     assert "| 74 |" in readme
     missing = set(errors.EXIT_CODES) - REACHED - SIGNAL_CODES - {errors.INTERNAL}
     assert not missing, f"exit codes no test reached: {sorted(missing)}"

@@ -16,9 +16,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,8 @@ from avatargen.errors import ModelLoadError
 from avatargen.providers.base import GenerationRequest
 from avatargen.providers.local import LocalProvider
 from cli_helpers import run_main
+from helpers.images import save_photo
+from router_fakes import FakeHub
 from serve_fixtures import fresh_local_backend, pose_png  # noqa: F401 - fixtures
 
 WAYS = ("--tiny", "noise", "--model-dir DIR", "--endpoint URL")
@@ -60,11 +60,7 @@ def _request(model):
 
 
 def _photo(folder: Path) -> Path:
-    from PIL import Image
-
-    path = folder / "photo.png"
-    Image.new("RGB", (96, 128), (180, 120, 90)).save(path)
-    return path
+    return save_photo(folder / "photo.png", (96, 128), (180, 120, 90))
 
 
 def _closed_port() -> int:
@@ -124,22 +120,6 @@ def test_unreachable_hub_through_the_real_cli(tmp_path, run_cli):
     assert result.returncode == 6, result.stderr
 
 
-class _FakeHub(BaseHTTPRequestHandler):
-    """HEAD /{repo}/resolve/main/{file} answered as huggingface.co does for a gated repo (401 +
-    X-Error-Code: GatedRepo) and for a missing or private one (404 + RepoNotFound)."""
-
-    def do_HEAD(self):  # noqa: N802 - http.server's name
-        code = "GatedRepo" if self.path.startswith("/lllyasviel/") else "RepoNotFound"
-        self.send_response(401 if code == "GatedRepo" else 404)
-        self.send_header("X-Error-Code", code)
-        self.send_header("X-Error-Message", "Access to this model is restricted.")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 _PROBE_SCRIPT = """
 import json, sys
 from avatargen.catalog import load_catalog
@@ -157,12 +137,11 @@ print(json.dumps(answers))
 
 
 def test_gated_and_missing_repos_say_log_in(tmp_path, run_cli):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    # HEAD of a file: lllyasviel's repo answers as a gated one, any other as missing or private.
+    with FakeHub(gated=("/lllyasviel/",)) as hub:
         env = {
             "HF_HUB_OFFLINE": "0",
-            "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+            "HF_ENDPOINT": hub.url,
             "HF_HOME": str(tmp_path / "empty-hf-home"),
         }
         result = subprocess.run(
@@ -173,9 +152,6 @@ def test_gated_and_missing_repos_say_log_in(tmp_path, run_cli):
             env={**os.environ, **env},
             cwd=tmp_path,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 0, result.stderr
     gated, missing = json.loads(result.stdout)
     assert gated["code"] == missing["code"] == 6

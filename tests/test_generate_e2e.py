@@ -13,22 +13,22 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from avatargen.images import read_metadata
 from fake_endpoint import FakeEndpoint
+from helpers.images import save_photo
 
 
 def make_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(start, start + count):
-        path = folder / f"person{i:03d}.jpg"
-        Image.new("RGB", (96, 128), ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)).save(path, quality=90)
-        paths.append(path)
-    return paths
+    return [
+        save_photo(
+            folder / f"person{i:03d}.jpg",
+            (96, 128),
+            ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256),
+            quality=90,
+        )
+        for i in range(start, start + count)
+    ]
 
 
 def json_lines(text: str) -> list[dict]:
@@ -53,12 +53,6 @@ def start_generate(photos: Path, url: str, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
     )
-
-
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as fake:
-        yield fake
 
 
 def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, endpoint, avatargen_home):

@@ -23,12 +23,6 @@ from test_generate_e2e import credits, db_rows, json_lines, make_photos
 from unprivileged import run_unprivileged
 
 
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as fake:
-        yield fake
-
-
 def generate(run_cli, photos: Path, url: str, out: Path, *extra: str, **kwargs):
     return run_cli("generate", str(photos), "--endpoint", url, "-o", str(out), "--json", *extra, **kwargs)
 

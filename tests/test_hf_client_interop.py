@@ -18,13 +18,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from helpers.images import image_bytes
 from serve_fixtures import pose_png, start_tiny_server, tiny_home, tiny_models, wait_until_ready  # noqa: F401
 
 
 def _photo(color: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), color).save(buffer, format="JPEG")
-    return buffer.getvalue()
+    return image_bytes((64, 64), color, "JPEG")
 
 
 def _ours(url: str, **inputs) -> Image.Image:

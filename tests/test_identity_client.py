@@ -17,7 +17,6 @@ import pytest
 from avatargen import faces
 from avatargen.images import read_metadata
 from cli_helpers import run_main
-from fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,12 +26,6 @@ def identity_default(monkeypatch):
     """These tests see the real default (identity on, from the catalog) and a fresh crop cache."""
     monkeypatch.delenv("AVATARGEN_IDENTITY_SCALE", raising=False)
     monkeypatch.setattr(faces, "_shared", faces.FaceCache())
-
-
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as fake:
-        yield fake
 
 
 @pytest.fixture

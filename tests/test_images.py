@@ -4,7 +4,6 @@ atomically with their parameters as PNG text chunks."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import struct
 import zlib
@@ -26,12 +25,7 @@ from avatargen.images import (
     sniff_image,
     write_output,
 )
-
-
-def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
+from helpers.images import encoded
 
 
 def png_claiming(width: int, height: int) -> bytes:

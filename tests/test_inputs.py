@@ -6,16 +6,14 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from avatargen.errors import InputError
 from avatargen.inputs import collect_inputs
+from helpers.images import save_photo
 
 
 def photo(path: Path, fmt: str = "PNG") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (90, 30, 200)).save(path, format=fmt)
-    return path
+    return save_photo(path, (8, 8), (90, 30, 200), format=fmt)
 
 
 def names(paths: list[Path]) -> list[str]:

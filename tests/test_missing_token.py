@@ -13,6 +13,7 @@ import pytest
 
 from endpoints_api_fake import USER, EndpointsApiFake
 from fake_endpoint import FakeEndpoint
+from helpers.images import save_photo
 from loopback import LoopbackServer
 from router_fakes import FakeCDN, FakeRouter
 
@@ -23,10 +24,7 @@ ROUTER_LINE = (
 
 
 def photos(folder: Path) -> Path:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (96, 128), (40, 90, 160)).save(folder / "person0.jpg", quality=90)
+    save_photo(folder / "person0.jpg", (96, 128), (40, 90, 160), quality=90)
     return folder
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 
@@ -15,14 +14,13 @@ from avatargen.poses import sources
 from avatargen.poses.keypoints import COLORS
 from avatargen.poses.sources import PoseSource, resolve_pose
 from avatargen.poses.templates import get_template
+from helpers.images import png
 
 RED = (255, 0, 0)
 
 
 def png_bytes(size=(100, 50), color=RED) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
+    return png(size, color)
 
 
 def pose_json_bytes() -> bytes:

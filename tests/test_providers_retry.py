@@ -14,6 +14,7 @@ from avatargen.errors import AuthError, ModelUnavailable, NetworkError, Provider
 from avatargen.providers.endpoint import EndpointProvider
 from avatargen.providers.retry import RetryPolicy
 from avatargen.settings import Secret, TokenInfo
+from helpers.images import image_bytes
 from provider_fakes import HF_ENDPOINT, TOKEN, FakeClock, SpyGate, model, png, policy, request
 
 LOADING = {"error": "Model avatar is currently loading", "estimated_time": 20.0}
@@ -306,13 +307,11 @@ def test_bad_image_then_good_image(httpx_mock):
 
 
 def test_jpeg_answer_reports_its_type(httpx_mock):
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="JPEG")
-    add(httpx_mock, content=buffer.getvalue(), headers={"content-type": "application/octet-stream"})
+    add(
+        httpx_mock,
+        content=image_bytes((8, 8), "black", "JPEG"),
+        headers={"content-type": "application/octet-stream"},
+    )
     assert Run()().content_type == "image/jpeg"
 
 

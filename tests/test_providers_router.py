@@ -15,6 +15,7 @@ from avatargen.catalog import load_catalog
 from avatargen.errors import AuthError, ProviderError
 from avatargen.images import read_metadata
 from avatargen.settings import find_token
+from helpers.images import save_photo
 from router_fakes import FakeCDN, FakeHub, FakeRouter
 
 TOKEN = "hf_routertesttoken123"
@@ -23,15 +24,10 @@ KONTEXT = "avatar-generator:flux-kontext"
 
 
 def make_photos(folder: Path, count: int) -> list[Path]:
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"person{i}.jpg"
-        Image.new("RGB", (96, 128), (40 * i, 90, 160)).save(path, quality=90)
-        paths.append(path)
-    return paths
+    return [
+        save_photo(folder / f"person{i}.jpg", (96, 128), (40 * i, 90, 160), quality=90) for i in range(count)
+    ]
 
 
 def decode_data_url(url: str):

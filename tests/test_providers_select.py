@@ -14,6 +14,7 @@ from avatargen.providers import select
 from avatargen.providers.endpoint import EndpointProvider
 from avatargen.providers.inference import InferenceProvider
 from avatargen.providers.select import choose_backend, make_provider, resolve_endpoint, resolve_wait_timeout
+from helpers.images import save_photo
 from provider_fakes import model
 
 KEY = "avatar-generator:controlnet-openpose-sd15"
@@ -182,11 +183,7 @@ def test_no_source_file_names_the_retired_host():
 # ---------------------------------------------------------------- --endpoint through the real CLI
 @pytest.fixture
 def photo(tmp_path):
-    from PIL import Image
-
-    path = tmp_path / "me.jpg"
-    Image.new("RGB", (64, 80), (120, 90, 60)).save(path)
-    return path
+    return save_photo(tmp_path / "me.jpg", (64, 80), (120, 90, 60))
 
 
 def error_lines(err: str) -> list[str]:

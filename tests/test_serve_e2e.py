@@ -81,15 +81,16 @@ def test_cli_through_tiny_server_to_file(tmp_path, run_cli, tiny_server):
 
 
 def test_quickstart_runs_in_process_on_the_tiny_model(tmp_path, run_cli, tiny_home):
-    """The README's quickstart (`avatargen generate me.jpg --pose wave`) with no endpoint: the
-    serve extra is installed, so the model runs in-process; AVATARGEN_LOCAL_TINY swaps in the tiny
-    weights of the same architecture, since CI cannot download the real ones."""
+    """The README's quickstart (`avatargen generate me.jpg --pose wave,sitting`) with no endpoint:
+    the serve extra is installed, so the model runs in-process; AVATARGEN_LOCAL_TINY swaps in the
+    tiny weights of the same architecture, since CI cannot download the real ones. Two avatars, one
+    per pose, for 6 credits, as the README says."""
     photo = make_photos(tmp_path, 1)[0]
     result = run_cli(
         "generate",
         str(photo),
         "--pose",
-        "wave",
+        "wave,sitting",
         "--steps",
         "2",
         "--json",
@@ -98,10 +99,12 @@ def test_quickstart_runs_in_process_on_the_tiny_model(tmp_path, run_cli, tiny_ho
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    line = json.loads(result.stdout)
-    output = Path(line["output"])
-    if not output.is_absolute():
-        output = tmp_path / output
-    assert output.parent == tmp_path / "avatars" and output.is_file()
+    lines = [json.loads(text) for text in result.stdout.splitlines()]
+    assert sorted(line["pose"] for line in lines) == ["sitting", "wave"]
+    for line in lines:
+        output = Path(line["output"])
+        if not output.is_absolute():
+            output = tmp_path / output
+        assert output.parent == tmp_path / "avatars" and output.is_file()
     assert "cpu" in result.stderr.lower()  # says once where it runs, and that a CPU is slow
-    assert credits(run_cli)["balance"] == 97
+    assert credits(run_cli)["balance"] == 100 - 6

@@ -19,6 +19,7 @@ from avatargen.serve.pipelines import ControlNetService, batch_key, parse_reques
 from avatargen.serve.runner import PipelineRunner
 from avatargen.serve.server import ModelHost, create_app
 from avatargen.serve.tiny import TINY_VERSION
+from helpers.images import b64, encoded
 from serve_fixtures import pose_png, request_body, tiny_models  # noqa: F401 - fixtures
 
 # Batched kernels sum in another order than one image's: measured on the tiny sd15 and sdxl
@@ -77,9 +78,7 @@ def _pixels(png: bytes) -> np.ndarray:
 
 
 def _b64_png(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return b64(encoded(image))
 
 
 def _gate(runner: PipelineRunner) -> threading.Event:

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 
 import pytest
-from PIL import Image
 
 from avatargen.catalog import load_catalog
 from avatargen.serve.pipelines import (
@@ -21,6 +19,7 @@ from avatargen.serve.pipelines import (
     spec_for_folder,
 )
 from avatargen.serve.tiny import TINY_VERSION, ensure_tiny, write_tiny_tokenizer
+from helpers.images import b64, image_bytes, png
 from serve_fixtures import pose_png, request_body, tiny_models  # noqa: F401 - fixture
 from serve_hostile_bodies import b64, header_only_png
 
@@ -86,9 +85,7 @@ def test_data_uri_and_raw_bytes_are_accepted():
 
 
 def _jpeg_b64() -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), "red").save(buffer, format="JPEG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return b64(image_bytes((40, 30), "red", "JPEG"))
 
 
 def test_init_image_and_strength():
@@ -165,9 +162,7 @@ def test_bad_requests_are_refused_with_status_and_field(body, status, words):
 
 
 def _png_b64(width: int, height: int) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), "gray").save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return b64(png((width, height), "gray"))
 
 
 def test_image_sizes_are_checked_on_the_header_before_decoding():

@@ -15,20 +15,13 @@ from avatargen.serve import server as server_mod
 from avatargen.serve.pipelines import ControlNetService, ModelSpec, RequestError, spec_for_folder
 from avatargen.serve.server import ModelHost, create_app
 from avatargen.serve.tiny import TINY_VERSION
+from helpers.clock import FakeClock
 from serve_fixtures import pose_png, request_body, tiny_home, tiny_models  # noqa: F401 - fixtures
 from serve_hostile_bodies import b64, huge_png
 
 SPEC = ModelSpec(
     key="tiny-key", architecture="sd15", controlnet="c", base_model="b", width=64, height=64, steps=2
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class BlockingService:

@@ -21,6 +21,7 @@ from avatargen.pngchunks import PngError, check_png, with_text
 from avatargen.providers.retry import RetryPolicy, Target
 from cli_helpers import run_main
 from fake_endpoint import FakeEndpoint
+from helpers.images import encoded
 
 META = {
     "job_key": "k" * 64,
@@ -40,12 +41,6 @@ META = {
     "height": 48,
     "architecture": "sd15",
 }
-
-
-def encoded(img: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 def answer() -> bytes:
