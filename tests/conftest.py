@@ -30,6 +30,14 @@ _CLEARED = (
 )
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that builds or loads the tiny diffusers models (the `tiny_models` fixture, directly or
+    through tiny_home / tiny_server) is slow however it is written: the quick tier leaves it out."""
+    for item in items:
+        if "tiny_models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def avatargen_home(tmp_path_factory, monkeypatch) -> Path:
     """A fresh, empty user folder per test; the real home is never touched."""

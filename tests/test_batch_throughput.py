@@ -49,6 +49,7 @@ def test_enqueue_many_records_a_plan_and_adopts_earlier_jobs_like_enqueue(ledger
     assert ledger.job("done")["batch_id"] == ledger.job("new")["batch_id"] == "b2"
 
 
+@pytest.mark.slow
 def test_a_batch_commits_the_ledger_at_most_three_times_per_job(tmp_path, monkeypatch, capsys):
     """Plan (one commit for all), reserve + start, the request count, settle: 5 per job before."""
     from avatargen.ledger import store
@@ -73,6 +74,7 @@ def test_a_batch_commits_the_ledger_at_most_three_times_per_job(tmp_path, monkey
 
 
 # ------------------------------------------------------------------ concurrency
+@pytest.mark.slow
 def test_concurrency_bounds_requests_in_flight_not_the_work_around_them(tmp_path, monkeypatch, capsys):
     """With --concurrency 1, the next request goes out while the previous output is written."""
     import avatargen.images
@@ -172,6 +174,7 @@ def test_the_init_image_filter_suits_its_use(tmp_path, size, lossless, method):
 
 
 # ------------------------------------------------------------------ connections
+@pytest.mark.slow
 def test_past_twenty_requests_in_flight_each_connection_is_kept(tmp_path, monkeypatch, capsys):
     """--concurrency 24: 24 connections serve all 72 requests (httpx's default pool keeps 20
     alive, so the others were opened again for each request)."""
@@ -187,6 +190,7 @@ def test_past_twenty_requests_in_flight_each_connection_is_kept(tmp_path, monkey
     assert endpoint.posts == 72 and len(connections) <= 24, len(connections)
 
 
+@pytest.mark.slow
 def test_a_big_photo_is_decoded_only_as_large_as_the_batch_sends_it(tmp_path, monkeypatch, capsys):
     """No face crop, no pose from the photo: a 512x512 model's batch decodes at >= 512 a side
     (a 12 MP JPEG at 1/4 scale: 25 % less CPU than the catalog's 1024)."""

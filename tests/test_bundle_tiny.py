@@ -11,6 +11,7 @@ from cli_helpers import run_main
 from serve_fixtures import request_body, tiny_home, tiny_models  # noqa: F401 - fixtures
 
 
+@pytest.mark.slow
 def test_tiny_bundle_holds_a_portable_tiny_model(cli, tmp_path, tiny_home):
     out = tmp_path / "bundle"
     result = cli("endpoint", "bundle", "controlnet-openpose-sdxl", "-o", str(out), "--tiny", "--json")
@@ -44,6 +45,7 @@ def test_tiny_bundle_holds_a_portable_tiny_model(cli, tmp_path, tiny_home):
     assert image.size == (64, 64)
 
 
+@pytest.mark.slow
 def test_a_real_bundle_over_a_tiny_one_needs_force_and_removes_the_tiny_model(cli, tmp_path, tiny_home):
     from avatargen.errors import AvatargenError
 

@@ -155,6 +155,7 @@ def test_models_list_json_through_the_real_command(run_cli, cli):
     assert records == json.loads(cli("models", "list", "--all", "--json").stdout)
 
 
+@pytest.mark.slow
 def test_models_list_table_and_filters(cli):
     table = cli("models", "list").stdout
     for word in ("key", "credits", "typical", "free", "basic", "pro", "512x512", "~30-60s", "beta"):
@@ -471,6 +472,7 @@ def test_problems_in_user_files_name_that_file(avatargen_home, monkeypatch, caps
 
 
 # ---------------------------------------------------------------- packaging
+@pytest.mark.slow
 def test_the_wheel_carries_the_catalog(tmp_path):
     """After a plain (non-editable) install the catalog is found: models.toml is package data,
     byte for byte the repo's file, and the installed package loads it."""

@@ -73,6 +73,7 @@ def test_version_in_process(cli):
 
 
 # ---------------------------------------------------------------- error format and exit codes
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, code, words",
     [
@@ -103,6 +104,7 @@ def test_errors_are_one_line_with_their_exit_code(run_cli, args, code, words):
         assert word in result.stderr
 
 
+@pytest.mark.slow
 def test_json_errors_are_one_json_object_on_stderr(run_cli, avatargen_home):
     (avatargen_home / "config.toml").write_text("plan = \n", encoding="utf-8")
     result = run_cli("config", "get", "plan", "--json")
@@ -116,6 +118,7 @@ def test_json_errors_are_one_json_object_on_stderr(run_cli, avatargen_home):
     assert usage.returncode == 2 and error["type"] == "UsageError" and "--bogus" in error["message"]
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(run_cli, avatargen_home):
     (avatargen_home / "config.toml").write_text("plan = \n", encoding="utf-8")
     result = run_cli("config", "get", "plan", env={"AVATARGEN_DEBUG": "1"})
@@ -233,6 +236,7 @@ def test_completion_script_is_generated(tmp_path):
     assert "_AVATARGEN_COMPLETE" in result.stdout and "complete " in result.stdout  # bash's own syntax
 
 
+@pytest.mark.slow
 def test_version_as_json(run_cli):
     result = run_cli("--version", "--json")
     assert result.returncode == 0, result.stderr

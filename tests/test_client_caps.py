@@ -43,6 +43,7 @@ def provider_for(fake: FakeEndpoint) -> EndpointProvider:
     return EndpointProvider(model(), fake.url, policy=policy(FakeClock()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_body_over_the_cap_fails_and_the_client_stops_reading(chunked):
     with FakeEndpoint(huge_body=300 * MB, chunked=chunked) as fake:
@@ -59,6 +60,7 @@ def test_a_body_over_the_cap_fails_and_the_client_stops_reading(chunked):
     assert fake.bytes_sent < MAX_BODY_BYTES + SLACK, fake.bytes_sent
 
 
+@pytest.mark.slow
 def test_a_body_just_under_the_cap_is_read():
     from avatargen.providers.http_client import BodyTooLarge, send_capped
 
@@ -75,6 +77,7 @@ def test_a_body_just_under_the_cap_is_read():
                 send_capped(client, "POST", fake.url, json=payload, cap=2 * MB - 1)
 
 
+@pytest.mark.slow
 def test_a_png_with_a_huge_header_fails_before_it_is_decoded():
     answer = png_header_only(12000, 12000)
     assert len(answer) < 64 * 1024  # tiny on the wire, 144 megapixels decoded
@@ -91,6 +94,7 @@ def test_a_png_with_a_huge_header_fails_before_it_is_decoded():
     assert fake.posts == 1
 
 
+@pytest.mark.slow
 def test_an_image_a_little_larger_than_asked_is_still_taken():
     from provider_fakes import png
 
@@ -138,6 +142,7 @@ class _GzipAnswer(LoopbackServer):
         self.listen(Handler)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, fits", [(2 * MB, True), (8 * MB, False)])
 def test_a_compressed_answer_is_capped_by_its_decoded_size(size, fits):
     """A few KB on the wire (its declared length) can inflate to far more: the cap counts what

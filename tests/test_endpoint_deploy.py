@@ -27,6 +27,7 @@ def config(home) -> dict:
     return tomllib.loads((home / "config.toml").read_text())
 
 
+@pytest.mark.slow
 def test_deploy_from_nothing_creates_repo_uploads_waits_and_stores_the_url(served, run_cli, avatargen_home):
     api, endpoint = served
     result = run_cli("endpoint", "deploy", MODEL, env=api.env())
@@ -62,6 +63,7 @@ def test_deploy_from_nothing_creates_repo_uploads_waits_and_stores_the_url(serve
     assert endpoint.requests and endpoint.requests[-1]["path"] == "/health"  # the proof it answers
 
 
+@pytest.mark.slow
 def test_deploy_again_updates_the_same_endpoint(served, run_cli):
     api, _ = served
     assert run_cli("endpoint", "deploy", MODEL, env=api.env()).returncode == 0
@@ -74,6 +76,7 @@ def test_deploy_again_updates_the_same_endpoint(served, run_cli):
     assert data["created"] is False and data["state"] == "running"
 
 
+@pytest.mark.slow
 def test_a_failed_endpoint_shows_its_message_and_exits_6(run_cli, avatargen_home):
     with EndpointsApiFake(fail_message="CUDA out of memory on nvidia-t4") as api:
         result = run_cli("endpoint", "deploy", MODEL, env=api.env())
@@ -82,6 +85,7 @@ def test_a_failed_endpoint_shows_its_message_and_exits_6(run_cli, avatargen_home
     assert not (avatargen_home / "config.toml").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_sends_nothing_and_lists_every_call(run_cli):
     with EndpointsApiFake() as api:
         result = run_cli(
@@ -118,6 +122,7 @@ def test_missing_hub_extra_names_the_install_command(monkeypatch, capsys):
     assert "pip install 'avatargen[hub]'" in err
 
 
+@pytest.mark.slow
 def test_status_list_pause_resume_delete(served, run_cli, avatargen_home):
     api, endpoint = served
     env = api.env()
@@ -165,6 +170,7 @@ def photos(folder, count: int):
     return folder
 
 
+@pytest.mark.slow
 def test_a_batch_ending_with_scale_to_zero(served, run_cli, tmp_path):
     api, endpoint = served
     env = api.env()
@@ -182,6 +188,7 @@ def test_a_batch_ending_with_scale_to_zero(served, run_cli, tmp_path):
     assert "scaledToZero (--endpoint-after scale-to-zero)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_paused_endpoint_is_named_and_resumed_on_request(served, run_cli, tmp_path):
     api, endpoint = served
     env = api.env()
@@ -207,6 +214,7 @@ def peak_in_flight(endpoint: FakeEndpoint, until: float | None = None) -> int:
     return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
 
 
+@pytest.mark.slow
 def test_concurrency_follows_a_replica_count_that_goes_from_1_to_3(monkeypatch, capsys, run_cli, tmp_path):
     import threading
     import time
@@ -239,6 +247,7 @@ def test_concurrency_follows_a_replica_count_that_goes_from_1_to_3(monkeypatch, 
         assert 2 < peak_in_flight(endpoint) <= 6  # three replicas: up to six
 
 
+@pytest.mark.slow
 def test_two_urls_share_a_batch_and_a_failing_one_is_set_aside(run_cli, tmp_path, avatargen_home):
     from avatargen.deploy.batch_hooks import SLOTS_PER_REPLICA
     from avatargen.providers.pool import SET_ASIDE_AFTER
@@ -272,6 +281,7 @@ def failed_batch(run_cli, endpoint: FakeEndpoint, tmp_path, count: int, env: dic
     endpoint.fail_prompts = ()
 
 
+@pytest.mark.slow
 def test_a_retry_ending_with_scale_to_zero(served, run_cli, tmp_path):
     api, endpoint = served
     env = api.env()
@@ -288,6 +298,7 @@ def test_a_retry_ending_with_scale_to_zero(served, run_cli, tmp_path):
     assert "scaledToZero (--endpoint-after scale-to-zero)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_retry_ends_the_way_its_batch_was_told_to(served, run_cli, tmp_path):
     """generate --endpoint-after scale-to-zero, then a plain `retry`: it scales to zero again."""
     api, endpoint = served
@@ -301,6 +312,7 @@ def test_a_retry_ends_the_way_its_batch_was_told_to(served, run_cli, tmp_path):
     assert "--endpoint-after scale-to-zero" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_retry_follows_the_replicas_when_its_batch_did(served, run_cli, tmp_path):
     api, endpoint = served
     env = api.env()
@@ -311,6 +323,7 @@ def test_a_retry_follows_the_replicas_when_its_batch_did(served, run_cli, tmp_pa
     assert "concurrency follows the replicas of" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_retry_spreads_over_the_configured_urls(run_cli, tmp_path):
     with FakeEndpoint(delay=0.05) as first, FakeEndpoint(delay=0.05) as second:
         assert run_cli("config", "set", f"endpoints.{KEY}", first.url).returncode == 0

@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fake_endpoint import FakeEndpoint
 from test_generate_e2e import make_photos
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.slow
 def test_batch_script_processes_a_folder_and_resumes(tmp_path):
     make_photos(tmp_path / "photos" / "team", 2)
     make_photos(tmp_path / "photos", 1, start=7)
@@ -45,6 +48,7 @@ def test_batch_script_processes_a_folder_and_resumes(tmp_path):
         assert fake.posts == 3
 
 
+@pytest.mark.slow
 def test_custom_pose_json_renders_and_generates(tmp_path, run_cli):
     from PIL import Image
 
@@ -74,6 +78,7 @@ def test_custom_pose_json_renders_and_generates(tmp_path, run_cli):
     assert line["pose"] == "salute-pose" and Path(line["output"]).is_file()
 
 
+@pytest.mark.slow
 def test_user_catalog_example_merges(tmp_path, run_cli):
     listed = run_cli("--catalog", str(EXAMPLES / "my-models.toml"), "models", "list", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -77,6 +77,7 @@ def expect(result, code: int) -> None:
 FAST = {"AVATARGEN_RETRY_SCALE": "0.01"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("status", "code"),
     [(401, 7), (403, 7), (400, 9), (422, 9), (402, 9), (404, 6), (500, 9)],
@@ -97,6 +98,7 @@ def test_one_photo_whose_only_job_failed_exits_with_that_failures_code(tmp_path,
     assert credits(run_cli)["balance"] == 100  # refunded
 
 
+@pytest.mark.slow
 def test_an_unreachable_endpoint_is_8(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 2)
     result = run_cli(
@@ -111,6 +113,7 @@ def test_an_unreachable_endpoint_is_8(tmp_path, run_cli):
     expect(result, errors.NETWORK)
 
 
+@pytest.mark.slow
 def test_mixed_outcomes_are_1_and_success_is_0(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 1)
     (tmp_path / "photos" / "notes.jpg").write_text("not an image")
@@ -127,6 +130,7 @@ def test_mixed_outcomes_are_1_and_success_is_0(tmp_path, run_cli):
     expect(mixed, errors.PARTIAL)
 
 
+@pytest.mark.slow
 def test_usage_config_credits_input_unavailable_limit_io(tmp_path, run_cli, avatargen_home):
     photos = tmp_path / "photos"
     make_photos(photos, 2)
@@ -147,6 +151,7 @@ def test_usage_config_credits_input_unavailable_limit_io(tmp_path, run_cli, avat
     expect(run_cli("credits"), errors.CONFIG)
 
 
+@pytest.mark.slow
 def test_a_missing_extra_is_11(tmp_path, run_cli):
     # A stand-in `mediapipe` that fails to import, as on an install without the pose extra.
     blocker = tmp_path / "blocked"
@@ -172,6 +177,7 @@ def test_every_row_of_the_readme_table_is_reached():
     assert not missing, f"exit codes no test reached: {sorted(missing)}"
 
 
+@pytest.mark.slow
 def test_the_budget_hint_names_a_cheaper_model_only_when_there_is_one(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 2)
     base = ("generate", str(tmp_path / "photos"), "--endpoint", "http://127.0.0.1:9/", "--max-credits", "1")

@@ -103,6 +103,7 @@ def test_offline_without_weights_fails_once_with_the_ways_forward(hub_offline, m
     print(f"first failure {first_s:.2f}s")
 
 
+@pytest.mark.slow
 def test_unreachable_hub_through_the_real_cli(tmp_path, run_cli):
     """A closed port as the Hub, an empty HF_HOME: exit 6, one error line, no retry lines."""
     photo = _photo(tmp_path)
@@ -136,6 +137,7 @@ print(json.dumps(answers))
 """
 
 
+@pytest.mark.slow
 def test_gated_and_missing_repos_say_log_in(tmp_path, run_cli):
     # HEAD of a file: lllyasviel's repo answers as a gated one, any other as missing or private.
     with FakeHub(gated=("/lllyasviel/",)) as hub:
@@ -207,6 +209,7 @@ def test_serve_without_weights_fails_before_listening(hub_offline, monkeypatch, 
     assert "--endpoint" not in lines[0]  # `avatargen serve` is the endpoint
 
 
+@pytest.mark.slow
 def test_a_tiny_run_leaves_stderr_to_avatargen(tmp_path, run_cli):
     """transformers' torchvision notices, huggingface_hub's UserWarnings and the tqdm bars of
     building, saving and loading the pipeline stay off a non-terminal stderr."""

@@ -136,12 +136,14 @@ def test_pose_json_random_bytes(data):
     our_errors_only(pose_json, data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(json_values)
 def test_pose_json_random_json(value):
     our_errors_only(pose_json, json_bytes(value))
 
 
+@pytest.mark.slow
 @FUZZ_SLOW
 @given(pose_documents)
 def test_pose_json_pose_shaped_documents(doc):
@@ -151,12 +153,14 @@ def test_pose_json_pose_shaped_documents(doc):
 # ---------------------------------------------------------------- pose images and photos
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=400) | image_file_bytes())
 def test_pose_image_random_bytes(data):
     our_errors_only(pose_image, data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=400) | image_file_bytes())
 def test_photo_random_bytes(scratch, data):
@@ -189,6 +193,7 @@ def toml_bytes(value: dict) -> bytes:
     return tomli_w.dumps(value).encode()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=400) | toml_tables.map(toml_bytes))
 def test_config_random_input(scratch, data):
@@ -197,6 +202,7 @@ def test_config_random_input(scratch, data):
     our_errors_only(avatargen_settings.load_config, path)
 
 
+@pytest.mark.slow
 @FUZZ_SLOW
 @given(st.binary(max_size=400) | toml_tables.map(toml_bytes) | catalog_documents.map(toml_bytes))
 def test_catalog_random_input(scratch, data):
@@ -205,6 +211,7 @@ def test_catalog_random_input(scratch, data):
     our_errors_only(catalog.load_catalog, path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=400) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
 def test_dotenv_random_input(scratch, data):

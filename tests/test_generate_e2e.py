@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from avatargen.images import read_metadata
 from fake_endpoint import FakeEndpoint
 from helpers.images import save_photo
@@ -55,6 +57,7 @@ def start_generate(photos: Path, url: str, out: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, endpoint, avatargen_home):
     make_photos(tmp_path / "photos", 3)
     out = tmp_path / "out"
@@ -130,6 +133,7 @@ def test_folder_becomes_avatars_with_metadata_and_charges(tmp_path, run_cli, end
     assert credits(run_cli)["balance"] == 91
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_alone_and_refund(tmp_path, run_cli, endpoint):
     photos = make_photos(tmp_path / "photos", 2)
     corrupt = tmp_path / "photos" / "broken.jpg"
@@ -161,6 +165,7 @@ def test_bad_inputs_fail_alone_and_refund(tmp_path, run_cli, endpoint):
     assert {Path(r["input_path"]).name for r in json_lines(failed.stdout)} == {"broken.jpg", "notes.png"}
 
 
+@pytest.mark.slow
 def test_cold_start_is_waited_through_by_one_prober(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 4)
     with FakeEndpoint(loading_for=2.0, estimated_time=0.5) as fake:
@@ -187,6 +192,7 @@ def test_cold_start_is_waited_through_by_one_prober(tmp_path, run_cli):
         assert 1 <= len(loading_posts) <= 4 + 2.0 / 0.5
 
 
+@pytest.mark.slow
 def test_kill_9_mid_batch_then_resume_charges_once(tmp_path, run_cli, avatargen_home):
     make_photos(tmp_path / "photos", 6)
     out = tmp_path / "out"
@@ -216,6 +222,7 @@ def test_kill_9_mid_batch_then_resume_charges_once(tmp_path, run_cli, avatargen_
     assert len(settles) == 6 and all(count == 1 for _, count in settles)
 
 
+@pytest.mark.slow
 def test_two_clis_share_a_balance_for_exactly_k_images(tmp_path, run_cli, avatargen_home):
     k = 5
     assert run_cli("config", "set", "credits.starter", str(k * 3)).returncode == 0
@@ -239,6 +246,7 @@ def test_two_clis_share_a_balance_for_exactly_k_images(tmp_path, run_cli, avatar
     assert len(pngs) == k
 
 
+@pytest.mark.slow
 def test_quote_refusals_run_nothing(tmp_path, run_cli, endpoint):
     make_photos(tmp_path / "photos", 3)
     base = ["generate", str(tmp_path / "photos"), "--endpoint", endpoint.url, "-o", str(tmp_path / "out")]
@@ -262,6 +270,7 @@ def test_quote_refusals_run_nothing(tmp_path, run_cli, endpoint):
     assert credits(run_cli)["balance"] == 100
 
 
+@pytest.mark.slow
 def test_retry_redoes_failed_jobs(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 3)
     with FakeEndpoint(fail_prompts=("",)) as fake:  # every prompt fails at first
@@ -284,6 +293,7 @@ def test_retry_redoes_failed_jobs(tmp_path, run_cli):
     assert credits(run_cli)["balance"] == 91
 
 
+@pytest.mark.slow
 def test_daily_limit_stops_cleanly_and_resumes_next_day(tmp_path, run_cli, avatargen_home, endpoint):
     make_photos(tmp_path / "photos", 5)
     assert run_cli("config", "set", "limits.daily_requests", "2").returncode == 0
@@ -322,6 +332,7 @@ def test_daily_limit_stops_cleanly_and_resumes_next_day(tmp_path, run_cli, avata
     assert credits(run_cli)["balance"] == 100 - 15
 
 
+@pytest.mark.slow
 def test_fallback_taken_recorded_and_charged_at_its_cost(tmp_path, run_cli, avatargen_home):
     catalog = tmp_path / "fallbacks.toml"
     catalog.write_text(
@@ -394,6 +405,7 @@ def test_fallback_taken_recorded_and_charged_at_its_cost(tmp_path, run_cli, avat
         assert credits(run_cli)["balance"] == 90
 
 
+@pytest.mark.slow
 def test_interrupt_refunds_in_flight_and_prints_resume(tmp_path, run_cli):
     make_photos(tmp_path / "photos", 6)
     out = tmp_path / "out"
@@ -411,6 +423,7 @@ def test_interrupt_refunds_in_flight_and_prints_resume(tmp_path, run_cli):
     assert report["reserved"] == 0 and report["balance"] == 100 - 3 * done
 
 
+@pytest.mark.slow
 def test_completion_notice_posted_and_command_run(tmp_path, run_cli, endpoint):
     make_photos(tmp_path / "photos", 2)
     with FakeEndpoint() as receiver:

@@ -39,6 +39,7 @@ def one_error_line(stderr: str) -> str:
 
 
 # ------------------------------------------------------------------ 1. outputs stay inside -o
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["../../x-{seed}.png", "{stem}/../../x.png", "ABSOLUTE/x-{seed}.png"])
 def test_a_name_template_cannot_write_outside_the_output_folder(tmp_path, run_cli, endpoint, name):
     name = name.replace("ABSOLUTE", str(tmp_path))  # an absolute path outside -o
@@ -52,6 +53,7 @@ def test_a_name_template_cannot_write_outside_the_output_folder(tmp_path, run_cl
     assert not list(tmp_path.glob("**/x*.png"))
 
 
+@pytest.mark.slow
 def test_a_photo_named_dots_cannot_climb_out_through_its_stem(tmp_path, run_cli, endpoint):
     from PIL import Image
 
@@ -66,6 +68,7 @@ def test_a_photo_named_dots_cannot_climb_out_through_its_stem(tmp_path, run_cli,
     assert not (tmp_path / "deep" / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_a_link_inside_the_output_folder_cannot_lead_outside(tmp_path, run_cli, endpoint):
     make_photos(tmp_path / "photos", 1)
     out = tmp_path / "out"
@@ -77,6 +80,7 @@ def test_a_link_inside_the_output_folder_cannot_lead_outside(tmp_path, run_cli, 
 
 
 # ------------------------------------------------------------------ 2. never delete a user's file
+@pytest.mark.slow
 def test_the_stale_temp_sweep_removes_only_avatargen_temp_files(tmp_path, run_cli, endpoint):
     make_photos(tmp_path / "photos", 1)
     out = tmp_path / "out"
@@ -99,6 +103,7 @@ def test_the_stale_temp_sweep_removes_only_avatargen_temp_files(tmp_path, run_cl
 
 
 # ------------------------------------------------------------------ 3. outputs checked before generating
+@pytest.mark.slow
 def test_a_file_name_too_long_stops_before_any_request(tmp_path, run_cli, endpoint):
     make_photos(tmp_path / "photos", 2)
     result = generate(
@@ -110,6 +115,7 @@ def test_a_file_name_too_long_stops_before_any_request(tmp_path, run_cli, endpoi
     assert endpoint.posts == 0 and credits(run_cli)["balance"] == 100
 
 
+@pytest.mark.slow
 def test_an_output_folder_that_is_a_file_stops_before_any_request(tmp_path, run_cli, endpoint):
     make_photos(tmp_path / "photos", 1)
     (tmp_path / "taken").write_text("a file, not a folder")
@@ -118,6 +124,7 @@ def test_an_output_folder_that_is_a_file_stops_before_any_request(tmp_path, run_
     assert endpoint.posts == 0
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_stops_before_any_request(tmp_path, endpoint, avatargen_home):
     make_photos(tmp_path / "photos", 2)
     out = tmp_path / "out"
@@ -132,6 +139,7 @@ def test_a_read_only_output_folder_stops_before_any_request(tmp_path, endpoint, 
     assert endpoint.posts == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_batch_stops_it_with_the_cause_and_keeps_the_rest(
     tmp_path, monkeypatch, capsys, endpoint, avatargen_home
 ):
@@ -168,6 +176,7 @@ def test_a_full_disk_mid_batch_stops_it_with_the_cause_and_keeps_the_rest(
 
 
 # ------------------------------------------------------------------ 4. SIGTERM / SIGHUP like Ctrl-C
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
 )
@@ -202,6 +211,7 @@ def test_a_signal_refunds_requeues_marks_the_batch_and_the_printed_command_resum
 
 
 # ------------------------------------------------------------------ 5. a ledger that cannot be written
+@pytest.mark.slow
 def test_a_read_only_ledger_is_one_line_with_the_file(tmp_path, run_cli, avatargen_home):
     assert run_cli("credits").returncode == 0  # creates the ledger
     ledger = avatargen_home / "data" / "ledger.db"
@@ -259,6 +269,7 @@ def test_a_ledger_that_fills_up_mid_batch_stops_cleanly_and_the_next_run_reconci
 
 
 # ------------------------------------------------------------------ 6. concurrent runs of the same photos
+@pytest.mark.slow
 def test_six_runs_of_the_same_photos_share_them_and_never_ask_for_credits(tmp_path, run_cli, avatargen_home):
     make_photos(tmp_path / "photos", 5)
     assert run_cli("config", "set", "credits.starter", "15").returncode == 0  # exactly 5 images
@@ -280,6 +291,7 @@ def test_six_runs_of_the_same_photos_share_them_and_never_ask_for_credits(tmp_pa
 
 
 # ------------------------------------------------------------------ 8. hostile input: unreadable folder
+@pytest.mark.slow
 def test_a_folder_without_read_permission_is_an_input_error(tmp_path, avatargen_home):
     folder = tmp_path / "locked"
     folder.mkdir()
@@ -290,6 +302,7 @@ def test_a_folder_without_read_permission_is_an_input_error(tmp_path, avatargen_
     assert str(folder) in one_error_line(result.stderr) and "cannot be read" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_corrupt_photo_is_named_once_in_the_summary(tmp_path, run_cli, endpoint):
     from PIL import Image
 

@@ -38,6 +38,7 @@ def _ours(url: str, **inputs) -> Image.Image:
     return Image.open(io.BytesIO(response.content)).convert("RGB")
 
 
+@pytest.mark.slow
 def test_inference_client_text_to_image_and_image_to_image(tmp_path, tiny_home, monkeypatch):
     import huggingface_hub.constants
     from huggingface_hub import InferenceClient

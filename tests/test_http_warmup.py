@@ -7,6 +7,7 @@ import ssl
 import threading
 
 import httpx
+import pytest
 
 from avatargen.providers import http_client, warmup
 
@@ -50,6 +51,7 @@ def test_without_a_warm_up_or_when_it_failed_the_client_builds_its_own(monkeypat
     assert given["verify"] is True  # the warm-up failed: httpx's default, which says why if it fails too
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_early_never_crashes_under_the_warm_up(tmp_path):
     """Bad input stops `generate` while the warm-up may still be importing ssl: the interpreter
     must not be torn down under it (as a daemon thread it crashed ~1 run in 10 with SIGSEGV).

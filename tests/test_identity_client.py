@@ -93,6 +93,7 @@ def balance(monkeypatch, capsys) -> int:
 
 
 # ------------------------------------------------------------------ the face crop
+@pytest.mark.slow
 def test_the_crop_is_square_and_holds_the_face():
     photo = astronaut()
     (face,) = faces.detect_faces(photo)
@@ -109,6 +110,7 @@ def test_the_crop_is_square_and_holds_the_face():
     assert len(crop.png) < 150_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("big_on_the_left", [True, False])
 def test_the_largest_of_two_faces_is_taken(big_on_the_left):
     from PIL import Image
@@ -128,6 +130,7 @@ def test_the_largest_of_two_faces_is_taken(big_on_the_left):
     assert (centre < 512) if big_on_the_left else (centre > 288)
 
 
+@pytest.mark.slow
 def test_exif_orientation_is_applied_before_looking_for_the_face(tmp_path):
     from PIL import Image
 
@@ -155,6 +158,7 @@ def test_missing_pose_extra_names_the_install_and_the_way_out(monkeypatch, capsy
 
 
 # ------------------------------------------------------------------ no face, scale 0
+@pytest.mark.slow
 def test_no_face_fails_the_job_with_exit_5_naming_the_file(monkeypatch, capsys, tmp_path, endpoint):
     cat = no_face(tmp_path / "cat.jpg")
     code, lines, err = generate(monkeypatch, capsys, endpoint.url, tmp_path / "out", str(cat))
@@ -175,6 +179,7 @@ def test_a_ref_without_a_face_stops_before_anything_is_spent(monkeypatch, capsys
     assert f"no face found in {cat}" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_scale_0_skips_detection_and_sends_no_identity(monkeypatch, capsys, tmp_path, endpoint):
     def never(_photo):
         raise AssertionError("face detection ran with --identity-scale 0")
@@ -190,6 +195,7 @@ def test_scale_0_skips_detection_and_sends_no_identity(monkeypatch, capsys, tmp_
     assert "identity" not in read_metadata(lines[0]["output"])
 
 
+@pytest.mark.slow
 def test_a_model_without_an_adapter_refuses_a_scale_and_is_off_by_default(
     monkeypatch, capsys, tmp_path, endpoint
 ):
@@ -206,6 +212,7 @@ def test_a_model_without_an_adapter_refuses_a_scale_and_is_off_by_default(
 
 
 # ------------------------------------------------------------------ avatar sets
+@pytest.mark.slow
 def test_a_set_of_3_poses_for_4_photos(monkeypatch, capsys, tmp_path, endpoint, crops_made):
     photos = faces_of(4, tmp_path / "photos")
     out = tmp_path / "out"
@@ -263,6 +270,7 @@ def test_a_name_template_without_pose_gets_it_for_a_set(monkeypatch, capsys, tmp
 
 
 # ------------------------------------------------------------------ references
+@pytest.mark.slow
 def test_ref_adds_its_face_crop_to_every_job(monkeypatch, capsys, tmp_path, endpoint, crops_made):
     photos = faces_of(2, tmp_path / "photos")
     ref = save(astronaut().transpose(0), tmp_path / "refs" / "mirror.jpg")  # mirrored: another crop
@@ -285,6 +293,7 @@ def test_ref_adds_its_face_crop_to_every_job(monkeypatch, capsys, tmp_path, endp
     assert quote["already_done"] == 0 and quote["exists"] == 1  # same file name, another job
 
 
+@pytest.mark.slow
 def test_person_folders(monkeypatch, capsys, tmp_path, endpoint):
     people = tmp_path / "people"
     alice = faces_of(3, people / "alice")
@@ -309,6 +318,7 @@ def test_person_folders(monkeypatch, capsys, tmp_path, endpoint):
 
 
 # ------------------------------------------------------------------ metadata and history
+@pytest.mark.slow
 def test_metadata_and_history_record_the_adapter_scale_and_reference_hashes(
     monkeypatch, capsys, tmp_path, endpoint
 ):
@@ -344,6 +354,7 @@ def test_metadata_and_history_record_the_adapter_scale_and_reference_hashes(
     assert "ip-adapter-plus-face_sd15.safetensors" in params and "0.8" in params
 
 
+@pytest.mark.slow
 def test_img2img_is_opt_in(monkeypatch, capsys, tmp_path, endpoint):
     photo = save(astronaut(), tmp_path / "me.jpg")
     generate(monkeypatch, capsys, endpoint.url, tmp_path / "a", str(photo))
@@ -354,6 +365,7 @@ def test_img2img_is_opt_in(monkeypatch, capsys, tmp_path, endpoint):
 
 
 # ------------------------------------------------------------------ the contact sheet
+@pytest.mark.slow
 def test_the_contact_sheet_puts_each_persons_set_in_one_row(monkeypatch, capsys, tmp_path, endpoint):
     from avatargen.sheet import GAP, grid_geometry
 

@@ -80,6 +80,7 @@ def _run(service: ControlNetService, **fields) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the pipeline
+@pytest.mark.slow
 def test_sd15_scale_zero_is_no_adapter_and_each_face_changes_the_image(tiny_models):
     face, other = _faces()
     adapter, plain = _services(SD15, tiny_models)
@@ -104,6 +105,7 @@ def test_sd15_scale_zero_is_no_adapter_and_each_face_changes_the_image(tiny_mode
     assert _run(adapter).tolist() == baseline.tolist()
 
 
+@pytest.mark.slow
 def test_sdxl_scale_zero_is_no_adapter_and_a_face_changes_the_image(tiny_models):
     face, _ = _faces()
     adapter, plain = _services(SDXL, tiny_models)
@@ -112,6 +114,7 @@ def test_sdxl_scale_zero_is_no_adapter_and_a_face_changes_the_image(tiny_models)
     assert np.abs(_run(adapter, ip_adapter_image=face) - baseline).mean() > 1
 
 
+@pytest.mark.slow
 def test_identity_works_with_img2img_too(tiny_models):
     face, _ = _faces()
     adapter, plain = _services(SD15, tiny_models)
@@ -153,6 +156,7 @@ BAD_IDENTITY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem", list(BAD_IDENTITY))
 def test_bad_identity_fields_are_refused_with_the_field_named(problem):
     fields, status, words = BAD_IDENTITY[problem]
@@ -206,6 +210,7 @@ def test_identity_fields_in_every_accepted_shape():
 
 
 # ---------------------------------------------------------------- through the real server
+@pytest.mark.slow
 def test_identity_through_the_real_serve_tiny(tmp_path, tiny_home):
     face, other = _faces()
     server = start_tiny_server(tmp_path, "--model", "controlnet-openpose-sd15", min_load_s=0)
@@ -242,6 +247,7 @@ def test_identity_through_the_real_serve_tiny(tmp_path, tiny_home):
 
 
 # ---------------------------------------------------------------- through the endpoint handler
+@pytest.mark.slow
 def test_identity_through_the_handler_of_a_tiny_bundle(cli, tmp_path, tiny_home):
     from avatargen.serve.handler import EndpointHandler
 
@@ -264,6 +270,7 @@ def test_identity_through_the_handler_of_a_tiny_bundle(cli, tmp_path, tiny_home)
         handler(request_body(ip_adapter_scale=9))
 
 
+@pytest.mark.slow
 def test_a_saved_pipeline_folder_with_an_adapter_is_found_without_a_spec(tiny_models):
     from avatargen.serve.handler import EndpointHandler
     from avatargen.serve.pipelines import spec_for_folder
@@ -286,6 +293,7 @@ def test_a_saved_pipeline_folder_with_an_adapter_is_found_without_a_spec(tiny_mo
 
 
 # ---------------------------------------------------------------- model folders (--model-dir)
+@pytest.mark.slow
 def test_a_model_dir_holds_its_adapter_in_ip_adapter(tiny_models, tmp_path):
     import shutil
 

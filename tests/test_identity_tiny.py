@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from serve_fixtures import fresh_local_backend, start_tiny_server, tiny_home, tiny_models  # noqa: F401
 
 # identity_default: autouse, the real identity default and a fresh crop cache here too.
@@ -31,6 +33,7 @@ def run(run_cli, photo: Path, out: Path, *args: str) -> dict:
     return line
 
 
+@pytest.mark.slow
 def test_identity_reaches_the_local_pipeline_and_ref_changes_it(tmp_path, run_cli, tiny_home):
     photo = save(astronaut(), tmp_path / "me.jpg")
     ref = save(astronaut().transpose(0).rotate(8), tmp_path / "ref.jpg")
@@ -44,6 +47,7 @@ def test_identity_reaches_the_local_pipeline_and_ref_changes_it(tmp_path, run_cl
     assert read_metadata(with_ref["output"])["identity"]["scale"] == 0.6
 
 
+@pytest.mark.slow
 def test_identity_reaches_serve_tiny(tmp_path, run_cli, tiny_home):
     photo = save(astronaut(), tmp_path / "me.jpg")
     server = start_tiny_server(tmp_path)

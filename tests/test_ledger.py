@@ -273,6 +273,7 @@ def _run_workers(path: Path, count: int) -> list[int]:
     return [got for got, _, _ in reports]
 
 
+@pytest.mark.slow
 def test_processes_sharing_one_balance_never_overdraw(tmp_path):
     path = tmp_path / "shared.db"
     Ledger(path, starter_credits=30).close()
@@ -286,6 +287,7 @@ def test_processes_sharing_one_balance_never_overdraw(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'reserve'").fetchone()[0] == 10
 
 
+@pytest.mark.slow
 def test_processes_creating_the_ledger_at_once_grant_the_starter_once(tmp_path):
     path = tmp_path / "fresh.db"  # does not exist yet: every worker races to create it
     got = _run_workers(path, 4)
@@ -528,6 +530,7 @@ def test_credits_command_shows_spending_by_model(cli):
     assert "model-a" in cli("credits").stdout
 
 
+@pytest.mark.slow
 def test_credits_add_and_history(cli):
     added = cli("credits", "add", "25", "--note", "gift", "--json")
     assert added.exit_code == 0
@@ -549,6 +552,7 @@ def test_credits_add_and_history(cli):
     assert table.exit_code == 0 and "gift" in table.stdout and "starter balance" in table.stdout
 
 
+@pytest.mark.slow
 def test_history_commands(cli):
     with open_ledger() as ledger:
         ledger.enqueue(record("feedbeef01", "/out/good.png"), "b1")

@@ -100,6 +100,7 @@ def test_running_balance_equals_the_sum_through_every_kind_of_movement(tmp_path)
     assert summed_balance(path) == expected
 
 
+@pytest.mark.slow
 def test_a_ledger_from_before_m003_migrates_with_totals_from_its_history(tmp_path):
     path = tmp_path / "ledger.db"
     with sqlite3.connect(path, isolation_level=None) as db:
@@ -162,6 +163,7 @@ def ledger_path(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_credits_verify_says_ok_and_exits_3_on_a_mismatch(run_cli):
     with open_ledger() as ledger:
         ledger.reserve("k", "model-a", 3)
@@ -190,6 +192,7 @@ def test_credits_verify_says_ok_and_exits_3_on_a_mismatch(run_cli):
     assert json.loads(as_json.stderr)["error"]["exit_code"] == 3
 
 
+@pytest.mark.slow
 def test_a_missing_running_total_is_a_damaged_ledger_not_a_crash(run_cli):
     open_ledger().close()
     with sqlite3.connect(default_path()) as db:

@@ -51,6 +51,7 @@ def sd_parsers_read(path: Path):
     return info
 
 
+@pytest.mark.slow
 def test_sd_parsers_reads_every_field(avatar):
     from sd_parsers.data import Generators
 
@@ -67,6 +68,7 @@ def test_sd_parsers_reads_every_field(avatar):
     assert info.metadata["Pose"] == "wave" and info.metadata["ControlNet"] == "openpose"
 
 
+@pytest.mark.slow
 def test_sd_parsers_sees_no_denoising_strength_without_the_photo(run_cli, tmp_path):
     info = sd_parsers_read(generate(run_cli, tmp_path))
     assert info.samplers[0].name == SAMPLER and "Denoising strength" not in info.metadata
@@ -85,6 +87,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_sd_prompt_reader_reads_every_field(avatar):
     python = interop_python("AVATARGEN_SDREADER_PYTHON")
     # Its non-GUI reader: importing it loads tkinter modules but opens no window (runs headless).

@@ -54,6 +54,7 @@ def router(monkeypatch):
         yield fake
 
 
+@pytest.mark.slow
 def test_hf_providers_without_a_token_stops_before_a_batch(tmp_path, run_cli, router, avatargen_home):
     args = ["generate", str(photos(tmp_path / "in")), "-m", "qwen-image-edit-pose", "-o", str(tmp_path / "o")]
     result = run_cli(*args, "--yes")
@@ -83,6 +84,7 @@ class Sink(LoopbackServer):
         self.listen(Handler)
 
 
+@pytest.mark.slow
 def test_hf_inference_without_a_token_stops_before_a_batch(tmp_path, run_cli, avatargen_home):
     # The serverless router is a public host: a proxy on loopback stands between, so the code
     # before this fix (which sent the request) failed here without leaving the machine.
@@ -95,6 +97,7 @@ def test_hf_inference_without_a_token_stops_before_a_batch(tmp_path, run_cli, av
     assert_nothing_recorded(run_cli, avatargen_home)
 
 
+@pytest.mark.slow
 def test_an_authenticated_deployed_endpoint_without_a_token_stops_before_a_batch(
     tmp_path, run_cli, avatargen_home
 ):
@@ -114,6 +117,7 @@ def test_an_authenticated_deployed_endpoint_without_a_token_stops_before_a_batch
     assert_nothing_recorded(run_cli, avatargen_home)
 
 
+@pytest.mark.slow
 def test_a_public_deployed_endpoint_runs_without_a_token(tmp_path, run_cli, avatargen_home):
     with FakeEndpoint() as endpoint, EndpointsApiFake(endpoint_url=endpoint.url) as api:
         deployed = run_cli("endpoint", "deploy", "controlnet-openpose-sd15", "--security", "public",
@@ -128,6 +132,7 @@ def test_a_public_deployed_endpoint_runs_without_a_token(tmp_path, run_cli, avat
     assert endpoint.posts == 1
 
 
+@pytest.mark.slow
 def test_retry_without_a_token_stops_before_touching_the_batch(tmp_path, run_cli, router, avatargen_home):
     # A batch that ran with a token and failed; the token is gone when it is retried.
     made = run_cli("generate", str(photos(tmp_path / "in")), "-m", "qwen-image-edit-pose",

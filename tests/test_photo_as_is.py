@@ -71,6 +71,7 @@ def test_a_jpeg_the_walk_cannot_vouch_for_is_not_sent_as_is(damage):
     assert stripped_jpeg(damage(_jpeg(_picture()))) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_the_walk_never_raises(data):
@@ -143,6 +144,7 @@ def _generate_one(tmp_path, monkeypatch, capsys, name: str, data: bytes):
         return code, out, err, _init_images(endpoint)
 
 
+@pytest.mark.slow
 def test_a_batch_sends_the_photos_own_data_without_its_gps(tmp_path, monkeypatch, capsys):
     data = _jpeg(_picture())
     code, _out, err, sent = _generate_one(tmp_path, monkeypatch, capsys, "me.jpg", data)
@@ -152,6 +154,7 @@ def test_a_batch_sends_the_photos_own_data_without_its_gps(tmp_path, monkeypatch
     assert np.array_equal(_pixels(sent[0]), _pixels(data))
 
 
+@pytest.mark.slow
 def test_a_cut_short_photo_at_the_models_size_fails_its_job_unsent(tmp_path, monkeypatch, capsys):
     data = _jpeg(_picture())
     code, out, err, sent = _generate_one(tmp_path, monkeypatch, capsys, "cut.jpg", data[: len(data) * 2 // 3])

@@ -28,6 +28,7 @@ def test_list_table(cli):
     assert "hands-on-hips" in result.stdout and "upper-body" in result.stdout
 
 
+@pytest.mark.slow
 def test_show_wave_draws_a_skeleton(run_cli, tmp_path):
     out = tmp_path / "wave.png"
     result = run_cli("poses", "show", "wave", "-o", str(out))
@@ -79,6 +80,7 @@ def test_show_bad_size(cli, size, tmp_path):
         cli("poses", "show", "wave", "-o", str(tmp_path / "x.png"), "--size", size)
 
 
+@pytest.mark.slow
 def test_show_unknown_pose_exit_code(run_cli, tmp_path):
     result = run_cli("poses", "show", "wavy", "-o", str(tmp_path / "x.png"))
     assert result.returncode == 2
@@ -119,6 +121,7 @@ def astronaut(tmp_path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", ["json", "png"])
 def test_extract_refuses_to_replace_a_file(monkeypatch, capsys, tmp_path, astronaut, existing):
     out, png = tmp_path / "me.pose.json", tmp_path / "me.png"
@@ -136,6 +139,7 @@ def test_extract_refuses_to_replace_a_file(monkeypatch, capsys, tmp_path, astron
     assert json.loads(out.read_text())["people"] and png.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_extract_writes_the_default_name_only_once(monkeypatch, capsys, tmp_path, astronaut):
     monkeypatch.chdir(tmp_path)
     assert run_main(monkeypatch, capsys, "poses", "extract", str(astronaut))[0] == 0

@@ -49,6 +49,7 @@ def check_astronaut_body(body):
         assert elbow[1] > shoulder[1]
 
 
+@pytest.mark.slow
 def test_astronaut_pose(astronaut_png):
     pose = extract_pose(astronaut_png)
     assert (pose.canvas_width, pose.canvas_height) == (512, 512)
@@ -69,6 +70,7 @@ def test_no_person_in_flat_grey():
         extract_pose(Image.new("RGB", (320, 240), (128, 128, 128)), "grey.png")
 
 
+@pytest.mark.slow
 def test_unreadable_photo(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not a photo")
@@ -131,6 +133,7 @@ def test_cli_extract_astronaut(cli, astronaut_png, tmp_path):
         assert im.size == (512, 512)
 
 
+@pytest.mark.slow
 def test_cli_extract_no_person_exit_code(run_cli, coins_png, tmp_path):
     result = run_cli("poses", "extract", str(coins_png), "-o", str(tmp_path / "x.json"))
     assert result.returncode == 5
@@ -139,6 +142,7 @@ def test_cli_extract_no_person_exit_code(run_cli, coins_png, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_extract_stderr_has_no_mediapipe_noise(run_cli, astronaut_png, tmp_path):
     """MediaPipe's absl/glog (W0000 ...) and TF Lite INFO lines stay off stderr unless debugging."""
     result = run_cli("poses", "extract", str(astronaut_png), "-o", str(tmp_path / "a.json"))

@@ -64,6 +64,7 @@ def check_one_line_exit_5(code: int, out: str, err: str, name: str) -> None:
     assert out == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_pose_file_is_one_line_exit_5(monkeypatch, capsys, tmp_path, name):
     path = tmp_path / name
@@ -82,6 +83,7 @@ def test_hostile_pose_in_generate_dry_run(monkeypatch, capsys, tmp_path):
     check_one_line_exit_5(code, out, err, "deep.json")
 
 
+@pytest.mark.slow
 def test_huge_canvas_is_drawn_at_most_8192_px(monkeypatch, capsys, tmp_path):
     path = tmp_path / "wide.json"
     body = [10_000, 2_000, 1, 10_000, 8_000, 1] + [0, 0, 0] * 16
@@ -169,6 +171,7 @@ def trickle_headers(step_s: float, count: int):
     return route
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "make", "kind"),
     [
@@ -187,6 +190,7 @@ def test_hostile_pose_url_is_one_line_exit_5(monkeypatch, capsys, tmp_path, serv
     check_one_line_exit_5(code, out, err, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", [trickle_body(0.1, 40), trickle_headers(0.1, 40)], ids=["body", "headers"])
 def test_url_deadline_covers_the_whole_download(monkeypatch, capsys, tmp_path, server, route):
     # Each byte comes well within the per-read timeout; only a total deadline stops this.
@@ -203,6 +207,7 @@ def test_url_deadline_covers_the_whole_download(monkeypatch, capsys, tmp_path, s
     assert elapsed < 1.5, f"held for {elapsed:.1f} s with a 0.6 s deadline"
 
 
+@pytest.mark.slow
 def test_url_within_the_deadline_is_read(server, monkeypatch):
     monkeypatch.setattr(sources, "URL_TIMEOUT_S", 5.0)
     base, routes = server
@@ -212,6 +217,7 @@ def test_url_within_the_deadline_is_read(server, monkeypatch):
     assert sources.resolve_pose(f"{base}/ok.json").image(64, 64).getpixel((10, 10)) != (0, 0, 0)
 
 
+@pytest.mark.slow
 def test_url_error_from_the_download_thread_keeps_its_type(server):
     base, routes = server
     with pytest.raises(InputError, match="HTTP 404"):

@@ -111,6 +111,7 @@ def test_two_people_are_both_drawn(monkeypatch, capsys, tmp_path):
         assert (255, 0, 0) in colours(half)  # each person's nose
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sample", sorted(p.stem for p in DATA.glob("*.json")))
 def test_every_sample_works_as_generate_pose(monkeypatch, capsys, tmp_path, sample):
     photo = tmp_path / "me.png"

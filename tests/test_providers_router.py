@@ -61,6 +61,7 @@ def credits(run_cli) -> dict:
 
 
 # ------------------------------------------------------------------ end to end through the CLI
+@pytest.mark.slow
 def test_qwen_pose_batch_end_to_end(tmp_path, run_cli, fakes):
     router, cdn = fakes
     make_photos(tmp_path / "photos", 2)
@@ -99,6 +100,7 @@ def test_qwen_pose_batch_end_to_end(tmp_path, run_cli, fakes):
     assert TOKEN not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_reference_photos_go_along_as_further_images_to_a_model_that_takes_several(tmp_path, run_cli, fakes):
     router, _ = fakes
     photo, ref = make_photos(tmp_path / "photos", 2)
@@ -113,6 +115,7 @@ def test_reference_photos_go_along_as_further_images_to_a_model_that_takes_sever
     assert "image 3" in submit["json"]["prompt"].lower()
 
 
+@pytest.mark.slow
 def test_payment_required_stops_the_batch_and_keeps_the_rest_queued(tmp_path, run_cli, fakes):
     router, _ = fakes
     router.paid_submits = 1
@@ -130,6 +133,7 @@ def test_payment_required_stops_the_batch_and_keeps_the_rest_queued(tmp_path, ru
     assert sorted(row["status"] for row in history) == ["done", "queued", "queued", "queued"]
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_refunded_and_the_batch_goes_on(tmp_path, run_cli, fakes):
     router, _ = fakes
     router.failing_submits = (0,)
@@ -144,6 +148,7 @@ def test_a_failed_job_is_refunded_and_the_batch_goes_on(tmp_path, run_cli, fakes
     assert report["spent_today"] == 7 and report["reserved"] == 0
 
 
+@pytest.mark.slow
 def test_flux_kontext_on_replicate_sends_the_pose_in_words(tmp_path, run_cli, fakes):
     router, cdn = fakes
     make_photos(tmp_path / "photos", 1)
@@ -161,6 +166,7 @@ def test_flux_kontext_on_replicate_sends_the_pose_in_words(tmp_path, run_cli, fa
     assert all("authorization" not in r["headers"] for r in cdn.requests)
 
 
+@pytest.mark.slow
 def test_retry_goes_back_to_the_provider_the_batch_ran_on(tmp_path, run_cli, fakes):
     """--hf-provider replicate, stopped by a 402: `retry` sends the rest to replicate again, not
     to the catalog's provider (fal-ai)."""
@@ -178,6 +184,7 @@ def test_retry_goes_back_to_the_provider_the_batch_ran_on(tmp_path, run_cli, fak
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
 
 
+@pytest.mark.slow
 def test_a_token_alone_runs_the_provider_model_by_default(tmp_path, run_cli, fakes):
     make_photos(tmp_path / "photos", 1)
     env = {"AVATARGEN_NO_LOCAL": "1"}
@@ -193,6 +200,7 @@ def test_a_token_alone_runs_the_provider_model_by_default(tmp_path, run_cli, fak
     assert explicit.returncode == 6, explicit.stderr
 
 
+@pytest.mark.slow
 def test_without_a_token_the_exit_6_message_names_the_token_path_first(tmp_path, run_cli, monkeypatch):
     make_photos(tmp_path / "photos", 1)
     result = run_cli("generate", str(tmp_path / "photos"), env={"AVATARGEN_NO_LOCAL": "1"})
@@ -203,6 +211,7 @@ def test_without_a_token_the_exit_6_message_names_the_token_path_first(tmp_path,
 
 
 # ------------------------------------------------------------------ status: the live mapping
+@pytest.mark.slow
 def test_status_shows_the_live_mapping_and_the_token(run_cli, monkeypatch):
     mappings = {
         "Qwen/Qwen-Image-Edit-2511": {
@@ -237,6 +246,7 @@ def test_status_shows_the_live_mapping_and_the_token(run_cli, monkeypatch):
     assert all("authorization" not in r["headers"] for r in hub.requests)
 
 
+@pytest.mark.slow
 def test_models_list_shows_how_the_pose_travels(run_cli):
     result = run_cli("models", "list")
     rows = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()[1:]}
@@ -269,6 +279,7 @@ def _provider(key: str, **kw):
     return RouterProvider(load_catalog().by_key[key], token=find_token(), **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("key", "hf_provider"), [(QWEN, "fal-ai"), (KONTEXT, "fal-ai"), (KONTEXT, "replicate")]
 )
@@ -310,6 +321,7 @@ def test_each_provider_receives_what_huggingface_hubs_own_client_sends(fakes, mo
         assert len(ours["json"]["image_urls"]) == 2
 
 
+@pytest.mark.slow
 def test_unauthorized_names_the_inference_providers_permission(fakes):
     router, _ = fakes
     router.token = "hf_someoneelse"
@@ -319,6 +331,7 @@ def test_unauthorized_names_the_inference_providers_permission(fakes):
     assert TOKEN not in caught.value.one_line()
 
 
+@pytest.mark.slow
 def test_no_token_stops_before_sending(fakes, monkeypatch):
     router, _ = fakes
     monkeypatch.delenv("HF_TOKEN")
@@ -327,6 +340,7 @@ def test_no_token_stops_before_sending(fakes, monkeypatch):
     assert caught.value.stops_batch and not router.requests
 
 
+@pytest.mark.slow
 def test_a_result_image_that_cannot_be_downloaded_is_a_retryable_failure(fakes):
     from avatargen.batch import _never_succeeds
 

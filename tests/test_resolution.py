@@ -179,6 +179,7 @@ def test_disabled_model_without_a_reason_still_says_so():
         resolve_model(catalog, model="a:off")
 
 
+@pytest.mark.slow
 def test_disabled_refusal_exits_6_through_the_cli(run_cli):
     result = run_cli("generate", "photo.jpg", "--model", "sd35-controlnet-canny")
     assert result.returncode == 6, result.stderr

@@ -7,11 +7,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from avatargen.images import read_metadata
 from fake_endpoint import FakeEndpoint
 from test_generate_e2e import credits, db_rows, json_lines, make_photos
 
 
+@pytest.mark.slow
 def test_another_output_folder_gets_the_images_copied_at_no_charge(tmp_path, run_cli, avatargen_home):
     make_photos(tmp_path / "photos", 2)
     with FakeEndpoint() as fake:
@@ -53,6 +56,7 @@ def test_another_output_folder_gets_the_images_copied_at_no_charge(tmp_path, run
     assert credits(run_cli)["balance"] == 100 - 4 * 3
 
 
+@pytest.mark.slow
 def test_retry_skips_jobs_that_can_never_succeed_and_keeps_the_batch_id(tmp_path, run_cli, avatargen_home):
     photos = tmp_path / "photos"
     make_photos(photos, 2)
@@ -89,6 +93,7 @@ def test_retry_skips_jobs_that_can_never_succeed_and_keeps_the_batch_id(tmp_path
     assert credits(run_cli)["balance"] == 100 - 2 * 3
 
 
+@pytest.mark.slow
 def test_retry_remembers_the_endpoint_and_never_stores_a_token(tmp_path, run_cli, avatargen_home):
     make_photos(tmp_path / "photos", 1)
     secret = "hf_RetryMustNotStoreThis0123456789"

@@ -10,6 +10,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from fake_endpoint import FakeEndpoint
 from test_exit_codes import closed_port_url
 from test_generate_e2e import make_photos
@@ -57,6 +59,7 @@ def leaks(text: bytes | str, where: str) -> list[str]:
     return [f"{where}: {secret}" for secret in SECRETS if secret.encode() in data]
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_any_output_file_webhook_or_child(tmp_path, run_cli, avatargen_home):
     env = {"HF_TOKEN": HF_TOKEN, "AVATARGEN_ENDPOINT_TOKEN": ENDPOINT_TOKEN, "AVATARGEN_RETRY_SCALE": "0.01"}
     make_photos(tmp_path / "photos", 2)

@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from avatargen.images import read_metadata
 from serve_fixtures import request_body, tiny_home, tiny_models, tiny_server  # noqa: F401
 from test_generate_e2e import credits, json_lines, make_photos
 
 
+@pytest.mark.slow
 def test_cli_through_tiny_server_to_file(tmp_path, run_cli, tiny_server):
     make_photos(tmp_path / "photos", 2)
     catalog = tmp_path / "huge.toml"
@@ -80,6 +82,7 @@ def test_cli_through_tiny_server_to_file(tmp_path, run_cli, tiny_server):
     assert credits(run_cli)["balance"] == 100 - 6
 
 
+@pytest.mark.slow
 def test_quickstart_runs_in_process_on_the_tiny_model(tmp_path, run_cli, tiny_home):
     """The README's quickstart (`avatargen generate me.jpg --pose wave,sitting`) with no endpoint:
     the serve extra is installed, so the model runs in-process; AVATARGEN_LOCAL_TINY swaps in the

@@ -17,6 +17,7 @@ from avatargen.serve.tiny import TINY_VERSION
 from serve_fixtures import pose_png, request_body, tiny_models  # noqa: F401 - fixture
 
 
+@pytest.mark.slow
 def test_handler_in_process_on_a_tiny_model(tiny_models):
     handler = EndpointHandler(path=str(tiny_models / f"sd15-controlnet-v{TINY_VERSION}"))
     image = handler(request_body(width=64, height=96))
@@ -54,6 +55,7 @@ def test_standalone_source_imports_nothing_of_avatargen():
     }
 
 
+@pytest.mark.slow
 def test_bundle_command_writes_a_deployable_folder(cli, tmp_path):
     out = tmp_path / "bundle"
     result = cli("endpoint", "bundle", "controlnet-openpose-sdxl", "-o", str(out), "--json")
@@ -110,6 +112,7 @@ print(json.dumps({"size": image.size, "key": handler.spec.key, "error": error,
 """
 
 
+@pytest.mark.slow
 def test_bundled_handler_runs_standalone_on_the_tiny_model(cli, tmp_path, tiny_models):
     bundle = tmp_path / "bundle"
     assert cli("endpoint", "bundle", "controlnet-openpose-sd15", "-o", str(bundle)).exit_code == 0

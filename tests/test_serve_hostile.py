@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from serve_fixtures import pose_png, start_tiny_server, tiny_home, tiny_models, wait_until_ready  # noqa: F401
 from serve_hostile_bodies import attack, b64, hostile_bodies
 
 MARGIN_MB = 300  # decoding one 12000x12000 bomb alone takes 576 MB; eight took 5.3 GB before the fix
 
 
+@pytest.mark.slow
 def test_eight_hostile_requests_at_once_leave_memory_near_the_baseline(tmp_path, tiny_home):
     # --queue 8: every request is let in and parsed (none is turned away early with a 429).
     server = start_tiny_server(tmp_path, "--queue", "8", min_load_s=0)

@@ -38,6 +38,7 @@ def _request(model, width=64, height=64, seed=9, pose=True, **extra):
     )
 
 
+@pytest.mark.slow
 def test_tiny_local_generation_says_once_where_it_runs(tiny_home):
     said: list[str] = []
     events = []
@@ -87,6 +88,7 @@ def test_real_model_on_cpu_says_where_the_weights_come_from_and_how_slow_it_is(c
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_on_a_gpu_it_names_the_card_and_the_fp16_download(monkeypatch):
     import torch
 
@@ -111,6 +113,7 @@ def test_weights_from_a_folder_or_the_cache_are_said_so():
     )
 
 
+@pytest.mark.slow
 def test_sdxl_img2img_locally_from_a_model_dir(tiny_models):
     folder = tiny_models / f"sdxl-controlnet-v{TINY_VERSION}"
     provider = LocalProvider(_model("controlnet-openpose-sdxl"), model_dir=folder, say=lambda _: None)
@@ -144,6 +147,7 @@ def test_refusals_are_user_errors(tiny_home, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_a_download_that_fills_the_disk_says_so(monkeypatch):
     # The Hub answered (the pre-flight passed), then saving the weights ran out of disk.
     import errno

@@ -114,6 +114,7 @@ def _queued_then_run(host: ModelHost, params: list, cancel: tuple[int, ...] = ()
     return [None if isinstance(r, asyncio.CancelledError) else r for r in results]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("architecture", "extra"),
     [
@@ -139,6 +140,7 @@ def test_queued_compatible_requests_are_one_pipeline_call_each_with_its_own_seed
         assert np.abs(alone - together).max() <= ROUNDING
 
 
+@pytest.mark.slow
 def test_incompatible_requests_never_share_a_call(services, monkeypatch):
     service = services["sd15"]
     a = _params(service, 1)
@@ -280,6 +282,7 @@ def test_serve_passes_max_batch_and_defaults_to_batching(cli, monkeypatch):
     assert CliRunner().invoke(app, ["serve", "--tiny", "--max-batch", "0"]).exit_code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["sd15", "sdxl"])
 def test_each_request_in_a_batch_keeps_its_own_face(services, monkeypatch, architecture):
     """diffusers' ip_adapter_image would give every image of a call the first request's face."""

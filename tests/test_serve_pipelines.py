@@ -279,6 +279,7 @@ def test_spec_from_catalog_models():
         ModelSpec.from_catalog(catalog.lookup("sd35-controlnet-canny"))
 
 
+@pytest.mark.slow
 def test_spec_is_guessed_from_a_saved_pipeline(tiny_models):
     sd15 = spec_for_folder(tiny_models / f"sd15-controlnet-v{TINY_VERSION}")
     sdxl = spec_for_folder(tiny_models / f"sdxl-controlnet-v{TINY_VERSION}")
@@ -286,6 +287,7 @@ def test_spec_is_guessed_from_a_saved_pipeline(tiny_models):
     assert (sdxl.architecture, sdxl.width, sdxl.tiny) == ("sdxl", 1024, True)
 
 
+@pytest.mark.slow
 def test_a_folder_without_a_pipeline_is_a_load_error(tmp_path):
     with pytest.raises(LoadError, match="model_index.json"):
         ControlNetService(SPEC, source=tmp_path).load()
@@ -324,6 +326,7 @@ def services(tiny_models):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["sd15", "sdxl"])
 def test_tiny_pipeline_generates_at_the_asked_size_and_reproduces_seeds(services, architecture):
     service = services[architecture]

@@ -200,6 +200,7 @@ _FIELDS = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.binary(max_size=200)
@@ -216,6 +217,7 @@ def test_any_body_is_params_or_a_request_error(body):
         assert exc.status in (400, 422) and str(exc)
 
 
+@pytest.mark.slow
 def test_hostile_images_and_prompts_are_refused_before_decoding():
     client, service = _hostile_client()
     bomb = b64(huge_png())  # 23 KB on the wire, 432 MB decoded
@@ -290,6 +292,7 @@ def test_generation_failure_is_500_and_the_server_goes_on():
     assert client.post("/", json=request_body()).status_code == 200
 
 
+@pytest.mark.slow
 def test_real_tiny_pipeline_behind_the_app(tiny_models):
     folder = tiny_models / f"sdxl-controlnet-v{TINY_VERSION}"
     spec = spec_for_folder(folder)
@@ -322,6 +325,7 @@ def _refusal(cli, *args):
     return caught.value
 
 
+@pytest.mark.slow
 def test_serve_refuses_bad_combinations_before_listening(cli, tmp_path):
     assert _refusal(cli, "--tiny", "--model-dir", str(tmp_path), "--port", "0").exit_code == 2
     sd35 = _refusal(cli, "--model", "sd35-controlnet-canny", "--tiny", "--port", "0")

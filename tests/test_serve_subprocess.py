@@ -8,11 +8,13 @@ import json
 import signal
 
 import httpx
+import pytest
 from PIL import Image
 
 from serve_fixtures import request_body, tiny_home, tiny_models, tiny_server, wait_until_ready  # noqa: F401
 
 
+@pytest.mark.slow
 def test_served_over_http_503_while_loading_then_png(tiny_server):
     first = json.loads(tiny_server.first_line)
     assert first == {
@@ -48,6 +50,7 @@ def test_served_over_http_503_while_loading_then_png(tiny_server):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_weights_that_cannot_load_stop_the_server_with_exit_6(run_cli):
     # HF_HUB_OFFLINE=1 (conftest) and an empty HF_HOME: the Hub load fails without any network.
     done = run_cli("serve", "--model", "controlnet-openpose-sd15", "--port", "0", timeout=120)

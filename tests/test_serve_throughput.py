@@ -125,6 +125,7 @@ def test_serve_generates_on_one_thread_whatever_worker_reads_the_request():
     assert not service.record.overlapped
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fresh_local_backend")
 def test_local_backend_loads_and_generates_on_the_pipeline_thread(tiny_home, monkeypatch):
     from avatargen.serve.runner import pipeline_runner
@@ -154,6 +155,7 @@ def test_local_backend_loads_and_generates_on_the_pipeline_thread(tiny_home, mon
     assert not set(callers) & set(record.threads)
 
 
+@pytest.mark.slow
 def test_accepted_connections_have_tcp_nodelay():
     """Without it, Nagle + delayed ACK hold each keep-alive response ~40 ms."""
     host = ModelHost(SPEC, lambda: RecordingService(), runner=PipelineRunner())

@@ -82,6 +82,7 @@ def test_without_avatargen_home_the_platform_folders_are_used(tmp_path, monkeypa
 
 
 # ---------------------------------------------------------------- config commands
+@pytest.mark.slow
 def test_set_get_unset_round_trip(avatargen_home, cli):
     assert cli("config", "set", "plan", "basic").exit_code == 0
     assert cli("config", "set", "concurrency", "4").exit_code == 0
@@ -396,6 +397,7 @@ def test_a_token_file_source_is_named(tmp_path, monkeypatch, cli):
     _no_token_in(result.stdout, result.stderr)
 
 
+@pytest.mark.slow
 def test_the_real_command_never_prints_the_token(run_cli):
     for args in (("config", "show"), ("config", "show", "--json"), ("config", "get", "token")):
         result = run_cli(*args, env={"HUGGINGFACE_API_KEY": TOKEN})

@@ -59,6 +59,7 @@ def _cell_origin(index: int, geo: dict) -> tuple[int, int]:
     return GAP + col * (geo["cell_w"] + GAP), GAP + row * (geo["cell_h"] + GAP)
 
 
+@pytest.mark.slow
 def test_sheet_matches_the_grid_and_shows_every_image(run_cli, batch, tmp_path):
     out = tmp_path / "sheet.png"
     result = run_cli("sheet", str(batch), "-o", str(out), "--columns", "2", "--thumb", "64", "--json")
@@ -82,6 +83,7 @@ def test_sheet_matches_the_grid_and_shows_every_image(run_cli, batch, tmp_path):
     assert sheet.getpixel((x + 32, y + 32)) == (24, 24, 24)
 
 
+@pytest.mark.slow
 def test_plain_output_lists_the_pages_on_stdout(run_cli, batch, tmp_path):
     out = tmp_path / "sheet.jpg"
     result = run_cli("sheet", str(batch), "-o", str(out))
@@ -164,6 +166,7 @@ def test_odd_sizes_transparency_and_unreadable_files(tmp_path):
         assert sheet.getpixel((x + 32, y + 32)) == (40, 40, 40)  # fully transparent: cell colour
 
 
+@pytest.mark.slow
 def test_empty_folder_is_an_input_error_naming_it(run_cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

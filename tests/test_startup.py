@@ -45,6 +45,7 @@ def _imports_after(args: list[str], tmp_path) -> tuple[int, set[str], str]:
     return report["code"], set(report["modules"]), result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -88,6 +89,7 @@ def test_import_time_report_agrees(tmp_path):
     assert sorted(set(FORBIDDEN) & imported) == []
 
 
+@pytest.mark.slow
 def test_httpx_loads_without_its_command_line_client():
     """httpx's CLI module (click, rich.syntax, pygments) is never loaded for avatargen's requests,
     and httpx itself works as before."""
@@ -102,6 +104,7 @@ def test_httpx_loads_without_its_command_line_client():
     assert done.returncode == 1 and "run `httpx` itself" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_scripted_batch_never_loads_rich(tmp_path):
     """`generate --json` with stderr to a pipe (a script's run): its lines are plain text, so
     rich (~20-40 ms to import) is never loaded, and the summary line is still there."""

@@ -178,6 +178,7 @@ def test_local_backend_reports_the_device(cli, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_local_device_check_is_real():
     assert local_status.local_device() in ("cuda", "mps", "cpu", "unavailable")
 
@@ -211,6 +212,7 @@ def test_bad_provider_is_a_usage_error(cli):
         cli("status", MODEL, "--provider", "replicate")
 
 
+@pytest.mark.slow
 def test_status_subprocess_exit_code_and_no_network(run_cli, monkeypatch):
     # The real entry point: unreachable endpoint on a closed local port is a state, exit 0.
     result = run_cli("status", MODEL, "--endpoint", "http://127.0.0.1:9/", "--json")
@@ -241,6 +243,7 @@ def test_status_of_the_local_backend_never_asks_the_hub(cli, httpx_mock, monkeyp
     assert httpx_mock.get_requests() == [] and report["token"]["valid"] is None
 
 
+@pytest.mark.slow
 def test_credentials_in_the_endpoint_url_never_reach_the_status_output(cli, httpx_mock, monkeypatch):
     url = f"http://alice:{PASSWORD}@127.0.0.1:8000/run?token={QUERY_TOKEN}"
     httpx_mock.add_response(status_code=401, json={"error": f"bad token {QUERY_TOKEN}"}, is_reusable=True)
@@ -299,6 +302,7 @@ def fake_hub_cache(home, repo_id: str, filename: str) -> None:
     (repo / "snapshots" / commit / filename).write_text("{}")
 
 
+@pytest.mark.slow
 def test_local_in_a_full_install_says_whether_the_weights_are_cached(cli, monkeypatch, avatargen_home):
     monkeypatch.setattr(local_status, "local_device", lambda: "cpu")
     report = status_json(cli, "--provider", "local")

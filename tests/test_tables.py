@@ -121,6 +121,7 @@ def test_credits_history_in_a_pipe_keeps_the_note_whole(run_cli, ledger_with_his
     assert grant[5] == LONG_NOTE
 
 
+@pytest.mark.slow
 def test_credits_and_models_show_in_a_pipe_are_key_tab_value(run_cli, ledger_with_history):
     balance = run_cli("credits")
     assert balance.returncode == 0, balance.stderr
@@ -138,6 +139,7 @@ def test_credits_and_models_show_in_a_pipe_are_key_tab_value(run_cli, ledger_wit
     assert "…" not in shown.stdout
 
 
+@pytest.mark.slow
 def test_every_table_is_plain_in_a_pipe(run_cli):
     for args in (["models", "list"], ["poses", "list"], ["config", "keys"], ["config", "path"]):
         result = run_cli(*args)

@@ -208,6 +208,7 @@ def sent_photos(endpoint: FakeEndpoint) -> list[bytes]:
     ]
 
 
+@pytest.mark.slow
 def test_a_photo_is_decoded_once_for_num_3_and_sent_as_jpeg_at_the_models_size(tmp_path, monkeypatch, capsys):
     import avatargen.images
 

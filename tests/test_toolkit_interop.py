@@ -74,6 +74,7 @@ def _pixels(png: bytes):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["controlnet-openpose-sd15", "controlnet-openpose-sdxl"])
 def test_tiny_bundle_runs_under_the_toolkit_pins(model, run_cli, tmp_path, tiny_home):
     toolkit_python = interop_python("AVATARGEN_TOOLKIT_PYTHON")
