@@ -1,7 +1,7 @@
 """Every error a user can meet: one class each, one message, one fixed exit code.
 
 The CLI prints `error: <message> — <hint>` on one line of stderr and exits with the class's
-code; `AVATARGEN_DEBUG=1` adds the traceback. The README's exit-code table is checked
+code; `AVATARGEN_DEBUG=1` adds the traceback. The exit-code table in docs/exit-codes.md is checked
 against `EXIT_CODES` by a test.
 """
 

@@ -90,7 +90,7 @@ def choose_model(request: GenerateRequest, config: Config, catalog: Catalog, hoo
     hooks.say(
         f"no endpoint and no serve extra: running {switched.alias} on Hugging Face Inference Providers "
         f"({switched.hf_provider}), {switched.credit_cost} credits per image here, billed by the provider "
-        "to your Hugging Face account (README: 'No GPU, no endpoint: just a token')"
+        "to your Hugging Face account (docs/backends.md: 'No GPU, no endpoint: just a token')"
     )
     return switched
 

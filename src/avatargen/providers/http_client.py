@@ -1,6 +1,6 @@
 """What both HTTP backends share: the client, which host may see which token, and error text.
 
-Token rule (the README documents it):
+Token rule (docs/backends.md documents it):
 - the Hugging Face token goes only to Hugging Face hosts over https: huggingface.co,
   *.huggingface.co (the router) and *.huggingface.cloud (Inference Endpoints);
 - `AVATARGEN_ENDPOINT_TOKEN` (e.g. the `--token` of `avatargen serve`) goes only to the host
