@@ -429,6 +429,20 @@ class _NotAnImage(Exception):
     pass
 
 
+def checked_image(body: bytes, target: Target, content_type: str = "") -> tuple[bytes, str]:
+    """(image, its type) after the checks every downloaded image passes (whole, not far larger
+    than asked), for an image that arrives another way (a data: URL in a JSON answer); raises
+    the same error a download would meet."""
+    response = httpx.Response(
+        200, content=body, headers={"content-type": content_type} if content_type else {}
+    )
+    outcome = _check_image(response, target)
+    if outcome.kind != "ok":
+        assert outcome.error is not None
+        raise outcome.error
+    return outcome.image, outcome.content_type
+
+
 def _check_png(body: bytes, target: Target) -> _Outcome | list[tuple[bytes, int, int]]:
     """Far more pixels than asked for (an outcome), or the PNG's chunks, every one checked."""
     from avatargen.pngchunks import PngError, check_png, read_header

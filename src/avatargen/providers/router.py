@@ -33,7 +33,7 @@ from avatargen.providers.base import EventSink, GenerationRequest, GenerationRes
 from avatargen.providers.gate import ModelGate
 from avatargen.providers.http_client import send_capped
 from avatargen.providers.http_provider import PolicyClient
-from avatargen.providers.retry import RetryPolicy, Target
+from avatargen.providers.retry import RetryPolicy, Target, checked_image
 from avatargen.redact import remember_secret
 
 BACKEND = "hf-providers"
@@ -376,17 +376,20 @@ class RouterProvider(PolicyClient):
     def _download(self, image_url: str, request: GenerationRequest) -> tuple[bytes, str, int]:
         """The image from the provider's CDN, never with a token. A download that fails is a
         retryable failure of this job (`avatargen retry` redoes it), whatever the CDN answered."""
-        if image_url.startswith("data:"):
-            header, _, payload = image_url.partition(",")
-            try:
-                return base64.b64decode(payload), header[5:].split(";")[0] or "image/png", 0
-            except ValueError:
-                raise ProviderError(f"{self.hf_provider} answered a broken data URL for the image") from None
-        host = urlsplit(image_url).hostname or "?"
+        host = "a data: URL" if image_url.startswith("data:") else urlsplit(image_url).hostname or "?"
         target = dataclasses.replace(
-            self._target(image_url, f"image from {host}", expects="image"),
+            self._target(image_url[:64], f"image from {host}", expects="image"),
             expected_size=(request.width, request.height),
         )
+        if image_url.startswith("data:"):
+            # The checks every downloaded image passes, before anything is written or charged.
+            header, _, payload = image_url.partition(",")
+            try:
+                body = base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise ProviderError(f"{self.hf_provider} answered a broken data URL for the image") from None
+            image, content_type = checked_image(body, target, header[5:].split(";")[0])
+            return image, content_type, 0
 
         def send() -> httpx.Response:
             return send_capped(self.client, "GET", image_url, headers={"Accept": "image/*"})
