@@ -44,7 +44,24 @@ def send_capped(
     client: httpx.Client, method: str, url: str, *, cap: int = MAX_BODY_BYTES, **kwargs
 ) -> httpx.Response:
     """Send, then read the answer's (decoded) body as a stream, at most `cap` bytes: past it, raise
-    BodyTooLarge without reading on. The response returned holds the whole body, like a plain send."""
+    BodyTooLarge without reading on. The response returned holds the whole body, like a plain send.
+
+    The whole exchange (connect, headers, body) ends within the client's connect + read timeout,
+    or a number `timeout` given for this request (or an earlier deadline the caller set, e.g. the job's wait_timeout), however slowly the server
+    sends: past it, httpx.ReadTimeout (see deadline.py)."""
+    from avatargen.providers.deadline import deadline_in
+
+    asked = kwargs.get("timeout")
+    if isinstance(asked, int | float):
+        whole = float(asked)  # a probe's one number: the whole exchange's budget
+    else:
+        timeout = asked if isinstance(asked, httpx.Timeout) else client.timeout
+        whole = (timeout.connect or CONNECT_TIMEOUT) + (timeout.read or 60.0)
+    with deadline_in(whole):
+        return _send_capped(client, method, url, cap, kwargs)
+
+
+def _send_capped(client: httpx.Client, method: str, url: str, cap: int, kwargs: dict) -> httpx.Response:
     request = client.build_request(method, url, **kwargs)
     response = client.send(request, stream=True)
     chunks: list[bytes] = []
@@ -86,15 +103,16 @@ def new_client(read_timeout: float = 60.0) -> httpx.Client:
     # connection per request in flight. httpx's default keeps 20 alive and opens at most 100:
     # past 20 workers, connections were closed after each answer and opened again.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    from avatargen.providers import warmup
+    from avatargen.providers import deadline, warmup
 
-    return httpx.Client(
+    client = httpx.Client(
         timeout=timeout,
         limits=limits,
         follow_redirects=False,
         headers={"User-Agent": user_agent()},
         verify=warmup.ssl_context() or True,  # the same context httpx would build, built ahead
     )
+    return deadline.install(client)  # send_capped's whole-request deadline holds on it
 
 
 def user_agent() -> str:

@@ -32,6 +32,7 @@ import tenacity
 
 from avatargen.errors import AuthError, AvatargenError, ModelUnavailable, NetworkError, ProviderError
 from avatargen.providers.base import GenerationResult, WaitEvent
+from avatargen.providers.deadline import deadline_at
 from avatargen.providers.gate import GateTimeout, ModelGate
 from avatargen.providers.http_client import BodyTooLarge, estimated_time, scrub, server_message
 
@@ -198,7 +199,8 @@ class _Run:
             self.attempts += 1
             began = self.policy.clock()
             try:
-                response = self.send()
+                with deadline_at(self._wall_deadline()):  # no attempt outlives wait_timeout
+                    response = self.send()
             except NETWORK_ERRORS as exc:
                 outcome = _Outcome("transient", error=self._network_error(exc))
             except BodyTooLarge as exc:
@@ -221,6 +223,11 @@ class _Run:
         if not outcome.retry and gate is not None and outcome.kind != "ok":
             gate.release()
         return outcome
+
+    def _wall_deadline(self) -> float:
+        """The job's deadline on time.monotonic() (the policy's clock may be a test's); an attempt
+        started at the deadline still gets a second to answer."""
+        return time.monotonic() + max(1.0, self.deadline - self.policy.clock())
 
     def announce(self, event: WaitEvent | None) -> None:
         if event is not None and self.on_event is not None:
