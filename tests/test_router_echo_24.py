@@ -62,3 +62,46 @@ def test_a_token_echoed_by_the_router_is_stored_and_printed_redacted(
         assert TOKEN not in result.stdout + result.stderr
     for path in (avatargen_home / "data").glob("ledger.db*"):
         assert TOKEN.encode() not in path.read_bytes(), path.name
+
+
+class PrefixedRouter(FakeRouter):
+    """The router behind a path prefix (a proxy at http://host/prefix), answering a ticket whose
+    response_url walks out of it with dot segments."""
+
+    def __init__(self, cdn, response_url: str) -> None:
+        super().__init__(cdn, token=TOKEN)
+        self.response_url = response_url
+
+    def answer(self, record):
+        if record["method"] == "POST" and record["path"].startswith("/prefix/fal-ai/"):
+            if record["headers"].get("authorization") != f"Bearer {TOKEN}":
+                return _json(401, {"error": "no"})
+            return _json(
+                200, {"request_id": "req-1", "status": "IN_QUEUE", "response_url": self.response_url}
+            )
+        return _json(404, {"error": "Not Found"})
+
+
+@pytest.mark.parametrize(
+    "response_url",
+    [
+        "https://queue.fal.run/../../../evil/requests/req-1",
+        "https://queue.fal.run/%2e%2e/%2E%2E/evil/requests/req-1",
+    ],
+)
+def test_dot_segments_in_response_url_never_take_the_token_out_of_the_router_base(
+    tmp_path, run_cli, response_url
+):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    with FakeCDN() as cdn, PrefixedRouter(cdn, response_url) as router:
+        env = {"AVATARGEN_ROUTER_URL": router.url + "/prefix", "HF_ENDPOINT": router.url,
+               "AVATARGEN_RETRY_SCALE": "0.01", "HF_TOKEN_PATH": str(token_file)}  # fmt: skip
+        make_photos(tmp_path / "photos", 1)
+        result = run_cli("generate", str(tmp_path / "photos"), "--model", "qwen-image-edit-pose", "--pose",
+                         "wave", "-o", str(tmp_path / "out"), "--json", "--yes", env=env)  # fmt: skip
+    assert result.returncode == 9, result.stderr
+    assert len(router.submits()) == 1
+    outside = [r for r in router.requests if not r["path"].startswith("/prefix/")]
+    assert all("authorization" not in r["headers"] for r in outside), outside
+    assert not outside  # the job stops at the ticket: nothing is asked outside the base

@@ -22,7 +22,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -203,10 +203,18 @@ class RouterScope:
         return [self.token.reveal()] if self.token is not None else []
 
 
+def _has_dot_segments(path: str) -> bool:
+    """`.` or `..` segments, percent-encoded ones included (a server may decode them)."""
+    return any(segment in (".", "..") for segment in unquote(path).replace("\\", "/").split("/"))
+
+
 def _under(url: str, base: str) -> bool:
+    """Same origin, and the path inside the base's path once dot segments are resolved."""
     a, b = urlsplit(url), urlsplit(base)
     same_origin = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
-    return same_origin and (a.path + "/").startswith(b.path.rstrip("/") + "/")
+    if not same_origin or _has_dot_segments(a.path):
+        return False
+    return (a.path + "/").startswith(b.path.rstrip("/") + "/")
 
 
 # ------------------------------------------------------------ the backend
@@ -318,6 +326,11 @@ class RouterProvider(PolicyClient):
                 f"fal-ai via the router answered the submit without a request_id/response_url: {_short(ticket)}"
             )
         path = urlsplit(response_url).path
+        if _has_dot_segments(path):
+            # Joined onto the router base, `..` would walk out of it, and take the token along.
+            raise ProviderError(
+                f"fal-ai via the router answered a response_url with '.' or '..' in its path: {_short(response_url)}"
+            )
         result_url = f"{self.base}/fal-ai{path}?_subdomain=queue"
         status_url = f"{self.base}/fal-ai{path}/status?_subdomain=queue"
         status, calls = ticket.get("status"), 0
