@@ -72,6 +72,7 @@ def post_summary(
     try:
         # No auth, no cookies, no redirects: the summary goes to exactly this URL, with no credentials.
         from avatargen.providers import deadline
+        from avatargen.providers.http_client import without_userinfo
 
         # `timeout` bounds each attempt whole (deadline.py): a receiver that drips its answer
         # must not keep a finished batch from exiting with its code.
@@ -81,7 +82,7 @@ def post_summary(
                     sleep(min(2 ** (attempt - 2), 30))
                 try:
                     with deadline.deadline_in(timeout):
-                        response = client.post(url, content=body, headers=headers)
+                        response = client.post(without_userinfo(url), content=body, headers=headers)
                 except httpx.TimeoutException:
                     last = "timed out"
                     continue

@@ -97,13 +97,20 @@ class Job:
         )
 
     def record(self) -> dict[str, Any]:
+        """What the ledger keeps: a pose URL's credentials (`user:pass@`, `?token=`, presigned
+        signatures) masked, as endpoint URLs are; the job key, computed before, is unchanged."""
+        from avatargen.redact import redact_url
+
+        params = self.params.to_dict()
+        if isinstance(params.get("pose_spec"), str):
+            params["pose_spec"] = redact_url(params["pose_spec"])
         return {
             "job_key": self.job_key,
             "input_path": str(self.input_path),
             "input_hash": self.input_hash,
             "pose": self.pose,
             "model": self.model,
-            "params": self.params.to_dict(),
+            "params": params,
             "seed": self.seed,
             "output_path": str(self.output_path),
         }

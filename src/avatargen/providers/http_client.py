@@ -5,7 +5,8 @@ Token rule (the README documents it):
   *.huggingface.co (the router) and *.huggingface.cloud (Inference Endpoints);
 - `AVATARGEN_ENDPOINT_TOKEN` (e.g. the `--token` of `avatargen serve`) goes only to the host
   of the endpoint it was resolved with, whatever that host is;
-- redirects are never followed, so a token can never travel on to another host.
+- redirects are never followed, so a token can never travel on to another host;
+- credentials inside a URL (`user:pass@`) are never sent, as Basic auth or otherwise.
 """
 
 from __future__ import annotations
@@ -61,8 +62,16 @@ def send_capped(
         return _send_capped(client, method, url, cap, kwargs)
 
 
+def without_userinfo(url: str | httpx.URL) -> httpx.URL:
+    """The URL without `user:pass@`. httpx would turn those into a Basic Authorization header; the
+    rule is that URL credentials are never sent (only the tokens of the token rule are), so a
+    `user:pass@` in --endpoint never replaces the endpoint token, nor reaches a webhook."""
+    parsed = httpx.URL(url)
+    return parsed.copy_with(userinfo=b"") if parsed.userinfo else parsed
+
+
 def _send_capped(client: httpx.Client, method: str, url: str, cap: int, kwargs: dict) -> httpx.Response:
-    request = client.build_request(method, url, **kwargs)
+    request = client.build_request(method, without_userinfo(url), **kwargs)
     response = client.send(request, stream=True)
     chunks: list[bytes] = []
     try:
