@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from endpoints_api_fake import EndpointsApiFake
 from fake_endpoint import FakeEndpoint
 from test_endpoint_deploy import MODEL, photos
@@ -138,3 +140,23 @@ def test_deleting_one_endpoint_keeps_the_others_record(run_cli, tmp_path, avatar
     records = json.loads((avatargen_home / "data" / "deployed-endpoints.json").read_text())
     assert [r["name"] for r in records["avatar-generator:controlnet-openpose-sd15"]] == ["first"]
     assert len(api.calls("POST", "/pause")) == 1
+
+
+@pytest.mark.parametrize("name", ["../../x", "x/y", "name?x=1", "", "UPPER", "-lead", "a" * 33, "x\ny"])
+def test_deploy_refuses_a_bad_name_before_anything_is_sent(run_cli, name):
+    with EndpointsApiFake() as api:
+        result = run_cli("endpoint", "deploy", MODEL, "--name", name, env=api.env())
+        assert result.returncode == 2, result.stderr
+        assert "--name" in result.stderr and "not a valid endpoint name" in result.stderr
+        assert api.requests == []
+
+
+@pytest.mark.parametrize("args", [("--namespace", "../evil"), ("--namespace", "a/b")])
+def test_deploy_and_status_refuse_a_bad_namespace_before_anything_is_sent(run_cli, args):
+    with EndpointsApiFake() as api:
+        for command in (("endpoint", "deploy", MODEL), ("endpoint", "status", "../../x")):
+            result = run_cli(*command, *args, env=api.env())
+            assert result.returncode == 2, result.stderr
+        result = run_cli("endpoint", "pause", "x/../../y", env=api.env())
+        assert result.returncode == 2, result.stderr
+        assert api.requests == []
