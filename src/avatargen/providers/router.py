@@ -333,7 +333,7 @@ class RouterProvider(PolicyClient):
             )
         result_url = f"{self.base}/fal-ai{path}?_subdomain=queue"
         status_url = f"{self.base}/fal-ai{path}/status?_subdomain=queue"
-        status, calls = ticket.get("status"), 0
+        status, calls = _status(ticket, "fal-ai"), 0
         while status != "COMPLETED":
             self._check_deadline(began, f"fal-ai job still {status or 'queued'}")
             if status == "IN_QUEUE" and on_event is not None:
@@ -345,7 +345,7 @@ class RouterProvider(PolicyClient):
             self.policy.sleep(POLL_INTERVAL_S * self.policy.scale)
             ticket, n = self._json("GET", status_url, self._target(status_url, "queue status"), gate=gate)
             calls += n
-            status = ticket.get("status")
+            status = _status(ticket, "fal-ai")
             if ticket.get("error") or status in _FAILED:
                 raise _job_failed("fal-ai", ticket)
         result, n = self._json("GET", result_url, self._target(result_url, "result"), gate=gate)
@@ -356,8 +356,11 @@ class RouterProvider(PolicyClient):
         """`Prefer: wait` answers with the output when done within the wait; otherwise the
         prediction is polled at {router}/replicate/v1/predictions/{id}."""
         calls = 0
-        while prediction.get("output") is None or prediction.get("status") in ("starting", "processing"):
-            if prediction.get("status") in _FAILED or prediction.get("error"):
+        while prediction.get("output") is None or _status(prediction, "replicate") in (
+            "starting",
+            "processing",
+        ):
+            if _status(prediction, "replicate") in _FAILED or prediction.get("error"):
                 raise _job_failed("replicate", prediction)
             pid = prediction.get("id")
             if not isinstance(pid, str) or not pid:
@@ -439,6 +442,23 @@ def _image_url(answer: dict, provider: str) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
         raise ProviderError(f"{provider} via the router answered without an image URL: {_short(answer)}")
     return url
+
+
+def _status(answer: Any, provider: str) -> str | None:
+    """The job's `status` field: a string, or None when absent; anything else is the provider's
+    mistake, said as one (a dict there once made `status in _FAILED` crash with exit 70)."""
+    if not isinstance(answer, dict):
+        raise ProviderError(
+            f"{provider} via the router answered {_short(answer)} where a JSON object was expected"
+        )
+    status = answer.get("status")
+    if status is not None and not isinstance(status, str):
+        error = ProviderError(
+            f"{provider} via the router answered a job status that is not a string: {_short(status)}"
+        )
+        error.status_code = 502  # type: ignore[attr-defined]  # the provider's fault: worth a retry
+        raise error
+    return status
 
 
 def _job_failed(provider: str, answer: dict) -> ProviderError:
