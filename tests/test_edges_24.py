@@ -104,3 +104,23 @@ def test_a_ledger_written_by_a_newer_avatargen_is_refused_with_exit_3(monkeypatc
     assert "written by a newer avatargen" in err
     with sqlite3.connect(ledger) as db:
         assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == before
+
+
+# ------------------------------------------------------------------ item 4
+def test_a_pose_with_every_point_off_its_canvas_is_refused_before_any_credit(tmp_path, run_cli):
+    from fake_endpoint import FakeEndpoint
+
+    points = [900, 900, 1, 950, 990, 1, -40, 20, 1] + [0, 0, 0] * 15
+    pose = tmp_path / "off.json"
+    pose.write_text(
+        json.dumps({"canvas_width": 512, "canvas_height": 512, "people": [{"pose_keypoints_2d": points}]})
+    )
+    make_photos(tmp_path / "photos", 1)
+    with FakeEndpoint() as endpoint:
+        result = run_cli("generate", str(tmp_path / "photos"), "--pose", str(pose), "--endpoint", endpoint.url,
+                         "-o", str(tmp_path / "out"))  # fmt: skip
+        report = json.loads(run_cli("credits", "--json").stdout)
+    assert result.returncode == 5, result.stderr
+    assert "outside its 512x512 canvas" in result.stderr
+    assert endpoint.posts == 0
+    assert report["spent_today"] == 0 and report["reserved"] == 0

@@ -158,6 +158,14 @@ def _from_json_bytes(data: bytes, source: str, name: str) -> KeypointSource:
     pose = parse_pose_text(data, source)
     if not pose.people or not pose.all_points():
         raise InputError(f"{source}: the pose has no keypoints", "export a pose with at least one person")
+    if pose.canvas_given and not any(
+        0 <= x <= pose.canvas_width and 0 <= y <= pose.canvas_height for x, y in pose.all_points()
+    ):
+        # Drawn, it would be an empty black image: as unusable as a pose with no point at all.
+        raise InputError(
+            f"{source}: every keypoint lies outside its {pose.canvas_width:g}x{pose.canvas_height:g} canvas",
+            "check the file's canvas_width/canvas_height against its coordinates (pixels, not 0-1)",
+        )
     if not pose.canvas_given:
         # No canvas named (CMU OpenPose output): frame the figure like a template.
         return KeypointSource(name, _description_for(pose), pose, fit="pose")
