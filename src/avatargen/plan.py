@@ -192,9 +192,10 @@ def check_name_length(path: Path, template: str) -> None:
     if size > NAME_MAX_BYTES:
         from avatargen.errors import OutputError
 
+        shown = template if len(template) <= 60 else template[:59] + "…"
         raise OutputError(
-            f"--name '{template}' makes the file name {path.name[:60]}… of {size} bytes, over the "
-            f"{NAME_MAX_BYTES} a file system allows",
+            f"{path.parent}: File name too long: --name '{shown}' makes a name of {size} bytes, "
+            f"over the {NAME_MAX_BYTES} a file system allows",
             "use a shorter --name template (or shorter photo file names)",
         )
 
