@@ -56,6 +56,12 @@ class AvatargenError(Exception):
     stops_batch = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # The one place every error is made: a server's own words (a router echoing the token
+        # back, a URL with credentials) are masked here, before anything prints or stores them.
+        from avatargen.redact import redact_text
+
+        message = redact_text(message)
+        hint = redact_text(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

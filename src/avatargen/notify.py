@@ -71,12 +71,18 @@ def post_summary(
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     try:
         # No auth, no cookies, no redirects: the summary goes to exactly this URL, with no credentials.
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        from avatargen.providers import deadline
+        from avatargen.providers.http_client import without_userinfo
+
+        # `timeout` bounds each attempt whole (deadline.py): a receiver that drips its answer
+        # must not keep a finished batch from exiting with its code.
+        with deadline.install(httpx.Client(timeout=timeout, follow_redirects=False)) as client:
             for attempt in range(1, max(1, attempts) + 1):
                 if attempt > 1:
                     sleep(min(2 ** (attempt - 2), 30))
                 try:
-                    response = client.post(url, content=body, headers=headers)
+                    with deadline.deadline_in(timeout):
+                        response = client.post(without_userinfo(url), content=body, headers=headers)
                 except httpx.TimeoutException:
                     last = "timed out"
                     continue

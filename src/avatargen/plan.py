@@ -97,13 +97,20 @@ class Job:
         )
 
     def record(self) -> dict[str, Any]:
+        """What the ledger keeps: a pose URL's credentials (`user:pass@`, `?token=`, presigned
+        signatures) masked, as endpoint URLs are; the job key, computed before, is unchanged."""
+        from avatargen.redact import redact_url
+
+        params = self.params.to_dict()
+        if isinstance(params.get("pose_spec"), str):
+            params["pose_spec"] = redact_url(params["pose_spec"])
         return {
             "job_key": self.job_key,
             "input_path": str(self.input_path),
             "input_hash": self.input_hash,
             "pose": self.pose,
             "model": self.model,
-            "params": self.params.to_dict(),
+            "params": params,
             "seed": self.seed,
             "output_path": str(self.output_path),
         }
@@ -117,6 +124,19 @@ def check_template(template: str) -> None:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise UsageError(f"bad output name template '{template}': {exc}") from None
+    bad = next((c for c in template if ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029"), None)
+    if bad is not None:
+        raise UsageError(
+            f"bad output name template {template!r}: it holds the control character {bad!r}",
+            "use printable characters only",
+        )
+    conversions = {conv for _, name, _, conv in string.Formatter().parse(template) if conv}
+    if conversions:
+        raise UsageError(
+            f"bad output name template '{template}': conversions like "
+            f"{', '.join('!' + c for c in sorted(conversions))} are not allowed",
+            "use plain fields, e.g. {stem}-{seed}.png (a format spec such as {seed:08d} is fine)",
+        )
     unknown = names - set(TEMPLATE_FIELDS)
     if unknown:
         raise UsageError(
@@ -160,6 +180,24 @@ def _safe(text: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
     safe = re.sub(r"\.{2,}", "_", safe)
     return "_" + safe[1:] if safe.startswith(".") else safe or "_"
+
+
+NAME_MAX_BYTES = 255  # a file name's limit on every common file system (ext4, APFS, NTFS in UTF-16 units)
+
+
+def check_name_length(path: Path, template: str) -> None:
+    """A file name over the file system's limit, refused while planning (exit 74, as writing it
+    would be), before the ledger or the disk is asked about it."""
+    size = len(os.fsencode(path.name))
+    if size > NAME_MAX_BYTES:
+        from avatargen.errors import OutputError
+
+        shown = template if len(template) <= 60 else template[:59] + "…"
+        raise OutputError(
+            f"{path.parent}: File name too long: --name '{shown}' makes a name of {size} bytes, "
+            f"over the {NAME_MAX_BYTES} a file system allows",
+            "use a shorter --name template (or shorter photo file names)",
+        )
 
 
 def check_inside(path: Path, folder: Path, template: str, root: str | None = None) -> None:
@@ -212,6 +250,7 @@ def plan_jobs(
             key = job_key(digest, pose_identity, model_key, job_params, job_seed)
             out = output_dir / name
             check_inside(out, output_dir, template, root)
+            check_name_length(out, template)
             job = Job(key, path, digest, pose_name, model_key, job_params, job_seed, out)
             job.reference_files = refs
             jobs.append(job)

@@ -15,7 +15,14 @@ import typer
 
 from avatargen import __version__, environment
 from avatargen.cli import context
-from avatargen.errors import AvatargenError, InternalError, StopSignal, UsageError, interrupted_by
+from avatargen.errors import (
+    INTERRUPTED,
+    AvatargenError,
+    InternalError,
+    StopSignal,
+    UsageError,
+    interrupted_by,
+)
 
 # Every command: name -> (module, attribute, kind). A run imports and builds only the command
 # it names (building all of them costs more start-up than Typer itself); --help, completion
@@ -146,6 +153,14 @@ def main() -> None:
             f"unexpected {type(exc).__name__}: {exc}",
             "this is a bug in avatargen; rerun with AVATARGEN_DEBUG=1 and report the traceback",
         )
+        _report(error, debug)
+        sys.exit(error.exit_code)
+    if code == INTERRUPTED:
+        # Typer turns a KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP as StopSignal) raised outside
+        # a batch into a silent 130: say it, with the signal's own code (143 for SIGTERM).
+        from avatargen.cli import signals
+
+        error = interrupted_by(signals.last_signal, "interrupted")
         _report(error, debug)
         sys.exit(error.exit_code)
     if isinstance(code, int) and not isinstance(code, bool) and code:

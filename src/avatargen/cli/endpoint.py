@@ -390,10 +390,8 @@ def delete(
         f"delete endpoint {where.name}", api.delete_inference_endpoint, where.name, namespace=where.namespace
     )
     forgot = None
-    if where.model_key:
-        record = records.get(where.model_key) or {}
-        forgot = _forget_url(where.model_key, record.get("url"))
-        records.forget(where.model_key)
+    for model_key, record in records.forget(where.name, where.namespace):
+        forgot = _forget_url(model_key, record.get("url")) or forgot
     if json_:
         from avatargen.output import emit_json
 

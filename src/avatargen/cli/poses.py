@@ -75,7 +75,7 @@ def show_pose(
     if size:
         width, height = parse_size(size)
     elif isinstance(source, KeypointSource) and source.fit == "canvas":
-        width, height = round(source.pose.canvas_width), round(source.pose.canvas_height)
+        width, height = _canvas_size(pose, source.pose.canvas_width, source.pose.canvas_height)
     else:
         width, height = (512, 768) if framing == "full-body" else (512, 512)
     out = output or Path(f"{source.name}.png")
@@ -89,6 +89,20 @@ def show_pose(
         "description": source.description,
     }
     _report(record, json_, f"wrote {out} ({width}x{height}, {source.name})")
+
+
+def _canvas_size(pose: str, width: float, height: float) -> tuple[int, int]:
+    """The pose file's own canvas, scaled to fit 8192 px; one too thin to draw (1x100000) is refused."""
+    scale = min(1.0, 8192 / max(width, height, 1))
+    drawn = round(width * scale), round(height * scale)
+    if min(drawn) < 16:
+        from avatargen.errors import InputError
+
+        raise InputError(
+            f"{pose}: its canvas is too thin to draw (a side under 16 px when the longer is at most 8192)",
+            "give the size to draw at: --size 512x768",
+        )
+    return drawn
 
 
 @app.command("extract")

@@ -7,8 +7,12 @@ import signal
 
 from avatargen.errors import StopSignal
 
+last_signal: int | None = None  # the stop signal received, for the exit code (Typer says only 130)
+
 
 def _stop(signum: int, _frame) -> None:
+    global last_signal
+    last_signal = signum
     # One stop is enough: a second TERM while credits are being refunded must not cut that short.
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):

@@ -85,6 +85,7 @@ class EndpointSession:
             return
         if endpoint.status == "paused":
             if not self.resume:
+                self.api = None  # refused before any change: nothing for finish() to undo
                 raise ModelUnavailable(
                     f"endpoint {self.where} is paused: requests would wait for nothing",
                     "add --resume-endpoint to start it (billing resumes), or: avatargen endpoint resume "
@@ -145,14 +146,15 @@ def session_for(
     the batch uses (its URL is the recorded one)."""
     from avatargen.deploy import records
 
-    record = records.get(model.key)
-    if record:
+    record = None
+    if records.all_for(model.key):
         from avatargen.providers.select import configured_urls, resolve_endpoint
 
         url, source = resolve_endpoint(model, endpoint_option)
         in_use = configured_urls(model) if source.startswith("config") else [url]
-        if record.get("url") and record["url"] not in in_use:
-            record = None  # the batch talks to another server
+        # The endpoint whose URL the batch uses (the first such): never another one deployed for
+        # the same model, nor one whose URL is unknown.
+        record = next((r for u in in_use if (r := records.for_url(model.key, u))), None)
     if record is None and after != "keep":
         say(
             f"--endpoint-after {after}: no endpoint deployed by avatargen serves {model.alias}; nothing to do"
@@ -162,9 +164,10 @@ def session_for(
 
 @contextlib.contextmanager
 def running(session: EndpointSession):
-    """start() before the batch, finish() after it, however it ends."""
-    session.start()
+    """start() before the batch, finish() after it, however it ends: a signal, a failed state or
+    the time limit while start() waits for a resumed endpoint included (it bills from the resume)."""
     try:
+        session.start()
         session.follow()
         yield session
     finally:

@@ -18,12 +18,14 @@ class Target:
 
 def target_for(what: str, catalog, namespace: str | None = None) -> Target:
     """A catalog model (key or alias: the endpoint deploy made for it) or an endpoint name."""
+    from avatargen.deploy.plan import check_name, check_namespace
     from avatargen.errors import AvatargenError
 
+    check_namespace(namespace)
     try:
         model = catalog.lookup(what)
     except AvatargenError:
-        return Target(what, namespace)
+        return Target(check_name(what, "endpoint"), namespace)
     record = records.get(model.key) or {}
     return Target(
         str(record.get("name") or endpoint_name(model.alias)),

@@ -24,6 +24,31 @@ DEFAULT_HARDWARE = {
 NAME_LIMIT = 32  # the API's limit for an endpoint name
 
 
+# The Inference Endpoints API's rule for a name (lowercase letters, digits and inner hyphens, at most
+# 32), and the Hub's for a user or organisation: checked before anything is sent, since a name is
+# put into the API's URL paths (`../x`, `x/y` or `x?y` would reach other routes).
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+
+
+def check_name(name: str, source: str = "--name") -> str:
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"{source} '{name}' is not a valid endpoint name",
+            f"use 1 to {NAME_LIMIT} lowercase letters, digits and hyphens, starting and ending with a letter or digit",
+        )
+    return name
+
+
+def check_namespace(namespace: str | None, source: str = "--namespace") -> str | None:
+    if namespace is not None and (not _NAMESPACE.fullmatch(namespace) or ".." in namespace):
+        raise UsageError(
+            f"{source} '{namespace}' is not a valid user or organisation name",
+            "use letters, digits, '-', '_' and '.', as on huggingface.co",
+        )
+    return namespace
+
+
 def endpoint_name(alias: str) -> str:
     """`avatargen-<alias>`, lowercase; a long alias is cut and given a short hash so two models
     never share a name."""
@@ -127,6 +152,9 @@ def make_plan(model: Any, options: DeployOptions, files: list[str]) -> DeployPla
             f"{' and '.join(ARCHITECTURES)} ControlNet pipelines only",
             "deploy an OpenPose model, e.g. controlnet-openpose-sd15",
         )
+    if options.name is not None:
+        check_name(options.name)  # an empty --name is a mistake, not "the default name"
+    check_namespace(options.namespace)
     if options.security not in SECURITY:
         hint = (
             "use authenticated (the old name 'protected' means the same)"
@@ -149,7 +177,7 @@ def make_plan(model: Any, options: DeployOptions, files: list[str]) -> DeployPla
         alias=model.alias,
         architecture=model.architecture,
         namespace=options.namespace,
-        name=options.name or endpoint_name(model.alias),
+        name=options.name if options.name is not None else endpoint_name(model.alias),
         repo=repo_name(model.alias),
         vendor=options.vendor or vendor,
         region=options.region or region,

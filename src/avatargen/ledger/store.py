@@ -142,6 +142,17 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+            unknown = sorted(done - {m.__name__ for m in MIGRATIONS})
+            if unknown:
+                # A newer avatargen changed this ledger in ways this one does not know: using it
+                # could miscount credits. Nothing is written (the transaction rolls back).
+                from avatargen import __version__
+
+                raise ConfigError(
+                    f"{self.path}: the credit ledger was written by a newer avatargen (migration "
+                    f"{unknown[-1]}; this is avatargen {__version__})",
+                    "upgrade avatargen (pip install -U avatargen), or point AVATARGEN_HOME at another folder",
+                )
             fresh = not done
             for migration in MIGRATIONS:
                 if migration.__name__ not in done:

@@ -158,6 +158,14 @@ def _from_json_bytes(data: bytes, source: str, name: str) -> KeypointSource:
     pose = parse_pose_text(data, source)
     if not pose.people or not pose.all_points():
         raise InputError(f"{source}: the pose has no keypoints", "export a pose with at least one person")
+    if pose.canvas_given and not any(
+        0 <= x <= pose.canvas_width and 0 <= y <= pose.canvas_height for x, y in pose.all_points()
+    ):
+        # Drawn, it would be an empty black image: as unusable as a pose with no point at all.
+        raise InputError(
+            f"{source}: every keypoint lies outside its {pose.canvas_width:g}x{pose.canvas_height:g} canvas",
+            "check the file's canvas_width/canvas_height against its coordinates (pixels, not 0-1)",
+        )
     if not pose.canvas_given:
         # No canvas named (CMU OpenPose output): frame the figure like a template.
         return KeypointSource(name, _description_for(pose), pose, fit="pose")
@@ -218,6 +226,13 @@ def _from_url(url: str) -> PoseSource:
     path = urlparse(url).path
     name = Path(path).stem or "url-pose"
     hint = "check the URL, or download the file and pass its path to --pose"
+    from avatargen.redact import MASK
+
+    if MASK in url:  # a retry: the ledger keeps a pose URL with its credentials masked
+        raise InputError(
+            f"pose {url} was stored with its credentials masked",
+            "run the generate command again with the whole --pose URL (it resumes the batch)",
+        )
     deadline = time.monotonic() + URL_TIMEOUT_S
     outcome: dict[str, Any] = {}
     finished = threading.Event()
@@ -250,10 +265,27 @@ def _download(url: str, deadline: float, hint: str) -> tuple[bytes, str]:
 
     too_slow = InputError(f"cannot fetch pose {url}: not downloaded within {URL_TIMEOUT_S:g} s", hint)
     too_big = InputError(f"pose {url} is larger than {URL_MAX_BYTES // 2**20} MB", hint)
+    from avatargen.providers.http_client import without_userinfo
+
+    try:
+        first = without_userinfo(url)  # URL credentials are never sent (the token rule)
+    except httpx.InvalidURL as exc:
+        raise InputError(f"pose {url} is not a valid URL ({exc})", hint) from None
+
+    def same_host(request: httpx.Request) -> None:
+        # A redirect is followed on the same origin only: a pose URL never takes us to another host.
+        if (request.url.scheme, request.url.host, request.url.port) != (first.scheme, first.host, first.port):
+            raise InputError(
+                f"pose {url} redirects to another host ({request.url.host}); refused",
+                "use the final URL itself with --pose, or download the file and pass its path",
+            )
+
     try:
         with (
-            httpx.Client(timeout=URL_TIMEOUT_S, follow_redirects=True) as client,
-            client.stream("GET", url) as response,
+            httpx.Client(
+                timeout=URL_TIMEOUT_S, follow_redirects=True, event_hooks={"request": [same_host]}
+            ) as client,
+            client.stream("GET", first) as response,
         ):
             if response.status_code >= 400:
                 raise InputError(f"cannot fetch pose {url}: HTTP {response.status_code}", hint)

@@ -5,7 +5,8 @@ Token rule (docs/backends.md documents it):
   *.huggingface.co (the router) and *.huggingface.cloud (Inference Endpoints);
 - `AVATARGEN_ENDPOINT_TOKEN` (e.g. the `--token` of `avatargen serve`) goes only to the host
   of the endpoint it was resolved with, whatever that host is;
-- redirects are never followed, so a token can never travel on to another host.
+- redirects are never followed, so a token can never travel on to another host;
+- credentials inside a URL (`user:pass@`) are never sent, as Basic auth or otherwise.
 """
 
 from __future__ import annotations
@@ -44,8 +45,33 @@ def send_capped(
     client: httpx.Client, method: str, url: str, *, cap: int = MAX_BODY_BYTES, **kwargs
 ) -> httpx.Response:
     """Send, then read the answer's (decoded) body as a stream, at most `cap` bytes: past it, raise
-    BodyTooLarge without reading on. The response returned holds the whole body, like a plain send."""
-    request = client.build_request(method, url, **kwargs)
+    BodyTooLarge without reading on. The response returned holds the whole body, like a plain send.
+
+    The whole exchange (connect, headers, body) ends within the client's connect + read timeout,
+    or a number `timeout` given for this request (or an earlier deadline the caller set, e.g. the job's wait_timeout), however slowly the server
+    sends: past it, httpx.ReadTimeout (see deadline.py)."""
+    from avatargen.providers.deadline import deadline_in
+
+    asked = kwargs.get("timeout")
+    if isinstance(asked, int | float):
+        whole = float(asked)  # a probe's one number: the whole exchange's budget
+    else:
+        timeout = asked if isinstance(asked, httpx.Timeout) else client.timeout
+        whole = (timeout.connect or CONNECT_TIMEOUT) + (timeout.read or 60.0)
+    with deadline_in(whole):
+        return _send_capped(client, method, url, cap, kwargs)
+
+
+def without_userinfo(url: str | httpx.URL) -> httpx.URL:
+    """The URL without `user:pass@`. httpx would turn those into a Basic Authorization header; the
+    rule is that URL credentials are never sent (only the tokens of the token rule are), so a
+    `user:pass@` in --endpoint never replaces the endpoint token, nor reaches a webhook."""
+    parsed = httpx.URL(url)
+    return parsed.copy_with(userinfo=b"") if parsed.userinfo else parsed
+
+
+def _send_capped(client: httpx.Client, method: str, url: str, cap: int, kwargs: dict) -> httpx.Response:
+    request = client.build_request(method, without_userinfo(url), **kwargs)
     response = client.send(request, stream=True)
     chunks: list[bytes] = []
     try:
@@ -86,15 +112,16 @@ def new_client(read_timeout: float = 60.0) -> httpx.Client:
     # connection per request in flight. httpx's default keeps 20 alive and opens at most 100:
     # past 20 workers, connections were closed after each answer and opened again.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    from avatargen.providers import warmup
+    from avatargen.providers import deadline, warmup
 
-    return httpx.Client(
+    client = httpx.Client(
         timeout=timeout,
         limits=limits,
         follow_redirects=False,
         headers={"User-Agent": user_agent()},
         verify=warmup.ssl_context() or True,  # the same context httpx would build, built ahead
     )
+    return deadline.install(client)  # send_capped's whole-request deadline holds on it
 
 
 def user_agent() -> str:

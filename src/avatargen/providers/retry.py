@@ -33,6 +33,7 @@ import tenacity
 from avatargen import environment
 from avatargen.errors import AuthError, AvatargenError, ModelUnavailable, NetworkError, ProviderError
 from avatargen.providers.base import GenerationResult, WaitEvent
+from avatargen.providers.deadline import deadline_at
 from avatargen.providers.gate import GateTimeout, ModelGate
 from avatargen.providers.http_client import BodyTooLarge, estimated_time, scrub, server_message
 
@@ -199,7 +200,8 @@ class _Run:
             self.attempts += 1
             began = self.policy.clock()
             try:
-                response = self.send()
+                with deadline_at(self._wall_deadline()):  # no attempt outlives wait_timeout
+                    response = self.send()
             except NETWORK_ERRORS as exc:
                 outcome = _Outcome("transient", error=self._network_error(exc))
             except BodyTooLarge as exc:
@@ -222,6 +224,11 @@ class _Run:
         if not outcome.retry and gate is not None and outcome.kind != "ok":
             gate.release()
         return outcome
+
+    def _wall_deadline(self) -> float:
+        """The job's deadline on time.monotonic() (the policy's clock may be a test's); an attempt
+        started at the deadline still gets a second to answer."""
+        return time.monotonic() + max(1.0, self.deadline - self.policy.clock())
 
     def announce(self, event: WaitEvent | None) -> None:
         if event is not None and self.on_event is not None:
@@ -428,6 +435,20 @@ def _check_image(response: httpx.Response, target: Target) -> _Outcome:
 
 class _NotAnImage(Exception):
     pass
+
+
+def checked_image(body: bytes, target: Target, content_type: str = "") -> tuple[bytes, str]:
+    """(image, its type) after the checks every downloaded image passes (whole, not far larger
+    than asked), for an image that arrives another way (a data: URL in a JSON answer); raises
+    the same error a download would meet."""
+    response = httpx.Response(
+        200, content=body, headers={"content-type": content_type} if content_type else {}
+    )
+    outcome = _check_image(response, target)
+    if outcome.kind != "ok":
+        assert outcome.error is not None
+        raise outcome.error
+    return outcome.image, outcome.content_type
 
 
 def _check_png(body: bytes, target: Target) -> _Outcome | list[tuple[bytes, int, int]]:

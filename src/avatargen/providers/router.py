@@ -22,7 +22,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -33,7 +33,7 @@ from avatargen.providers.base import EventSink, GenerationRequest, GenerationRes
 from avatargen.providers.gate import ModelGate
 from avatargen.providers.http_client import send_capped
 from avatargen.providers.http_provider import PolicyClient
-from avatargen.providers.retry import RetryPolicy, Target
+from avatargen.providers.retry import RetryPolicy, Target, checked_image
 from avatargen.redact import remember_secret
 
 BACKEND = "hf-providers"
@@ -203,10 +203,18 @@ class RouterScope:
         return [self.token.reveal()] if self.token is not None else []
 
 
+def _has_dot_segments(path: str) -> bool:
+    """`.` or `..` segments, percent-encoded ones included (a server may decode them)."""
+    return any(segment in (".", "..") for segment in unquote(path).replace("\\", "/").split("/"))
+
+
 def _under(url: str, base: str) -> bool:
+    """Same origin, and the path inside the base's path once dot segments are resolved."""
     a, b = urlsplit(url), urlsplit(base)
     same_origin = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
-    return same_origin and (a.path + "/").startswith(b.path.rstrip("/") + "/")
+    if not same_origin or _has_dot_segments(a.path):
+        return False
+    return (a.path + "/").startswith(b.path.rstrip("/") + "/")
 
 
 # ------------------------------------------------------------ the backend
@@ -318,9 +326,14 @@ class RouterProvider(PolicyClient):
                 f"fal-ai via the router answered the submit without a request_id/response_url: {_short(ticket)}"
             )
         path = urlsplit(response_url).path
+        if _has_dot_segments(path):
+            # Joined onto the router base, `..` would walk out of it, and take the token along.
+            raise ProviderError(
+                f"fal-ai via the router answered a response_url with '.' or '..' in its path: {_short(response_url)}"
+            )
         result_url = f"{self.base}/fal-ai{path}?_subdomain=queue"
         status_url = f"{self.base}/fal-ai{path}/status?_subdomain=queue"
-        status, calls = ticket.get("status"), 0
+        status, calls = _status(ticket, "fal-ai"), 0
         while status != "COMPLETED":
             self._check_deadline(began, f"fal-ai job still {status or 'queued'}")
             if status == "IN_QUEUE" and on_event is not None:
@@ -332,7 +345,7 @@ class RouterProvider(PolicyClient):
             self.policy.sleep(POLL_INTERVAL_S * self.policy.scale)
             ticket, n = self._json("GET", status_url, self._target(status_url, "queue status"), gate=gate)
             calls += n
-            status = ticket.get("status")
+            status = _status(ticket, "fal-ai")
             if ticket.get("error") or status in _FAILED:
                 raise _job_failed("fal-ai", ticket)
         result, n = self._json("GET", result_url, self._target(result_url, "result"), gate=gate)
@@ -343,8 +356,11 @@ class RouterProvider(PolicyClient):
         """`Prefer: wait` answers with the output when done within the wait; otherwise the
         prediction is polled at {router}/replicate/v1/predictions/{id}."""
         calls = 0
-        while prediction.get("output") is None or prediction.get("status") in ("starting", "processing"):
-            if prediction.get("status") in _FAILED or prediction.get("error"):
+        while prediction.get("output") is None or _status(prediction, "replicate") in (
+            "starting",
+            "processing",
+        ):
+            if _status(prediction, "replicate") in _FAILED or prediction.get("error"):
                 raise _job_failed("replicate", prediction)
             pid = prediction.get("id")
             if not isinstance(pid, str) or not pid:
@@ -376,17 +392,20 @@ class RouterProvider(PolicyClient):
     def _download(self, image_url: str, request: GenerationRequest) -> tuple[bytes, str, int]:
         """The image from the provider's CDN, never with a token. A download that fails is a
         retryable failure of this job (`avatargen retry` redoes it), whatever the CDN answered."""
-        if image_url.startswith("data:"):
-            header, _, payload = image_url.partition(",")
-            try:
-                return base64.b64decode(payload), header[5:].split(";")[0] or "image/png", 0
-            except ValueError:
-                raise ProviderError(f"{self.hf_provider} answered a broken data URL for the image") from None
-        host = urlsplit(image_url).hostname or "?"
+        host = "a data: URL" if image_url.startswith("data:") else urlsplit(image_url).hostname or "?"
         target = dataclasses.replace(
-            self._target(image_url, f"image from {host}", expects="image"),
+            self._target(image_url[:64], f"image from {host}", expects="image"),
             expected_size=(request.width, request.height),
         )
+        if image_url.startswith("data:"):
+            # The checks every downloaded image passes, before anything is written or charged.
+            header, _, payload = image_url.partition(",")
+            try:
+                body = base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise ProviderError(f"{self.hf_provider} answered a broken data URL for the image") from None
+            image, content_type = checked_image(body, target, header[5:].split(";")[0])
+            return image, content_type, 0
 
         def send() -> httpx.Response:
             return send_capped(self.client, "GET", image_url, headers={"Accept": "image/*"})
@@ -423,6 +442,23 @@ def _image_url(answer: dict, provider: str) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
         raise ProviderError(f"{provider} via the router answered without an image URL: {_short(answer)}")
     return url
+
+
+def _status(answer: Any, provider: str) -> str | None:
+    """The job's `status` field: a string, or None when absent; anything else is the provider's
+    mistake, said as one (a dict there once made `status in _FAILED` crash with exit 70)."""
+    if not isinstance(answer, dict):
+        raise ProviderError(
+            f"{provider} via the router answered {_short(answer)} where a JSON object was expected"
+        )
+    status = answer.get("status")
+    if status is not None and not isinstance(status, str):
+        error = ProviderError(
+            f"{provider} via the router answered a job status that is not a string: {_short(status)}"
+        )
+        error.status_code = 502  # type: ignore[attr-defined]  # the provider's fault: worth a retry
+        raise error
+    return status
 
 
 def _job_failed(provider: str, answer: dict) -> ProviderError:

@@ -242,9 +242,7 @@ def _authenticated_deployment(model: Model, url: str | None) -> str | None:
     from avatargen.deploy import records
     from avatargen.providers.credentials import NEEDS_TOKEN
 
-    record = records.get(model.key)
-    if not record or not url or record.get("security") not in NEEDS_TOKEN:
+    record = records.for_url(model.key, url)  # None: the batch talks to another server
+    if not record or record.get("security") not in NEEDS_TOKEN:
         return None
-    if str(record.get("url") or "").rstrip("/") != url.rstrip("/"):
-        return None  # the batch talks to another server
     return f"{record.get('namespace')}/{record.get('name')}"

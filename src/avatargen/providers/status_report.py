@@ -56,7 +56,10 @@ def build_status(
     choice = choose_backend(model, endpoint=endpoint, provider=provider)
     token_info = find_token(token)
     own = client is None
-    client = client or httpx.Client(timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    if client is None:
+        from avatargen.providers import deadline
+
+        client = deadline.install(httpx.Client(timeout=PROBE_TIMEOUT_S, follow_redirects=False))
     try:
         report: dict[str, Any] = {
             "model": model_facts(model),

@@ -426,6 +426,12 @@ def parse_request(data: Any, spec: ModelSpec) -> Params:
     if fields.get("init_image") is not None:
         if strength <= 0:
             raise RequestError("'strength' must be more than 0 with an init_image")
+        if int(steps * strength) < 1:  # img2img runs steps x strength steps: none is a pipeline error
+            raise RequestError(
+                f"'strength' {strength:g} with {steps} steps leaves no denoising step: "
+                f"use a strength of at least {1 / steps:.3g}, or more steps",
+                422,
+            )
         init_image = decode_image(fields["init_image"], photo_name, max_pixels)
         if init_image.size != (width, height):
             init_image = init_image.resize((width, height))

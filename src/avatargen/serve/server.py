@@ -5,8 +5,9 @@ request of pipelines.parse_request and answer image/png; `GET /` and `GET /healt
 While the pipeline loads in a background thread every route answers
 `503 {"error": "Model K is currently loading", "estimated_time": N}`, so the client's cold-start
 wait works unchanged. Generation runs on one dedicated thread (serve/runner.py: one OpenMP team,
-one pipeline call at a time), behind a bounded queue: a request takes its place on arrival, and when
-the queue is full the answer is 429 with Retry-After before the body is read. With max_batch > 1,
+one pipeline call at a time), behind a bounded queue: a request takes its place once its body is in
+(received within AVATARGEN_SERVE_BODY_TIMEOUT_S, else 408), and when the queue is full the answer
+is 429 with Retry-After before the body is read. With max_batch > 1,
 requests already queued with the same size, steps and settings (pipelines.batch_key) when the
 thread comes free share one pipeline call, each with its own prompt, pose and seed. Bodies are parsed
 strictly (serve/body.py) and checked by parse_request (image sizes from the header, before
@@ -47,6 +48,9 @@ from avatargen.serve.pipelines import (
 )
 from avatargen.serve.runner import DEFAULT_MAX_BATCH, PipelineRunner, pipeline_runner
 
+BODY_TIMEOUT_ENV = "AVATARGEN_SERVE_BODY_TIMEOUT_S"
+DEFAULT_BODY_TIMEOUT_S = 60.0  # 32 MiB at ~0.5 MB/s; a client slower than that is cut off (408)
+READERS_PER_SLOT = 4  # bodies received at once, per queue place
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
 MIN_LOAD_ENV = environment.SERVE_MIN_LOAD_S
 
@@ -182,9 +186,21 @@ def read_request(body: bytes, spec: ModelSpec, content_type: str | None = None) 
     return parse_request(parse_json_body(body), spec)
 
 
+def body_timeout_s() -> float:
+    """Seconds a client has to send its whole body (AVATARGEN_SERVE_BODY_TIMEOUT_S, default 60)."""
+    try:
+        value = float(os.environ.get(BODY_TIMEOUT_ENV, "") or DEFAULT_BODY_TIMEOUT_S)
+    except ValueError:
+        value = DEFAULT_BODY_TIMEOUT_S
+    return value if math.isfinite(value) and value > 0 else DEFAULT_BODY_TIMEOUT_S
+
+
 def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -> Starlette:
     """The ASGI app. `queue_size` counts requests accepted at once (the one running included)."""
     pending = 0  # touched only on the event loop thread
+    reading = 0  # bodies being received (a slow client holds one of these, never a queue place)
+    max_reading = max(READERS_PER_SLOT * queue_size, 8)
+    body_timeout = body_timeout_s()
 
     def loading_response() -> JSONResponse:
         wait = host.estimated_time()
@@ -220,26 +236,35 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         )
 
     async def predict(request: Request) -> Response:
-        nonlocal pending
+        nonlocal pending, reading
         if not authorized(request):
             return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-        # A place in the queue is taken on arrival, before the body is read: a full server refuses
-        # without reading or decoding anything, and at most queue_size bodies are in memory at once.
+        # A full server refuses before reading anything. The queue place is taken once the body is
+        # in (read within body_timeout): clients slow to send cannot hold the places of the others.
+        # Bodies in memory: at most max_reading being received plus queue_size queued.
+        if pending >= queue_size or reading >= max_reading:
+            return busy_response()
+        reading += 1
+        try:
+            body = await asyncio.wait_for(_read_body(request), body_timeout)
+        except TimeoutError:
+            return _error(408, f"the request body was not received within {body_timeout:g} s")
+        finally:
+            reading -= 1
+        if body is None:
+            return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
         if pending >= queue_size:
             return busy_response()
         pending += 1
         try:
-            return await _answer(request)
+            return await _answer(request, body)
         finally:
             pending -= 1
 
-    async def _answer(request: Request) -> Response:
-        body = await _read_body(request)
-        if body is None:
-            return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+    async def _answer(request: Request, body: bytes) -> Response:
         try:
             # Checked before the loading test: a bad request is refused at once, never waited on.
             params = await run_in_threadpool(
