@@ -156,6 +156,9 @@ def call_arguments(request: GenerationRequest, model: Model) -> tuple[str, dict[
 def _hub_request(provider: str, hf_model_id: str, provider_model_id: str, image: str, params: dict):
     """RequestParameters from huggingface_hub's helper for `provider`, with the catalog's mapping
     (no Hub lookup per call) and a placeholder key (the real token never enters its code)."""
+    from avatargen import hub_extra
+
+    hub_extra.require("the hf-providers backend (Inference Providers)")  # an old stray copy too
     try:
         from huggingface_hub.hf_api import InferenceProviderMapping
         from huggingface_hub.inference._providers import get_provider_helper
@@ -224,6 +227,9 @@ class RouterProvider(PolicyClient):
         client: httpx.Client | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
+        from avatargen import hub_extra
+
+        hub_extra.require("the hf-providers backend (Inference Providers)")  # before any job is planned
         self.model = model
         self.hf_provider, self.provider_model_id = resolve_hf_provider(model, hf_provider)
         self.base = settings.router_base_url()
