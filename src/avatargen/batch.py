@@ -95,6 +95,7 @@ class Summary:
     # 'error': the failure that stopped every job (cannot load the model, cannot write)
     stop_error: AvatargenError | None = None
     failure_codes: list[int] = field(default_factory=list)  # exit code of each failed job
+    never_succeed: int = 0  # of failed: jobs a retry would only repeat (the summary says no retry)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "stop_error"}
@@ -195,7 +196,7 @@ class BatchRunner:
             seconds = report.estimated_time or 10.0
             announce(f"model loading, ~{int(seconds)} s ({model.alias} at {report.url})")
             self.gate_for(model.key).mark_loading(seconds)
-        elif report.state in ("unreachable", "unauthorized"):
+        elif report.state in ("unreachable", "unauthorized", "foreign-handler"):
             announce(f"pre-flight: {model.alias} is {report.state}: {report.detail}")
 
     # ------------------------------------------------------------ running
@@ -463,10 +464,12 @@ class BatchRunner:
             message, code = exc.message, exc.exit_code
         else:
             message, code = f"internal error: {type(exc).__name__}: {exc}", 70
-        self.ledger.mark_failed(job.job_key, message, attempts, permanent=_never_succeeds(exc))
+        permanent = _never_succeeds(exc)
+        self.ledger.mark_failed(job.job_key, message, attempts, permanent=permanent)
         progress.move(state, "failed")
         with self._lock:
             summary.failed += 1
+            summary.never_succeed += permanent
             summary.failure_codes.append(code)
             summary.failed_items.append({"input": str(job.input_path), "error": message})
         self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))
@@ -515,6 +518,7 @@ class BatchRunner:
                 for digest in job.params.references
                 if digest in files and digest != job.input_hash  # the subject is image 1 already
             )
+        crops = self._face_crops(job, model, photo)
         return GenerationRequest(
             model=model,
             prompt=job.params.prompt,
@@ -529,8 +533,9 @@ class BatchRunner:
             pose_description=self.poses[job.params.pose_spec].description,
             init_image_png=init,
             strength=job.params.strength if init else None,
-            ip_adapter_images=tuple(crop.png for crop in self._face_crops(job, model, photo)),
+            ip_adapter_images=tuple(crop.png for crop in crops),
             ip_adapter_scale=job.params.identity_scale,
+            ip_adapter_find_faces=any(crop.on_server for crop in crops),
             reference_images=references,
         )
 
@@ -588,6 +593,8 @@ class BatchRunner:
         crops = self._face_crops(job, ran)  # cached: no detection again
         if not crops:
             return {}
+        from avatargen.faces import identity_crops
+
         adapter = ran.identity_adapter
         return {
             "identity": {
@@ -599,7 +606,7 @@ class BatchRunner:
                 },
                 "scale": job.params.identity_scale,
                 "references": list(job.params.references),
-                "crops": [crop.sha256 for crop in crops],
+                **identity_crops(crops),
             }
         }
 

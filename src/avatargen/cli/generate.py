@@ -152,8 +152,23 @@ def _finish(summary, json_: bool) -> None:
     if code:
         from avatargen.output import warn
 
-        warn(f"{summary.failed} job(s) failed; re-run them with: {resume_command(summary.batch_id)}")
+        warn(retry_advice(summary))
         raise typer.Exit(code)
+
+
+def retry_advice(summary) -> str:
+    """The closing line: `retry` only for failures a retry can fix (issue 23: never for jobs that
+    can never succeed as they are, e.g. at an endpoint that does not run our handler)."""
+    from avatargen.generate import resume_command
+
+    hopeless = getattr(summary, "never_succeed", 0)
+    if hopeless >= summary.failed:
+        return (
+            f"{summary.failed} job(s) failed and can never succeed as they are: fix what the errors say first"
+        )
+    retryable = summary.failed - hopeless
+    also = f" ({hopeless} more can never succeed as they are)" if hopeless else ""
+    return f"{retryable} job(s) failed; re-run them with: {resume_command(summary.batch_id)}{also}"
 
 
 def generate(
@@ -266,9 +281,15 @@ def generate(
     from avatargen.catalog import resolve_model
     from avatargen.deploy.batch_hooks import parse_concurrency
     from avatargen.errors import InputError
-    from avatargen.faces import require_detector
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
-    from avatargen.identity import check_references, hash_photo, hash_photos, people, resolve_scale
+    from avatargen.identity import (
+        check_references,
+        hash_photo,
+        hash_photos,
+        people,
+        require_face_finder,
+        resolve_scale,
+    )
     from avatargen.images import file_hash
     from avatargen.inputs import collect_inputs
     from avatargen.ledger import open_ledger
@@ -297,8 +318,8 @@ def generate(
     specs = pose_specs(pose or [DEFAULT_POSE])
     pose_sources = {spec: resolve_pose(spec) for spec in specs}
     scale, adapter = resolve_scale(chosen, identity_scale)
-    if scale:
-        require_detector()  # the pose extra, said before any photo is read
+    if scale:  # who finds the faces (here, or the endpoint's handler), said before any photo is read
+        require_face_finder(chosen, endpoint, provider, local=bool(tiny or model_dir))
     inputs = collect_inputs(paths, recursive) if paths else []
     references = {}
     stems = {}
