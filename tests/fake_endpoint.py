@@ -35,7 +35,14 @@ class FakeEndpoint(LoopbackServer):
         huge_body: int = 0,
         chunked: bool = False,
         probes_together: int = 0,
+        handler: str = "avatargen",
     ) -> None:
+        # "avatargen": our handler (its header on every answer, the handshake answered);
+        # "avatargen-no-faces": a bundle whose handler cannot find faces (no header, a handshake
+        # without the face-crop feature);
+        # "toolkit-default": the serving toolkit's default diffusers handler, which refuses our
+        # requests with a 400 (the issue-23 case: /health is 200 all the same).
+        self.handler = handler
         self.delay = delay
         # The first GETs are held until this many have come (up to 30 s; later ones pass at once):
         # clients that each quote before their health probe are then all past their quote
@@ -66,7 +73,12 @@ class FakeEndpoint(LoopbackServer):
 
     @property
     def posts(self) -> int:
-        return sum(1 for r in self.requests if r["method"] == "POST")
+        """Generation requests (the handler handshake is not one)."""
+        return sum(1 for r in self.requests if r["method"] == "POST" and not r.get("hello"))
+
+    @property
+    def hellos(self) -> int:
+        return sum(1 for r in self.requests if r.get("hello"))
 
     def _handler(self):
         fake = self
@@ -81,6 +93,8 @@ class FakeEndpoint(LoopbackServer):
 
             def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
                 self.send_response(status)
+                if fake.handler == "avatargen":
+                    self.send_header("X-Avatargen-Handler", "1")
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 for key, value in (headers or {}).items():
@@ -115,8 +129,22 @@ class FakeEndpoint(LoopbackServer):
                     "body": raw,
                     "time": time.monotonic(),
                 }
+                try:
+                    record["hello"] = json.loads(raw) == {"inputs": {"avatargen": "handler"}}
+                except ValueError:
+                    record["hello"] = False
                 with fake.count_lock:
                     fake.requests.append(record)
+                if record["hello"] and fake.handler.startswith("avatargen"):
+                    features = [] if fake.handler == "avatargen-no-faces" else ["face-crop"]
+                    hello = {"handler": 1, "model": "fake", "identity_adapter": True, "features": features}
+                    return self._json(200, {"avatargen": hello})
+                if fake.handler == "toolkit-default":
+                    # What the toolkit's diffusers image-to-image handler answers our bodies.
+                    return self._json(
+                        400,
+                        {"error": "Image must be passed either as `inputs` or `image`, but is <class 'str'>"},
+                    )
                 if fake.loading():
                     body = {"error": "Model is currently loading"}
                     if fake.estimated_time is not None:

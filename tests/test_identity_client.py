@@ -143,7 +143,9 @@ def test_exif_orientation_is_applied_before_looking_for_the_face(tmp_path):
     assert faces.face_crop(path).box  # no InputError
 
 
-def test_missing_pose_extra_names_the_install_and_the_way_out(monkeypatch, capsys, tmp_path, endpoint):
+def test_missing_pose_extra_names_the_install_and_the_way_out(monkeypatch, capsys, tmp_path):
+    """No MediaPipe here and a handler that cannot find faces either (issue 23: an endpoint that
+    can gets the photo instead, tests/test_thin_client_23.py)."""
     from avatargen.errors import MissingExtra
 
     def missing():
@@ -151,9 +153,11 @@ def test_missing_pose_extra_names_the_install_and_the_way_out(monkeypatch, capsy
 
     monkeypatch.setattr("avatargen.poses.extract.require_mediapipe", missing)
     photo = save(astronaut(), tmp_path / "me.jpg")
-    code, _, err = generate(monkeypatch, capsys, endpoint.url, tmp_path / "out", str(photo))
-    assert code == 11
+    with FakeEndpoint(handler="avatargen-no-faces") as endpoint:
+        code, _, err = generate(monkeypatch, capsys, endpoint.url, tmp_path / "out", str(photo))
+    assert code == 11, err
     assert "pip install 'avatargen[pose]'" in err and "--identity-scale 0" in err
+    assert "cannot find faces either" in err
     assert endpoint.posts == 0
 
 

@@ -47,9 +47,9 @@ def test_normalised_coordinates_are_scaled_by_the_canvas():
 def test_low_confidence_points_still_count_when_above_zero():
     kp = [10, 20, 0.3, 40, 80, 0.05] + [0, 0, 0] * 16
     pose = parse_pose_text(json.dumps({"people": [{"pose_keypoints_2d": kp}]}), "x")
-    # No canvas given: the figure is framed by its bounding box, which starts at the origin.
-    assert pose.people[0].body[:2] == [(0, 0), (30, 60)]
-    assert (pose.canvas_width, pose.canvas_height) == (30, 60) and not pose.canvas_given
+    # No canvas given: the figure is framed by its bounding box plus a margin (5 % of 60 = 3 px).
+    assert pose.people[0].body[:2] == [(3, 3), (33, 63)]
+    assert (pose.canvas_width, pose.canvas_height) == (36, 66) and not pose.canvas_given
 
 
 def test_controlnet_list_wrapper_and_body25_are_read():

@@ -118,16 +118,22 @@ def test_missing_pose_is_an_input_error():
 
 
 # ---------------------------------------------------------------- status probe
+HELLO_ANSWER = {"avatargen": {"handler": 1, "model": "x", "features": []}}  # our handler's handshake
+
+
 def test_status_ready_via_health(httpx_mock):
     httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", method="GET", text="Ok")
+    httpx_mock.add_response(url=HF_ENDPOINT, method="POST", json=HELLO_ANSWER)
     report = make().status()
     assert report.state == "ready" and report.backend == "hf-endpoint" and report.round_trip_ms is not None
-    assert httpx_mock.get_request().headers["authorization"] == f"Bearer {TOKEN}"
+    assert report.extra["handler"]["ours"] is True
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in httpx_mock.get_requests())
 
 
 def test_status_falls_back_to_root_without_health(httpx_mock):
     httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", method="GET", status_code=404, text="Not Found")
     httpx_mock.add_response(url=HF_ENDPOINT, method="GET", text="Ok")
+    httpx_mock.add_response(url=HF_ENDPOINT, method="POST", json=HELLO_ANSWER)
     assert make().status().state == "ready"
 
 
@@ -193,6 +199,7 @@ def test_status_report_url_is_masked(httpx_mock):
     httpx_mock.add_response(
         url="https://user:pa55word-long@e.example/run/health?token=tok-secret-1234", text="Ok"
     )
+    httpx_mock.add_response(url=url, method="POST", json=HELLO_ANSWER)
     report = make(url=url, token=None).status()
     assert report.state == "ready"
     assert "pa55word-long" not in report.url and "tok-secret-1234" not in report.url

@@ -75,7 +75,7 @@ def test_qwen_pose_batch_end_to_end(tmp_path, run_cli, fakes):
     assert len(submits) == 2
     for submit in submits:
         assert (
-            submit["path"] == "/fal-ai/fal-ai/qwen-image-edit-plus" and submit["query"] == "_subdomain=queue"
+            submit["path"] == "/fal-ai/fal-ai/qwen-image-edit-2511" and submit["query"] == "_subdomain=queue"
         )
         body = submit["json"]
         photo, pose = (decode_data_url(url) for url in body["image_urls"])  # exactly 2 images
@@ -217,7 +217,7 @@ def test_status_shows_the_live_mapping_and_the_token(run_cli, monkeypatch):
         "Qwen/Qwen-Image-Edit-2511": {
             "fal-ai": {
                 "status": "live",
-                "providerId": "fal-ai/qwen-image-edit-plus",
+                "providerId": "fal-ai/qwen-image-edit-2511",
                 "task": "image-to-image",
             }
         },
@@ -241,7 +241,7 @@ def test_status_shows_the_live_mapping_and_the_token(run_cli, monkeypatch):
     assert live["token"]["found"] is True and live["token"]["source"] == "HF_TOKEN"
     assert staging["state"] == "staging"
     assert absent["state"] == "absent" and "replicate (staging)" in absent["detail"]
-    assert "state     live: fal-ai serves it as fal-ai/qwen-image-edit-plus" in text
+    assert "state     live: fal-ai serves it as fal-ai/qwen-image-edit-2511" in text
     assert all(r["path"].startswith("/api/models/") for r in hub.requests)
     assert all("authorization" not in r["headers"] for r in hub.requests)
 
@@ -369,5 +369,5 @@ def test_missing_hub_extra_names_the_install_command(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_hub)
     with pytest.raises(MissingExtra) as caught:
-        router_mod.submit_url("fal-ai", "fal-ai/qwen-image-edit-plus")
+        router_mod.submit_url("fal-ai", "fal-ai/qwen-image-edit-2511")
     assert "pip install 'avatargen[hub]'" in caught.value.hint

@@ -52,6 +52,12 @@ def test_standalone_source_imports_nothing_of_avatargen():
         "PIL",
         "torch",
         "diffusers",
+        # issue 23: finding the face in an `ip_adapter_photo` (imported only then; numpy comes
+        # with diffusers, mediapipe with the bundle's requirements.txt for identity models)
+        "contextlib",
+        "importlib",
+        "numpy",
+        "mediapipe",
     }
 
 

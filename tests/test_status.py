@@ -48,8 +48,15 @@ def status_text(cli, *args) -> str:
 
 
 # ---------------------------------------------------------------- endpoint
+SERVE_HEADER = {"X-Avatargen-Handler": "1"}  # what `avatargen serve` puts on every answer
+
+
 def test_endpoint_ready_json(cli, httpx_mock, token):
     httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", text="Ok")
+    # An Inference Endpoint's /health is the toolkit's: the handler is asked (issue 23).
+    httpx_mock.add_response(
+        url=HF_ENDPOINT, method="POST", json={"avatargen": {"handler": 1, "features": []}}
+    )
     report = status_json(cli, "--endpoint", HF_ENDPOINT)
     assert report["backend"] == "hf-endpoint" and report["url"] == HF_ENDPOINT
     assert report["url_source"] == "--endpoint" and report["state"] == "ready"
@@ -65,12 +72,14 @@ def test_endpoint_ready_json(cli, httpx_mock, token):
         "detail": "valid",
     }
     assert report["wait_timeout"] == 600.0 and "history" not in report
-    health, whoami = httpx_mock.get_requests()
+    assert report["handler"]["ours"] is True
+    health, hello, whoami = httpx_mock.get_requests()
+    assert hello.method == "POST" and hello.headers["authorization"] == f"Bearer {TOKEN}"
     assert health.headers["authorization"] == whoami.headers["authorization"] == f"Bearer {TOKEN}"
 
 
 def test_endpoint_ready_human(cli, httpx_mock, token):
-    httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", text="Ok")
+    httpx_mock.add_response(url=f"{HF_ENDPOINT}/health", text="Ok", headers=SERVE_HEADER)
     out = status_text(cli, "--endpoint", HF_ENDPOINT)
     assert f"model     {KEY}" in out
     assert f"{CONTROLNET} on {BASE}, sd15 512x512, tier free, 3 credits" in out
@@ -81,7 +90,7 @@ def test_endpoint_ready_human(cli, httpx_mock, token):
 
 def test_endpoint_from_config_is_named(cli, httpx_mock, no_serve_extra):
     settings.set_value(f"endpoints.{KEY}", "http://gpu-box.lan:8000/")
-    httpx_mock.add_response(url="http://gpu-box.lan:8000/health", text="Ok")
+    httpx_mock.add_response(url="http://gpu-box.lan:8000/health", text="Ok", headers=SERVE_HEADER)
     report = status_json(cli)
     assert report["url"] == "http://gpu-box.lan:8000/" and report["url_source"] == f"config endpoints.{KEY}"
     assert report["token"]["found"] is False and report["token"]["valid"] is None  # no whoami without a token
@@ -227,7 +236,9 @@ QUERY_TOKEN = "q-token-abc123xyz"
 
 def test_status_of_a_loopback_endpoint_never_asks_the_hub_about_the_token(cli, httpx_mock, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    httpx_mock.add_response(url="http://127.0.0.1:8000/health", text="Ok", is_reusable=True)
+    httpx_mock.add_response(
+        url="http://127.0.0.1:8000/health", text="Ok", headers=SERVE_HEADER, is_reusable=True
+    )
     report = status_json(cli, "--endpoint", "http://127.0.0.1:8000/")
     assert report["state"] == "ready"
     assert [str(r.url) for r in httpx_mock.get_requests()] == ["http://127.0.0.1:8000/health"]

@@ -97,6 +97,7 @@ class Summary:
     # 'error': the failure that stopped every job (cannot load the model, cannot write)
     stop_error: AvatargenError | None = None
     failure_codes: list[int] = field(default_factory=list)  # exit code of each failed job
+    never_succeed: int = 0  # of failed: jobs a retry would only repeat (the summary says no retry)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "stop_error"}
@@ -393,10 +394,12 @@ class BatchRunner:
             message, code = exc.message, exc.exit_code
         else:
             message, code = f"internal error: {type(exc).__name__}: {exc}", 70
-        self.ledger.mark_failed(job.job_key, message, attempts, permanent=_never_succeeds(exc))
+        permanent = _never_succeeds(exc)
+        self.ledger.mark_failed(job.job_key, message, attempts, permanent=permanent)
         progress.move(state, "failed")
         with self._lock:
             summary.failed += 1
+            summary.never_succeed += permanent
             summary.failure_codes.append(code)
             summary.failed_items.append({"input": str(job.input_path), "error": message})
         self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))

@@ -20,17 +20,13 @@ from avatargen.errors import InputError, MissingExtra
 if TYPE_CHECKING:
     from PIL import Image
 
-CROP_SIZE = 224  # CLIP ViT-H/14's input size: the encoder would resize to it anyway
-# The square's side is this many times the detector's box (which hugs eyes to chin): the
-# forehead, hair and jaw line carry identity too, as in IP-Adapter's own face examples.
-MARGIN = 1.8
-MIN_CONFIDENCE = 0.5
-# Bump when the crop changes (size, margin, detector): it is part of the job key, so a new crop
-# makes new images instead of "already done".
-CROP_VERSION = f"mediapipe-face/{CROP_SIZE}/{MARGIN}"
+# The crop itself lives in serve/facecrop.py, shared with the server side (a thin client without
+# MediaPipe sends the photo and the server crops it there, the same way).
+from avatargen.serve.facecrop import CROP_SIZE, CROP_VERSION, MARGIN, MIN_CONFIDENCE  # noqa: E402, F401
 
-_lock = threading.Lock()  # MediaPipe graphs are not safe to share across threads
-_detectors: dict[int, Any] = {}
+# The job key's crop field when the server finds the face: the same algorithm, but another
+# process's MediaPipe made it, so it is its own image.
+SERVER_CROP_VERSION = f"{CROP_VERSION}@server"
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,8 @@ class FaceCrop:
     source: str  # the file it came from, for messages only (never written to metadata)
     png: bytes  # the square crop, CROP_SIZE a side
     box: tuple[int, int, int, int]  # left, top, right, bottom of the crop in the upright photo
+    # True: `png` is the whole photo (shrunk), for the server to find the face in (no MediaPipe here).
+    on_server: bool = False
 
     @property
     def sha256(self) -> str:
@@ -58,53 +56,33 @@ def require_detector() -> Any:
     return mp
 
 
-def _detector(model_selection: int):
-    if model_selection not in _detectors:
-        mp = require_detector()
-        _detectors[model_selection] = mp.solutions.face_detection.FaceDetection(
-            model_selection=model_selection, min_detection_confidence=MIN_CONFIDENCE
-        )
-    return _detectors[model_selection]
+def detector_available() -> bool:
+    """Can this install find faces itself (the pose extra's MediaPipe)?"""
+    try:
+        require_detector()
+    except MissingExtra:
+        return False
+    return True
 
 
 def detect_faces(photo: Image.Image) -> list[tuple[float, float, float, float]]:
     """Face boxes (left, top, width, height) in pixels of `photo`, largest first."""
-    import numpy as np
-
     from avatargen.poses.extract import _quiet_native_stderr
+    from avatargen.serve.facecrop import detect_face_boxes
 
-    rgb = np.ascontiguousarray(np.asarray(photo.convert("RGB")))
-    width, height = photo.size
-    boxes: list[tuple[float, float, float, float]] = []
-    with _lock, _quiet_native_stderr():
-        for model_selection in (1, 0):  # full range first, then close-up selfies
-            result = _detector(model_selection).process(rgb)
-            for detection in result.detections or []:
-                box = detection.location_data.relative_bounding_box
-                boxes.append((box.xmin * width, box.ymin * height, box.width * width, box.height * height))
-            if boxes:
-                break
-    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+    return detect_face_boxes(photo, require_detector(), _quiet_native_stderr)
 
 
 def square_around(
     box: tuple[float, float, float, float], width: int, height: int, margin: float = MARGIN
 ) -> tuple[int, int, int, int]:
-    """A square of `margin` times the box's longer side around its centre, moved (not cut)
-    to stay inside the photo; never larger than the photo's shorter side."""
-    left, top, w, h = box
-    side = min(max(w, h) * margin, width, height)
-    cx, cy = left + w / 2, top + h / 2
-    x0 = min(max(cx - side / 2, 0), width - side)
-    y0 = min(max(cy - side / 2, 0), height - side)
-    x0, y0, s = round(x0), round(y0), max(1, round(side))
-    return x0, y0, min(x0 + s, width), min(y0 + s, height)
+    from avatargen.serve import facecrop
+
+    return facecrop.square_around(box, width, height, margin)
 
 
 def crop_face(photo: Image.Image, source: str) -> FaceCrop:
     """The largest face of an upright RGB photo, cropped square; InputError when there is none."""
-    from PIL import Image
-
     from avatargen.images import png_bytes
 
     boxes = detect_faces(photo)
@@ -113,9 +91,38 @@ def crop_face(photo: Image.Image, source: str) -> FaceCrop:
             f"no face found in {source}",
             "use a photo where the face is visible, or turn identity off with --identity-scale 0",
         )
+    from avatargen.serve.facecrop import crop_square
+
     area = square_around(boxes[0], *photo.size)
-    crop = photo.crop(area).resize((CROP_SIZE, CROP_SIZE), Image.Resampling.LANCZOS)
-    return FaceCrop(source, png_bytes(crop), area)
+    return FaceCrop(source, png_bytes(crop_square(photo, area)), area)
+
+
+# The photo a thin client sends for the server to find the face in: no larger than this a side
+# (the server takes up to 2048 x 2048 for it). Lossless (PNG): the server then crops exactly the
+# pixels this install would have cropped, so the image is the same either way.
+SERVER_PHOTO_SIDE = 2048
+
+
+def photo_for_server(photo: Image.Image, source: str) -> FaceCrop:
+    """The upright photo (as decoded for the batch), shrunk to SERVER_PHOTO_SIDE, for
+    `ip_adapter_photo`."""
+    from PIL import Image
+
+    from avatargen.images import png_bytes
+
+    image = photo.convert("RGB")
+    if max(image.size) > SERVER_PHOTO_SIDE:
+        image = image.copy()
+        image.thumbnail((SERVER_PHOTO_SIDE, SERVER_PHOTO_SIDE), Image.Resampling.LANCZOS)
+    return FaceCrop(source, png_bytes(image), (0, 0, *image.size), on_server=True)
+
+
+def identity_crops(crops: list[FaceCrop]) -> dict[str, object]:
+    """What the metadata says of the faces sent: the hashes of the exact crops, or, when the
+    server found them, that it did (its crop is not known here)."""
+    if any(crop.on_server for crop in crops):
+        return {"faces_found_by": "server", "crop": SERVER_CROP_VERSION}
+    return {"crops": [crop.sha256 for crop in crops]}
 
 
 def face_crop(path: Path | str) -> FaceCrop:
@@ -140,6 +147,14 @@ class FaceCache:
         self._done: OrderedDict[str, FaceCrop | InputError] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._finds_faces: bool | None = None
+
+    def finds_faces(self) -> bool:
+        """Does this process crop faces itself? Asked once per cache (an import attempt each time
+        would cost a sys.path scan per photo)."""
+        if self._finds_faces is None:
+            self._finds_faces = detector_available()
+        return self._finds_faces
 
     def get(self, digest: str, path: Path | str, photo: Image.Image | None = None) -> FaceCrop:
         """The crop of the photo whose content hash is `digest`; `photo` when already decoded."""
@@ -150,10 +165,13 @@ class FaceCache:
                 found = self._done.get(digest)
             if found is None:
                 try:
-                    if photo is None:
+                    if not self.finds_faces():  # a thin client: the server finds the face
+                        from avatargen.images import load_photo
+
+                        found = photo_for_server(photo or load_photo(Path(path)), str(path))
+                    elif photo is None:
                         found = face_crop(path)
                     else:
-                        require_detector()
                         found = crop_face(photo, str(path))
                 except InputError as exc:
                     found = exc
@@ -174,3 +192,8 @@ _shared = FaceCache()
 def shared_cache() -> FaceCache:
     """The process's cache: what the CLI cropped to check --ref photos, the batch finds done."""
     return _shared
+
+
+def crop_version() -> str:
+    """The job key's crop field: this install's crop, or the server's when it finds the faces."""
+    return CROP_VERSION if shared_cache().finds_faces() else SERVER_CROP_VERSION

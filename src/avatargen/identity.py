@@ -33,6 +33,31 @@ def resolve_scale(model: Model, given: float | None) -> tuple[float, str]:
     return scale, "/".join(part for part in (adapter.repo, adapter.subfolder, adapter.weight_name) if part)
 
 
+def require_face_finder(
+    model: Model, endpoint: str | None, provider: str | None, local: bool = False
+) -> None:
+    """Identity is on: someone must find the faces. This install, with the pose extra's MediaPipe;
+    else the server, when the backend is an endpoint or `avatargen serve` (their handler crops the
+    photo it is sent, `ip_adapter_photo`); else MissingExtra (exit 11), before any photo is read.
+    `local`: --tiny/--model-dir, the in-process backend, which is this install."""
+    from avatargen.errors import AvatargenError
+    from avatargen.faces import require_detector, shared_cache
+
+    if shared_cache().finds_faces() or local:
+        if not shared_cache().finds_faces():
+            require_detector()
+        return
+    from avatargen.providers.select import choose_backend
+
+    try:
+        choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    except AvatargenError:
+        return  # a bad --provider is said by the selection itself, once
+    if choice.problem is not None or choice.backend == "hf-endpoint":
+        return  # no backend: that is the blocker to say; an endpoint: its handler finds the face
+    require_detector()
+
+
 def hash_photo(path: Path) -> str:
     from avatargen.images import file_hash
 

@@ -168,9 +168,9 @@ def job_key(input_hash: str, pose_identity: str, model: str, params: Params, see
         "seed": seed,
     }
     if params.identity_scale:
-        from avatargen.faces import CROP_VERSION
+        from avatargen.faces import crop_version
 
-        fields["face_crop"] = CROP_VERSION  # another crop is another image
+        fields["face_crop"] = crop_version()  # another crop (or cropper) is another image
     payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 

@@ -59,7 +59,7 @@ class Backends:
             seconds = report.estimated_time or 10.0
             announce(f"model loading, ~{int(seconds)} s ({model.alias} at {report.url})")
             self.gate_for(model.key).mark_loading(seconds)
-        elif report.state in ("unreachable", "unauthorized"):
+        elif report.state in ("unreachable", "unauthorized", "foreign-handler"):
             announce(f"pre-flight: {model.alias} is {report.state}: {report.detail}")
 
     def close(self) -> None:

@@ -68,6 +68,7 @@ class RequestBuilder:
                 for digest in job.params.references
                 if digest in files and digest != job.input_hash  # the subject is image 1 already
             )
+        crops = self._face_crops(job, model, photo)
         return GenerationRequest(
             model=model,
             prompt=job.params.prompt,
@@ -82,8 +83,9 @@ class RequestBuilder:
             pose_description=self.poses[job.params.pose_spec].description,
             init_image_png=init,
             strength=job.params.strength if init else None,
-            ip_adapter_images=tuple(crop.png for crop in self._face_crops(job, model, photo)),
+            ip_adapter_images=tuple(crop.png for crop in crops),
             ip_adapter_scale=job.params.identity_scale,
+            ip_adapter_find_faces=any(crop.on_server for crop in crops),
             reference_images=references,
         )
 
@@ -157,6 +159,8 @@ class RequestBuilder:
         crops = self._face_crops(job, ran)  # cached: no detection again
         if not crops:
             return {}
+        from avatargen.faces import identity_crops
+
         adapter = ran.identity_adapter
         return {
             "identity": {
@@ -168,7 +172,7 @@ class RequestBuilder:
                 },
                 "scale": job.params.identity_scale,
                 "references": list(job.params.references),
-                "crops": [crop.sha256 for crop in crops],
+                **identity_crops(crops),
             }
         }
 

@@ -43,14 +43,14 @@ def plan_generate(request: GenerateRequest, config: Config, catalog: Catalog, ho
     check_template(template)
     specs = pose_specs(list(request.poses))
     poses = {spec: resolve_pose(spec) for spec in specs}
-    # 3. Identity: the face of each photo, so the pose extra is said before any photo is read.
+    # 3. Identity: the face of each photo, found here or by the server.
     from avatargen.identity import resolve_scale
 
     scale, adapter = resolve_scale(model, request.identity_scale)
-    if scale:
-        from avatargen.faces import require_detector
+    if scale:  # who finds the faces (here, or the endpoint's handler), said before any photo is read
+        from avatargen.identity import require_face_finder
 
-        require_detector()
+        require_face_finder(model, options.endpoint, options.provider, local=bool(options.local))
     # 4. The photos and their references.
     photos = _photos(request, model, bool(scale), hooks)
     # 5. One job per photo x pose x variant.

@@ -106,8 +106,23 @@ def _finish(summary, json_: bool) -> None:
     if code:
         from avatargen.output import warn
 
-        warn(f"{summary.failed} job(s) failed; re-run them with: {resume_command(summary.batch_id)}")
+        warn(retry_advice(summary))
         raise typer.Exit(code)
+
+
+def retry_advice(summary) -> str:
+    """The closing line: `retry` only for failures a retry can fix (issue 23: never for jobs that
+    can never succeed as they are, e.g. at an endpoint that does not run our handler)."""
+    from avatargen.app.outcome import resume_command
+
+    hopeless = summary.never_succeed
+    if hopeless >= summary.failed:
+        return (
+            f"{summary.failed} job(s) failed and can never succeed as they are: fix what the errors say first"
+        )
+    retryable = summary.failed - hopeless
+    also = f" ({hopeless} more can never succeed as they are)" if hopeless else ""
+    return f"{retryable} job(s) failed; re-run them with: {resume_command(summary.batch_id)}{also}"
 
 
 def generate(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -32,6 +33,9 @@ def hub_base() -> str:
 
 def hf_api(token: str) -> Any:
     """An HfApi for `token`, with both API bases applied."""
+    from avatargen import hub_extra
+
+    hub_extra.require("managing Inference Endpoints")
     try:
         import huggingface_hub
         from huggingface_hub import constants
@@ -93,9 +97,30 @@ def mapped(what: str) -> Iterator[None]:
         raise to_error(exc, what) from None
 
 
-def to_error(exc: BaseException, what: str):
-    import httpx
+# The HTTP stacks huggingface_hub has sent through (httpx up to 1.x, httpx2 from 2.0; requests
+# before 1.0): their transport errors share no base class with each other, so they are told by
+# what they are (a class of that name in one of these packages), not by one isinstance.
+_NETWORK_PACKAGES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
+_NETWORK_CLASSES = {"TransportError", "NetworkError", "TimeoutException", "ConnectionError", "Timeout"}
 
+
+def is_network_error(exc: BaseException) -> bool:
+    """Could the request not reach the server (refused, DNS, timeout, reset), whichever HTTP
+    library huggingface_hub used, or the exception it was raised from?"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError | socket.gaierror):
+            return True
+        for cls in type(current).__mro__:
+            if cls.__name__ in _NETWORK_CLASSES and cls.__module__.split(".")[0] in _NETWORK_PACKAGES:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def to_error(exc: BaseException, what: str):
     code = status_of(exc)
     if code in (401, 403):
         return AuthError(
@@ -106,7 +131,7 @@ def to_error(exc: BaseException, what: str):
         return ModelUnavailable(f"{what}: not found ({server_words(exc)})")
     if code is not None:
         return ProviderError(f"{what}: HTTP {code} ({server_words(exc)})")
-    if isinstance(exc, httpx.TransportError):
+    if is_network_error(exc):
         return NetworkError(f"{what}: cannot reach the server ({type(exc).__name__})")
     if isinstance(exc, ValueError):  # huggingface_hub refuses a value before sending
         return ProviderError(f"{what}: {server_words(exc)}")

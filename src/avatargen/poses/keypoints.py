@@ -62,6 +62,11 @@ HAND_EDGES: tuple[tuple[int, int], ...] = (
 # BODY_25 (OpenPose's default model) -> BODY_18: same order, minus MidHip (8) and the feet.
 _BODY25_TO_18 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
 
+# A canvas-less file is re-based onto its bounding box plus this margin (a fraction of the box's
+# longer side, at least 1 px) on every side: sd-webui-openpose-editor takes a point at exactly
+# x = 0 or y = 0 for a missing one and drops it.
+REBASE_MARGIN = 0.05
+
 # A normalised file without a canvas size is drawn on this square canvas.
 NORMALISED_CANVAS = 512.0
 # controlnet_aux writes a missing hand point as -1 px / canvas (-0.00195 on 512 px): still "normalised".
@@ -200,8 +205,8 @@ def pose_from_json(data: Any, source: str) -> Pose:
     point lies within [-0.01, 1.01]: controlnet_aux marks a hand point it did not find with -1 px
     divided by the canvas size (e.g. -0.00195) and c = 1, so the test must tolerate a sliver below
     zero, and such out-of-canvas points are missing. A file without a canvas size (CMU OpenPose
-    output) has no composition to keep: `canvas_given` is False and the figure is moved to the
-    origin of a canvas the size of its bounding box.
+    output) has no composition to keep: `canvas_given` is False and the figure is moved onto a
+    canvas the size of its bounding box plus REBASE_MARGIN on each side (no point on x = 0 / y = 0).
     """
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]  # ComfyUI / the ControlNet preprocessor write a one-element list
@@ -245,7 +250,7 @@ def pose_from_json(data: Any, source: str) -> Pose:
         for part, triples in parts.items():
             expected = {"body": BODY_COUNT, "face": FACE_COUNT}.get(part, HAND_COUNT)
             if part == "body" and len(triples) == 25:
-                triples = [triples[j] for j in _BODY25_TO_18]
+                triples = body18_of_25(triples)
             if part == "face" and len(triples) == 68:
                 triples = triples + [(0.0, 0.0, 0.0)] * 2  # 68-point faces lack the two pupils
             if len(triples) != expected:
@@ -261,10 +266,31 @@ def pose_from_json(data: Any, source: str) -> Pose:
         # the empty space left of and above it and shrink the figure into a corner).
         points = [p for person in people for p in person.all_points()] or [(0.0, 0.0)]
         x0, y0 = min(x for x, _ in points), min(y for _, y in points)
-        width = max(1.0, max(x for x, _ in points) - x0)
-        height = max(1.0, max(y for _, y in points) - y0)
-        people = [person.mapped(lambda p: (p[0] - x0, p[1] - y0)) for person in people]
+        box_w = max(1.0, max(x for x, _ in points) - x0)
+        box_h = max(1.0, max(y for _, y in points) - y0)
+        margin = max(1.0, round(REBASE_MARGIN * max(box_w, box_h)))
+        width, height = box_w + 2 * margin, box_h + 2 * margin
+        people = [person.mapped(lambda p: (p[0] - x0 + margin, p[1] - y0 + margin)) for person in people]
     return Pose(float(width), float(height), people, canvas_given=canvas_given)
+
+
+def body18_of_25(triples: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """BODY_18 from 25 body points, the layout told by the content, not the length alone.
+
+    Real BODY_25 has MidHip at 8 and the left ear and feet at 18-24. ComfyUI also writes COCO-18
+    padded to 25 with points 18-24 all absent: dropping "MidHip" there would drop the real right
+    hip and shift every later joint. All of 18-24 absent means padded COCO-18, unless point 8 sits
+    where a MidHip would, midway between points 9 and 12 (BODY_25's hips; COCO-18's right knee and
+    left knee, far below a right hip), as in a BODY_25 figure seen without its feet and left ear."""
+    if any(c > 0 for _, _, c in triples[18:25]):
+        return [triples[j] for j in _BODY25_TO_18]
+    mid, right_hip, left_hip = triples[8], triples[9], triples[12]
+    if mid[2] > 0 and right_hip[2] > 0 and left_hip[2] > 0:
+        span = math.dist(right_hip[:2], left_hip[:2])
+        centre = ((right_hip[0] + left_hip[0]) / 2, (right_hip[1] + left_hip[1]) / 2)
+        if math.dist(mid[:2], centre) <= 0.25 * span:
+            return [triples[j] for j in _BODY25_TO_18]
+    return triples[:BODY_COUNT]
 
 
 def _near_unit(v: float) -> bool:

@@ -19,6 +19,7 @@ from typing import Literal
 
 from PIL import Image, ImageDraw
 
+from avatargen.poses import cvraster
 from avatargen.poses.keypoints import COLORS, HAND_EDGES, LIMBS, Person, Point, Pose
 
 STICK_HALF_WIDTH = 4
@@ -144,27 +145,15 @@ _SIN = [_float32(math.sin(math.radians(d))) for d in range(361)]
 _COS = [_float32(math.cos(math.radians(d))) for d in range(361)]
 
 
-def _fill_convex(draw: ImageDraw.ImageDraw, points: list[tuple[int, int]], color) -> None:
-    """Fill a convex polygon the way OpenCV's fillConvexPoly does: its outline drawn as 1 px
-    lines, then each row filled between its edges rounded to whole pixels (Pillow's own
-    polygon fill leaves the boundary pixels out and comes out about 1 px thinner)."""
-    if len(points) == 1:
-        draw.point(points, fill=color)
-        return
-    draw.line([*points, points[0]], fill=color, width=1)
-    # Each edge once: the x where it crosses each row it spans; a row's span is their extremes.
-    spans: dict[int, list[float]] = {}
-    for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
-        if y0 == y1:
-            crossings = [(y0, x0), (y0, x1)]
-        else:
-            step = 1 if y1 > y0 else -1
-            crossings = [(y, x0 + (x1 - x0) * (y - y0) / (y1 - y0)) for y in range(y0, y1 + step, step)]
-        for y, x in crossings:
-            span = spans.setdefault(y, [x, x])
-            span[0], span[1] = min(span[0], x), max(span[1], x)
-    for y, (left, right) in spans.items():
-        draw.line([(_cv_round(left), y), (_cv_round(right), y)], fill=color, width=1)
+def _fill_convex(draw: ImageDraw.ImageDraw, points: list[tuple[int, int]], color, shift: int = 0) -> None:
+    """Fill a convex polygon exactly as OpenCV's fillConvexPoly does (poses/cvraster.py): its
+    outline as OpenCV's 1 px lines, then each row between its fixed-point edges."""
+    width, height = draw.im.size
+    outline, runs = cvraster.fill_convex(points, width, height, shift)
+    if outline:
+        draw.point(outline, fill=color)
+    for y, x0, x1 in runs:
+        draw.line([(x0, y), (x1, y)], fill=color, width=1)
 
 
 def _cv_round(v: float) -> int:
@@ -190,19 +179,11 @@ def _draw_hand(draw: ImageDraw.ImageDraw, hand: list[Point | None]) -> None:
 
 
 def _thick_line(draw: ImageDraw.ImageDraw, pa: tuple[int, int], pb: tuple[int, int], color) -> None:
-    """OpenCV's line(thickness=2): a quad 1 px either side of the segment, filled the
-    fillConvexPoly way, with a radius-1 disc on each end (about 3 px wide in all)."""
-    dx, dy = pb[0] - pa[0], pb[1] - pa[1]
-    length = math.hypot(dx, dy)
-    if length > 0:
-        nx, ny = _cv_round(-dy / length * HAND_LINE_HALF_WIDTH), _cv_round(dx / length * HAND_LINE_HALF_WIDTH)
-        quad = [
-            (pa[0] + nx, pa[1] + ny),
-            (pa[0] - nx, pa[1] - ny),
-            (pb[0] - nx, pb[1] - ny),
-            (pb[0] + nx, pb[1] + ny),
-        ]
-        _fill_convex(draw, quad, color)
+    """OpenCV's line(thickness=2): a quad 1 px either side of the segment in 16-bit fixed point,
+    filled the fillConvexPoly way, with a radius-1 disc on each end (about 3 px wide in all)."""
+    quad = cvraster.thick_line_quad(pa, pb)
+    if quad is not None:
+        _fill_convex(draw, quad, color, shift=cvraster.XY_SHIFT)
     for x, y in (pa, pb):
         draw.point([(x, y), (x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)], fill=color)
 

@@ -38,6 +38,9 @@ class GenerationRequest:
     # several images (it sees whole photos, so no face crop is needed).
     reference_images: tuple[bytes, ...] = ()
     ip_adapter_scale: float = 0.0
+    # True when ip_adapter_images are whole photos for the server to find the faces in (a client
+    # without MediaPipe): they go as `ip_adapter_photo` instead of `ip_adapter_image`.
+    ip_adapter_find_faces: bool = False
 
     def wire_inputs(self, encode_image: Callable[[bytes], Any]) -> dict[str, Any]:
         """The `inputs` of the endpoint contract (the seed's format), images passed through
@@ -60,7 +63,8 @@ class GenerationRequest:
                 inputs["strength"] = self.strength
         if self.ip_adapter_images and self.ip_adapter_scale > 0:
             crops = [encode_image(crop) for crop in self.ip_adapter_images]
-            inputs["ip_adapter_image"] = crops[0] if len(crops) == 1 else crops
+            field = "ip_adapter_photo" if self.ip_adapter_find_faces else "ip_adapter_image"
+            inputs[field] = crops[0] if len(crops) == 1 else crops
             inputs["ip_adapter_scale"] = self.ip_adapter_scale
         return inputs
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -156,6 +157,9 @@ def call_arguments(request: GenerationRequest, model: Model) -> tuple[str, dict[
 def _hub_request(provider: str, hf_model_id: str, provider_model_id: str, image: str, params: dict):
     """RequestParameters from huggingface_hub's helper for `provider`, with the catalog's mapping
     (no Hub lookup per call) and a placeholder key (the real token never enters its code)."""
+    from avatargen import hub_extra
+
+    hub_extra.require("the hf-providers backend (Inference Providers)")  # an old stray copy too
     try:
         from huggingface_hub.hf_api import InferenceProviderMapping
         from huggingface_hub.inference._providers import get_provider_helper
@@ -232,11 +236,50 @@ class RouterProvider(PolicyClient):
         client: httpx.Client | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
+        from avatargen import hub_extra
+
+        hub_extra.require("the hf-providers backend (Inference Providers)")  # before any job is planned
         self.model = model
         self.hf_provider, self.provider_model_id = resolve_hf_provider(model, hf_provider)
         self.base = settings.router_base_url()
         self.scope = RouterScope(token, self.base)
         super().__init__(wait_timeout=wait_timeout, client=client, policy=policy)
+        self._mapping_lock = threading.Lock()
+        self._mapping: dict[str, Any] | None = None
+        self._mapping_used = False
+
+    def mapping_info(self) -> dict[str, Any]:
+        """The Hub's inferenceProviderMapping for this model, asked once per backend (the batch's
+        pre-flight status and the first submit share it)."""
+        with self._mapping_lock:
+            if self._mapping is None:
+                from avatargen.providers.router_status import provider_mapping
+
+                self._mapping = provider_mapping(
+                    self.client, self.model, self.hf_provider, self.provider_model_id
+                )
+            return self._mapping
+
+    def use_live_mapping(self) -> None:
+        """Before the first submit: the Hub's live mapping wins over the catalog's id (a provider
+        renames or re-points ids; the Hub's is what the router serves), with one warning when they
+        differ. Offline, unreachable, or nothing live there: the catalog's id."""
+        from avatargen.providers.router_status import live_provider_id
+
+        live = live_provider_id(self.mapping_info(), self.hf_provider)
+        with self._mapping_lock:
+            if self._mapping_used:
+                return
+            self._mapping_used = True
+            if live and live != self.provider_model_id:
+                from avatargen.output import warn
+
+                warn(
+                    f"the Hub maps {self.model.huggingface_model} on {self.hf_provider} to {live}, not the "
+                    f"catalog's {self.provider_model_id}: sending to {live} (update provider_ids in "
+                    f"{self.model.source or 'models.toml'})"
+                )
+                self.provider_model_id = live
 
     @property
     def url(self) -> str:
@@ -293,6 +336,7 @@ class RouterProvider(PolicyClient):
 
             raise missing_token(BACKEND)
         began = self.policy.clock()
+        self.use_live_mapping()
         url, headers, body = self.build(request)
         try:
             answer, attempts = self._json(
@@ -422,9 +466,7 @@ class RouterProvider(PolicyClient):
         return result.image, result.content_type, result.attempts
 
     def status(self) -> StatusReport:
-        from avatargen.providers.router_status import provider_mapping
-
-        info = provider_mapping(self.client, self.model, self.hf_provider, self.provider_model_id)
+        info = self.mapping_info()
         return StatusReport(
             self.name, self.url, info["state"], detail=info["detail"], extra={"mapping": info}
         )

@@ -85,3 +85,12 @@ def provider_mapping(
     if entry["task"] and entry["task"] != "image-to-image":
         detail += f", for task {entry['task']} (not image-to-image)"
     return {**base, "state": state, "detail": detail + also, "round_trip_ms": ms, "providers": entries}
+
+
+def live_provider_id(info: dict[str, Any], hf_provider: str) -> str | None:
+    """The id a provider_mapping answer maps the model to on `hf_provider` when that mapping is live
+    (for image-to-image); None when the Hub was offline, unreachable, or maps nothing live there."""
+    entry = (info.get("providers") or {}).get(hf_provider) or {}
+    if info.get("state") != "live" or entry.get("task") not in ("", "image-to-image"):
+        return None
+    return entry.get("providerId") or None

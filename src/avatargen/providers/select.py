@@ -98,7 +98,9 @@ def serve_extra_available() -> bool:
 
 
 def hub_extra_available() -> bool:
-    return importlib.util.find_spec("huggingface_hub") is not None
+    from avatargen import hub_extra
+
+    return hub_extra.available()
 
 
 def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnavailable:

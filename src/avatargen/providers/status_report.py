@@ -74,13 +74,18 @@ def build_status(
             report.update(state="no-backend", detail=choice.problem.message, hint=choice.problem.hint)
         elif choice.backend == "hf-endpoint":
             assert choice.url is not None
-            probe = probe_endpoint(client, choice.url, TokenScope(token_info, endpoint_url=choice.url))
+            scope = TokenScope(token_info, endpoint_url=choice.url)
+            probe = probe_endpoint(client, choice.url, scope, model=model)
             report.update(
                 state=probe.state,
                 detail=probe.detail,
                 estimated_time=probe.estimated_time,
                 round_trip_ms=probe.round_trip_ms,
             )
+            if "handler" in probe.extra:
+                report["handler"] = probe.extra["handler"]
+            if probe.extra.get("hint"):
+                report["hint"] = probe.extra["hint"]
         elif choice.backend == "hf-providers":
             report.update(router_status(model, client, hf_provider))
         elif choice.backend == "hf-inference":

