@@ -17,6 +17,7 @@ import pytest
 from avatargen import faces
 from avatargen.images import read_metadata
 from cli_helpers import run_main
+from fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
