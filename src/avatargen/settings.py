@@ -23,13 +23,21 @@ DEFAULT_ROUTER_URL = "https://router.huggingface.co"
 
 
 def router_base_url() -> str:
-    """AVATARGEN_ROUTER_URL without its trailing slash, else the public router."""
-    return (os.environ.get(ROUTER_URL_ENV, "").strip() or DEFAULT_ROUTER_URL).rstrip("/")
+    """AVATARGEN_ROUTER_URL without its trailing slash, else the public router; a malformed
+    value is a ConfigError naming the variable (urls.checked_url)."""
+    return _env_url(ROUTER_URL_ENV, DEFAULT_ROUTER_URL)
 
 
 def hub_base_url() -> str:
     """The Hub's address as huggingface_hub reads it (HF_ENDPOINT), without a trailing slash."""
-    return (os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co").rstrip("/")
+    return _env_url("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _env_url(name: str, default: str) -> str:
+    from avatargen.urls import ENV_URLS, checked_url
+
+    value = os.environ.get(name, "").strip()
+    return (checked_url(value, name, fix=ENV_URLS.get(name)) if value else default).rstrip("/")
 
 
 # ---------------------------------------------------------------- folders
@@ -133,9 +141,13 @@ def _provider(text: str) -> str:
 
 
 def _url(text: str) -> str:
+    from avatargen.redact import redact_url
+    from avatargen.urls import url_problem  # the check every URL avatargen reads goes through
+
     text = text.strip()
-    if not text.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
+    problem = url_problem(text)
+    if problem:
+        raise ValueError(f"'{redact_url(text)}' is not a usable URL: {problem}")
     return text
 
 

@@ -27,6 +27,7 @@ from avatargen.cli.options import (
 
 DEFAULT_POSE = "portrait"
 DEFAULT_OUTPUT = "avatars"
+NOTIFY_FIX = "give the webhook's full URL, e.g. https://hooks.example.com/avatargen; nothing was spent"
 
 
 ConcurrencyAutoOpt = Annotated[
@@ -256,8 +257,13 @@ def generate(
     """Turn photos into pose-guided avatars. Re-running the same command resumes: finished images
     are skipped, failed ones are redone."""
     from avatargen.cli.signals import install_stop_signals
+    from avatargen.urls import check_environment, checked_url
 
     install_stop_signals()
+    check_environment()  # a malformed AVATARGEN_ROUTER_URL / HF_ENDPOINT: exit 3 before planning
+    notify_url = (
+        checked_url(notify_url, "--notify-url", "notify URL", NOTIFY_FIX) if notify_url is not None else None
+    )
     if not dry_run:
         from avatargen.providers import warmup
 
@@ -528,8 +534,10 @@ def retry(
     from avatargen.output import emit_json, info
     from avatargen.plan import Job
     from avatargen.poses.sources import resolve_pose
+    from avatargen.urls import check_environment
 
     install_stop_signals()
+    check_environment()
     config = settings_mod.load_config()
     catalog = state.load_catalog()
     concurrency = parse_concurrency(concurrency)

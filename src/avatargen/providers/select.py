@@ -20,9 +20,8 @@ from pathlib import Path
 
 from avatargen import settings
 from avatargen.catalog import Model
-from avatargen.errors import AvatargenError, ConfigError, ModelUnavailable, UsageError
+from avatargen.errors import AvatargenError, ModelUnavailable, UsageError
 from avatargen.providers.base import Provider
-from avatargen.redact import redact_url, remember_url_secrets
 
 ENDPOINT_ENV = "AVATARGEN_ENDPOINT"
 BACKENDS = settings.PROVIDERS  # ('hf-endpoint', 'hf-inference', 'local', 'hf-providers')
@@ -44,25 +43,14 @@ class BackendChoice:
 
 def _checked_url(url: str, source: str) -> str:
     """The URL, stripped, if a client can use it; else an error naming `source` (exit 2 for the
-    option, 3 for the environment, config or catalog). Credentials in it are remembered as secrets."""
-    cls = UsageError if source == "--endpoint" else ConfigError
-    fix = "give the server's full URL, e.g. https://xyz.endpoints.huggingface.cloud or http://127.0.0.1:8000/"
-    text = url.strip()
-    if not text:
-        raise cls(f"{source} is empty", "give the endpoint URL, or leave it out to use the configured one")
-    remember_url_secrets(text)
-    shown = redact_url(text)
-    import httpx  # the same parser the client will use, so nothing it refuses gets past here
+    option, 3 for the environment, config or catalog): urls.checked_url, the check of every URL."""
+    from avatargen.urls import checked_url, error_for
 
-    try:
-        parsed = httpx.URL(text)
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise cls(f"endpoint URL from {source} is malformed ({exc}): '{shown}'", fix) from None
-    if parsed.scheme not in ("http", "https"):
-        raise cls(f"endpoint URL from {source} must start with http:// or https://, got '{shown}'", fix)
-    if not parsed.host:
-        raise cls(f"endpoint URL from {source} has no host: '{shown}'", fix)
-    return text
+    if not url.strip():
+        raise error_for(source)(
+            f"{source} is empty", "give the endpoint URL, or leave it out to use the configured one"
+        )
+    return checked_url(url, source, "endpoint URL")
 
 
 def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | None, str]:
