@@ -215,31 +215,34 @@ def execute(
             "(limits.daily_requests)",
             "resume tomorrow with the same command, or raise it: avatargen config set limits.daily_requests N",
         )
-    if groups.to_run or groups.copies:
-        check_writable([j.output_path for j in groups.to_run] + [j.output_path for j, _ in groups.copies])
-    confirm(len(groups.to_run), cost, yes, confirm_above)
-
-    batch_id = batch_id or new_batch_id()
-    ledger.start_batch(batch_id, stored_argv(argv), os.getcwd(), str(output_dir), settings.remembered())
+    runner = BatchRunner(ledger, catalog, poses, settings, emit=emit, provider_factory=provider_factory)
     try:
-        summary = _run(
-            ledger, catalog, poses, settings, groups, batch_id, output_dir, emit, say, provider_factory
-        )
-    except BaseException:
-        # Stopped before the runner could say how (a signal during pre-flight, an unwritable
-        # ledger): the batch is not left 'running'.
-        with contextlib.suppress(Exception):
-            ledger.finish_batch(batch_id, "interrupted", {})
-        raise
+        # Before any folder, batch or credit: a server that nothing answers at stops here (exit 8).
+        for model_key in sorted({j.model for j in groups.to_run}):
+            runner.preflight(catalog.by_key[model_key], say)
+        if groups.to_run or groups.copies:
+            check_writable([j.output_path for j in groups.to_run] + [j.output_path for j, _ in groups.copies])
+        confirm(len(groups.to_run), cost, yes, confirm_above)
+
+        batch_id = batch_id or new_batch_id()
+        ledger.start_batch(batch_id, stored_argv(argv), os.getcwd(), str(output_dir), settings.remembered())
+        try:
+            summary = _run(ledger, settings, groups, batch_id, output_dir, emit, runner)
+        except BaseException:
+            # Stopped before the runner could say how (a signal, an unwritable ledger): the
+            # batch is not left 'running'.
+            with contextlib.suppress(Exception):
+                ledger.finish_batch(batch_id, "interrupted", {})
+            raise
+    finally:
+        runner.close()
     status = summary.stopped or ("partial" if summary.failed else "done")
     ledger.finish_batch(batch_id, status, summary.to_dict())
     _notify(summary, notify_url, on_complete)
     return summary
 
 
-def _run(
-    ledger, catalog, poses, settings, groups: Classified, batch_id, output_dir, emit, say, provider_factory
-):
+def _run(ledger, settings, groups: Classified, batch_id, output_dir, emit, runner: BatchRunner):
     planned = groups.to_run + groups.already_done + groups.exists + [j for j, _ in groups.copies]
     ledger.enqueue_many([job.record() for job in planned], batch_id)  # one commit for the plan
     for key in groups.regenerate:
@@ -261,16 +264,10 @@ def _run(
     for job, source in groups.copies:
         report(job, "done", copied_from=str(source), attempts=0)
 
-    runner = BatchRunner(ledger, catalog, poses, settings, emit=emit, provider_factory=provider_factory)
-    try:
-        if groups.to_run:
-            for model_key in sorted({j.model for j in groups.to_run}):
-                runner.preflight(catalog.by_key[model_key], say)
-            summary = runner.run(batch_id, groups.to_run, output_dir)
-        else:
-            summary = Summary(batch_id, 0, output_dir=str(output_dir))
-    finally:
-        runner.close()
+    if groups.to_run:
+        summary = runner.run(batch_id, groups.to_run, output_dir)
+    else:
+        summary = Summary(batch_id, 0, output_dir=str(output_dir))
     skipped = len(groups.already_done) + len(groups.exists) + len(groups.busy)
     summary.skipped += skipped
     summary.done += len(copied)

@@ -435,10 +435,12 @@ def _token_default(catalog, chosen, config, asked, endpoint, provider, token, ti
 
 
 def _require_token(model, endpoint, provider, token, tiny=False, model_dir=None) -> None:
-    """No token for a backend that needs one: exit 7 now, before a plan, a batch or a credit."""
-    from avatargen.providers.select import require_token
+    """No backend at all (exit 6), then no token for a backend that needs one (exit 7): said now,
+    before the face detector, a plan, a batch or a credit."""
+    from avatargen.providers.select import require_backend, require_token
 
     local = "local" if tiny or model_dir else None
+    require_backend(model, endpoint=endpoint, provider=provider or local)
     require_token(model, endpoint=endpoint, provider=provider or local, token=token)
 
 

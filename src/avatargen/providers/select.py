@@ -6,7 +6,7 @@ Providers through the router (providers/router.py) unless --provider says otherw
 and status refuse the same bad values: a given but empty `--endpoint` is a usage error (never a
 silent switch to another backend), an empty AVATARGEN_ENDPOINT counts as unset. Backend: a forced provider (`--provider` or config `provider`) wins;
 otherwise an endpoint URL means hf-endpoint, no URL means the in-process local backend when the
-`serve` extra is installed, and an error otherwise (serverless Hugging Face cannot run ControlNet).
+`serve` extra is installed, and an error otherwise (serverless Hugging Face cannot take a control image).
 `token_default_model` is the one exception to "the model asked for runs": a user with only a token
 (no endpoint, no serve extra, no model chosen) gets the catalog's Inference Providers model.
 """
@@ -90,20 +90,31 @@ def hub_extra_available() -> bool:
 
 
 def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnavailable:
-    """No URL for a model that needs a server. One short line: the fixes this install can use."""
+    """No URL for a model that needs a server. One short line: the fixes this install can use.
+    The story is the README's: serverless Hugging Face cannot take a control image; a token alone
+    runs the Inference Providers models (they edit the photo itself), not ControlNet."""
     bundle = f"avatargen endpoint bundle {model.alias} -o DIR"
+    token_only = f"--model {TOKEN_DEFAULT_MODEL.split(':', 1)[1]}"
     if not serve_installed:
         hub = "" if hub_extra_available() else "pip install 'avatargen[hub]' + "
         return ModelUnavailable(
-            f"no endpoint for {model.key}, and this install cannot run models itself "
-            "(serverless Hugging Face cannot run ControlNet)",
-            f"{hub}HF_TOKEN (Inference Providers), pip install 'avatargen[serve]', or --endpoint URL ({bundle})",
+            f"no endpoint for {model.key} and no serve extra (serverless Hugging Face cannot take a control image)",
+            f"--endpoint URL ({bundle}), pip install 'avatargen[serve]', or with just a token an "
+            f"Inference Providers model: {hub}HF_TOKEN + {token_only}",
         )
     return ModelUnavailable(
-        f"no endpoint for {model.key} (serverless Hugging Face cannot run ControlNet)",
+        f"no endpoint for {model.key} (serverless Hugging Face cannot take a control image)",
         f"pass --endpoint URL or save it: avatargen config set endpoints.{model.key} URL "
         f"(deploy one: {bundle}, or run `avatargen serve`)",
     )
+
+
+def require_backend(model: Model, *, endpoint: str | None, provider: str | None) -> None:
+    """No backend can run `model` here (exit 6): said first, once, before the token, the face
+    detector (exit 11) or a plan, since no other fix helps until this one is made."""
+    choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    if choice.problem is not None:
+        raise choice.problem
 
 
 def choose_backend(
