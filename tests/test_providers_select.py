@@ -131,7 +131,7 @@ def test_no_endpoint_without_serve_extra_explains_what_to_do(no_serve_extra):
     with pytest.raises(ModelUnavailable) as caught:
         make_provider(model())
     err = caught.value
-    assert "serverless Hugging Face cannot take a control image" in err.message
+    assert "serverless HF cannot take a control image" in err.message
     assert "avatargen endpoint bundle controlnet-openpose-sd15 -o DIR" in err.hint
     # This install cannot run `avatargen serve`: name the extra instead (everyday item 4).
     assert "pip install 'avatargen[serve]'" in err.hint and "--endpoint URL" in err.hint

@@ -183,8 +183,11 @@ CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     "concurrency": (_at_least_one, "parallel requests for generate"),
     "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
     "credits.starter": (_positive_int, "credits granted when a new ledger is created"),
-    "limits.daily_requests": (_positive_int, "HTTP requests allowed per day, all models"),
-    "limits.models.*": (_positive_int, "HTTP requests allowed per day for one model key"),
+    "limits.daily_requests": (
+        _positive_int,
+        "HTTP requests allowed per day (UTC), all models; every attempt counts, retries included",
+    ),
+    "limits.models.*": (_positive_int, "HTTP requests allowed per day for one model key (retries included)"),
     "confirm_above": (_positive_int, "ask before a batch of more images than this"),
 }
 SECRET_KEYS = {"token"}

@@ -98,9 +98,9 @@ def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnava
     if not serve_installed:
         hub = "" if hub_extra_available() else "pip install 'avatargen[hub]' + "
         return ModelUnavailable(
-            f"no endpoint for {model.key} and no serve extra (serverless Hugging Face cannot take a control image)",
-            f"--endpoint URL ({bundle}), pip install 'avatargen[serve]', or with just a token an "
-            f"Inference Providers model: {hub}HF_TOKEN + {token_only}",
+            f"no endpoint for {model.alias}, no serve extra; serverless HF cannot take a control image",
+            f"--endpoint URL ({bundle}), pip install 'avatargen[serve]', or a token alone: "
+            f"{hub}HF_TOKEN + {token_only} (Inference Providers)",
         )
     return ModelUnavailable(
         f"no endpoint for {model.key} (serverless Hugging Face cannot take a control image)",
