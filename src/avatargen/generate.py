@@ -151,6 +151,18 @@ def check_writable(outputs: list[Path]) -> None:
                 probe.unlink(missing_ok=True)
 
 
+def refuse_file_as_folder(folder: Path) -> None:
+    """-o naming a file (or a folder under one): say that, not "cannot be written (File exists)"."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise OutputError(  # exit 74 as any output folder that cannot be written
+                    f"-o {folder}: {place} is a file, not a folder",
+                    "give a folder with -o (it is created if missing); nothing was spent",
+                )
+            return
+
+
 def confirm(count: int, credits: int, yes: bool, confirm_above: int) -> None:
     if yes or count <= confirm_above:
         return
@@ -217,6 +229,8 @@ def execute(
         )
     runner = BatchRunner(ledger, catalog, poses, settings, emit=emit, provider_factory=provider_factory)
     try:
+        for folder in sorted({j.output_path.parent for j in groups.to_run}):
+            refuse_file_as_folder(folder)  # -o file.txt: said first, whatever the server
         # Before any folder, batch or credit: a server that nothing answers at stops here (exit 8).
         for model_key in sorted({j.model for j in groups.to_run}):
             runner.preflight(catalog.by_key[model_key], say)

@@ -178,9 +178,25 @@ def generate(
     ),
     prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt (default: the model's).")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Negative prompt.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, max=200, help="Inference steps.")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            min=1,
+            max=200,
+            help="Inference steps (default: the model's: 30 for SD 1.5, 50 for SDXL; "
+            "`avatargen models show MODEL` lists it).",
+        ),
+    ] = None,
     guidance: Annotated[
-        float | None, typer.Option("--guidance", min=0.0, max=50.0, help="Guidance scale.")
+        float | None,
+        typer.Option(
+            "--guidance",
+            min=0.0,
+            max=50.0,
+            help="Guidance scale (default: the model's: 7.5 for the ControlNet models; "
+            "`avatargen models show MODEL` lists it).",
+        ),
     ] = None,
     control_scale: Annotated[
         float | None, typer.Option("--control-scale", min=0.0, max=2.0, help="ControlNet conditioning scale.")
@@ -271,12 +287,11 @@ def generate(
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
     from avatargen.deploy.batch_hooks import parse_concurrency
-    from avatargen.errors import InputError
     from avatargen.faces import require_detector
     from avatargen.generate import DEFAULT_CONFIRM_ABOVE, execute
     from avatargen.identity import check_references, hash_photo, hash_photos, people, resolve_scale
     from avatargen.images import file_hash
-    from avatargen.inputs import collect_inputs
+    from avatargen.inputs import collect_inputs, no_photos_error
     from avatargen.ledger import open_ledger
     from avatargen.output import emit_json, info, warn
     from avatargen.plan import (
@@ -313,10 +328,7 @@ def generate(
         references[who.subject] = who.references
         stems[who.subject] = who.name
     if not inputs:
-        raise InputError(
-            f"no photos found in {' '.join(paths or [])}".rstrip(),
-            "name image files or folders holding images, or --person DIR",
-        )
+        raise no_photos_error(paths or [], recursive)
     hashes = hash_photos(inputs)
     common_refs = ()
     uses_references = bool(scale) or chosen.edits_photo  # an editing model takes whole photos
