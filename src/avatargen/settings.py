@@ -107,7 +107,7 @@ def _positive_int(text: str) -> int:
     except ValueError:
         raise ValueError(f"expected a whole number, got '{text}'") from None
     if value < 0:
-        raise ValueError("must be 0 or more")
+        raise ValueError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -126,6 +126,29 @@ def _positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:  # 'nan' and 'inf' parse as floats
         raise ValueError("must be a finite number more than 0")
     return value
+
+
+def _template(text: str) -> str:
+    """An output name template as `generate` would take it: known fields, ends in .png, and a
+    name inside the output folder (no '..', no leading '/')."""
+    from pathlib import PurePath
+
+    from avatargen.plan import check_template
+
+    text = text.strip()
+    try:
+        check_template(text)
+    except UsageError as exc:
+        raise ValueError(f"{exc.message}{f' ({exc.hint})' if exc.hint else ''}") from None
+    sample = PurePath(
+        text.format(stem="photo", pose="wave", model="sd15", seed=1, variant=0, hash="0123abcd")
+    )
+    if sample.is_absolute() or ".." in sample.parts:
+        raise ValueError(
+            f"'{text}' would write outside the output folder: use a name relative to -o, "
+            "without '..' or a leading '/', e.g. {stem}-{seed}.png"
+        )
+    return text
 
 
 def _tier(text: str) -> str:
@@ -181,7 +204,7 @@ CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     ),
     "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
     "concurrency": (_at_least_one, "parallel requests for generate"),
-    "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
+    "output_template": (_template, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
     "credits.starter": (_positive_int, "credits granted when a new ledger is created"),
     "limits.daily_requests": (
         _positive_int,
@@ -279,7 +302,9 @@ def parse_value(key: str, text: str) -> Any:
     try:
         return parser(text)
     except ValueError as exc:
-        raise UsageError(f"bad value for config key '{key}': {exc}") from None
+        raise UsageError(
+            f"bad value for config key '{key}': {exc}", "`avatargen config keys` says what each key takes"
+        ) from None
 
 
 def set_value(key: str, text: str) -> Any:
