@@ -157,7 +157,7 @@ def refuse_file_as_folder(folder: Path) -> None:
         if place.exists():
             if not place.is_dir():
                 raise OutputError(  # exit 74 as any output folder that cannot be written
-                    f"-o {folder}: {place} is a file, not a folder",
+                    f"-o {folder}: the output folder cannot be written: {place} is a file, not a folder",
                     "give a folder with -o (it is created if missing); nothing was spent",
                 )
             return
