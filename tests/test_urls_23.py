@@ -63,7 +63,8 @@ def _one_line(err: str) -> str:
 
 @pytest.mark.parametrize("url", ["http://[::1", "https://[zz]/x.json"])
 def test_pose_url_option(monkeypatch, capsys, photo, url):
-    code, _, err = run_main(monkeypatch, capsys, "generate", str(photo), "--pose", url, "--dry-run")
+    args = ["generate", str(photo), "--pose", url, "--endpoint", "http://127.0.0.1:9/", "--dry-run"]
+    code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == 2, err
     assert "--pose" in _one_line(err)
 
@@ -138,3 +139,12 @@ def test_config_set_endpoint_refuses_a_malformed_url(monkeypatch, capsys, url):
     assert f"endpoints.{SD15}" in _one_line(err)
     code, out, _ = run_main(monkeypatch, capsys, "config", "get", f"endpoints.{SD15}")
     assert out == ""
+
+
+@pytest.mark.parametrize("name", ["AVATARGEN_ENDPOINTS_API", "HF_ENDPOINT"])
+def test_endpoint_commands_check_their_api_urls(monkeypatch, capsys, name):
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz")
+    monkeypatch.setenv(name, "http://[::1")
+    code, _, err = run_main(monkeypatch, capsys, "endpoint", "list")
+    assert code == 3, err
+    assert name in _one_line(err)

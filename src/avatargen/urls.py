@@ -75,6 +75,7 @@ def checked_url(
 ENV_URLS = {
     "AVATARGEN_ROUTER_URL": "unset it for Hugging Face's router, or give a proxy of it, e.g. https://router.huggingface.co",
     "HF_ENDPOINT": "unset it for https://huggingface.co, or give the Hub mirror's full URL",
+    "AVATARGEN_ENDPOINTS_API": "unset it for https://api.endpoints.huggingface.cloud/v2, or give a full URL",
 }
 
 

@@ -31,6 +31,9 @@ def hub_base() -> str:
 
 def hf_api(token: str) -> Any:
     """An HfApi for `token`, with both API bases applied."""
+    from avatargen.urls import check_environment
+
+    check_environment()  # a malformed HF_ENDPOINT / AVATARGEN_ENDPOINTS_API: exit 3 naming it
     try:
         import huggingface_hub
         from huggingface_hub import constants
