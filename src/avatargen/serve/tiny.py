@@ -367,7 +367,7 @@ def _unzero(controlnet) -> None:
             torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             torch.nn.init.zeros_(conv.bias)
         for conv in (embedding.conv_out, *controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block):
-            torch.nn.init.normal_(conv.weight, std=3.0 if conv is embedding.conv_out else 0.5)
+            torch.nn.init.normal_(conv.weight, std=1.0 if conv is embedding.conv_out else 0.2)
             torch.nn.init.zeros_(conv.bias)
 
 
