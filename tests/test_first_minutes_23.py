@@ -93,5 +93,5 @@ def test_no_backend_line_tells_what_a_token_alone_gives(monkeypatch, capsys, pho
     # The README's words: serverless Hugging Face cannot take a control image; a token alone
     # runs the Inference Providers models (by name), not the ControlNet one asked for.
     assert "cannot take a control image" in line
-    assert "Inference Providers" in line and "HF_TOKEN + --model qwen-image-edit-pose" in line
+    assert "a token alone runs Inference Providers: HF_TOKEN + --model qwen-image-edit-pose" in line
     assert "cannot run ControlNet" not in line

@@ -192,8 +192,7 @@ def test_no_backend_is_reported_with_what_to_do(cli, no_serve_extra):
     out = status_text(cli)
     assert (
         "backend   none  (from none)" in out
-        and "hint      --endpoint URL (avatargen endpoint bundle" in out
-        and "a token alone: HF_TOKEN + --model qwen-image-edit-pose (Inference Providers)" in out
+        and "hint      a token alone runs Inference Providers: HF_TOKEN + --model qwen-image-edit-pose" in out
     )
 
 

@@ -99,8 +99,8 @@ def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnava
         hub = "" if hub_extra_available() else "pip install 'avatargen[hub]' + "
         return ModelUnavailable(
             f"no endpoint for {model.alias}, no serve extra; serverless HF cannot take a control image",
-            f"--endpoint URL ({bundle}), pip install 'avatargen[serve]', or a token alone: "
-            f"{hub}HF_TOKEN + {token_only} (Inference Providers)",
+            f"a token alone runs Inference Providers: {hub}HF_TOKEN + {token_only}; "
+            f"pip install 'avatargen[serve]'; or --endpoint URL ({bundle})",
         )
     return ModelUnavailable(
         f"no endpoint for {model.key} (serverless Hugging Face cannot take a control image)",
