@@ -88,6 +88,11 @@ def test_no_secret_reaches_any_output_file_webhook_or_child(tmp_path, run_cli, a
             results.append(run_cli("status", "controlnet-openpose-sd15", "--endpoint", url, env=env))
         # A failing run: errors, jobs.error and movements.note quote the endpoint.
         make_photos(tmp_path / "more", 1, start=20)
+        with FakeEndpoint(fail_prompts=("",)) as failing:  # every job fails there (5xx)
+            refusing = with_credentials(failing.url)
+            results.append(generate_with_notices(tmp_path / "more", refusing))
+            assert results[-1].returncode == 9, results[-1].stderr
+        # Nothing listening: stopped before any batch (issue 23), its one line quotes the URL.
         down = with_credentials(closed_port_url())
         results.append(generate_with_notices(tmp_path / "more", down))
         assert results[-1].returncode == 8, results[-1].stderr

@@ -48,6 +48,7 @@ def test_served_over_http_503_while_loading_then_png(tiny_server):
     assert "Finished server process" in stderr
     assert "noise" in stderr and "ready:" in stderr
     assert "Traceback" not in stderr
+    assert "torchvision" not in stderr and "[transformers]" not in stderr  # third-party noise (issue 23)
 
 
 @pytest.mark.slow

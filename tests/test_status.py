@@ -195,11 +195,14 @@ def test_local_device_check_is_real():
 def test_no_backend_is_reported_with_what_to_do(cli, no_serve_extra):
     report = status_json(cli)
     assert report["backend"] is None and report["state"] == "no-backend"
-    assert "cannot run ControlNet" in report["detail"] and "pip install 'avatargen[serve]'" in report["hint"]
+    assert (
+        "cannot take a control image" in report["detail"]
+        and "pip install 'avatargen[serve]'" in report["hint"]
+    )
     out = status_text(cli)
     assert (
         "backend   none  (from none)" in out
-        and "hint      HF_TOKEN (Inference Providers), pip install 'avatargen[serve]'" in out
+        and "hint      a token alone runs Inference Providers: HF_TOKEN + --model qwen-image-edit-pose" in out
     )
 
 

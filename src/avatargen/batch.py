@@ -162,7 +162,7 @@ class BatchRunner:
         self._in_flight: set[str] = set()
 
     def preflight(self, model: Model, announce: Callable[[str], None]) -> None:
-        self.backends.preflight(model, announce)
+        self.backends.preflight(model, announce, self.fallbacks.models_to_try(model)[1:])
 
     def close(self) -> None:
         if self._owns_backends:

@@ -51,9 +51,63 @@ def collect_inputs(specs: list[str], recursive: bool = False, stdin=None) -> lis
             if not matches:
                 raise InputError(f"{spec}: the pattern matches no file", "check the pattern and its quoting")
             found.extend(collect_inputs(matches, recursive, stdin))
+        elif path.exists():  # a named pipe, a device or a socket: nothing to read a photo from
+            raise InputError(
+                f"{spec}: {_kind(path)}, not a photo file or a folder",
+                "give photo files or folders; to read paths from a pipe, pass - and pipe them in",
+            )
         else:
             raise InputError(f"{spec}: no such file or folder", "check the path")
     unique: dict[Path, Path] = {}
     for path in found:
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
+
+
+def _kind(path: Path) -> str:
+    import stat
+
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"  # pragma: no cover - every other kind is one of the above
+
+
+IMAGE_NAMES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".avif")
+
+
+def no_photos_error(specs: list[str], recursive: bool = False) -> InputError:
+    """Nothing to run: an empty folder says so, but a folder of files named like images whose
+    content is not one (damaged, truncated, renamed) names them rather than "no photos found"."""
+    broken: list[Path] = []
+    for spec in specs:
+        folder = Path(spec).expanduser()
+        if folder.is_dir():
+            try:
+                entries = sorted(folder.rglob("*") if recursive else folder.iterdir())
+            except OSError:
+                continue
+            broken += [
+                p
+                for p in entries
+                if p.suffix.lower() in IMAGE_NAMES
+                and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                and p.is_file()
+            ]
+    where = " ".join(specs).strip()
+    if broken:
+        shown = ", ".join(str(p) for p in broken[:3]) + (
+            f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        )
+        return InputError(
+            f"no readable photos in {where}: {shown} {'is' if len(broken) == 1 else 'are'} not an image "
+            "(damaged, empty, or not the format its name says)",
+            "re-export or re-download them, or name other photos",
+        )
+    return InputError(
+        f"no photos found in {where}".rstrip(), "name image files or folders holding images, or --person DIR"
+    )

@@ -24,13 +24,21 @@ DEFAULT_ROUTER_URL = "https://router.huggingface.co"
 
 
 def router_base_url() -> str:
-    """AVATARGEN_ROUTER_URL without its trailing slash, else the public router."""
-    return (os.environ.get(ROUTER_URL_ENV, "").strip() or DEFAULT_ROUTER_URL).rstrip("/")
+    """AVATARGEN_ROUTER_URL without its trailing slash, else the public router; a malformed
+    value is a ConfigError naming the variable (urls.checked_url)."""
+    return _env_url(ROUTER_URL_ENV, DEFAULT_ROUTER_URL)
 
 
 def hub_base_url() -> str:
     """The Hub's address as huggingface_hub reads it (HF_ENDPOINT), without a trailing slash."""
-    return (os.environ.get(environment.HF_ENDPOINT, "").strip() or "https://huggingface.co").rstrip("/")
+    return _env_url(environment.HF_ENDPOINT, "https://huggingface.co")
+
+
+def _env_url(name: str, default: str) -> str:
+    from avatargen.urls import ENV_URLS, checked_url
+
+    value = os.environ.get(name, "").strip()
+    return (checked_url(value, name, fix=ENV_URLS.get(name)) if value else default).rstrip("/")
 
 
 # ---------------------------------------------------------------- folders
@@ -100,7 +108,7 @@ def _positive_int(text: str) -> int:
     except ValueError:
         raise ValueError(f"expected a whole number, got '{text}'") from None
     if value < 0:
-        raise ValueError("must be 0 or more")
+        raise ValueError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -121,6 +129,29 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _template(text: str) -> str:
+    """An output name template as `generate` would take it: known fields, ends in .png, and a
+    name inside the output folder (no '..', no leading '/')."""
+    from pathlib import PurePath
+
+    from avatargen.plan import check_template
+
+    text = text.strip()
+    try:
+        check_template(text)
+    except UsageError as exc:
+        raise ValueError(f"{exc.message}{f' ({exc.hint})' if exc.hint else ''}") from None
+    sample = PurePath(
+        text.format(stem="photo", pose="wave", model="sd15", seed=1, variant=0, hash="0123abcd")
+    )
+    if sample.is_absolute() or ".." in sample.parts:
+        raise ValueError(
+            f"'{text}' would write outside the output folder: use a name relative to -o, "
+            "without '..' or a leading '/', e.g. {stem}-{seed}.png"
+        )
+    return text
+
+
 def _tier(text: str) -> str:
     if text not in TIERS:
         raise ValueError(f"must be one of {', '.join(TIERS)}")
@@ -134,9 +165,13 @@ def _provider(text: str) -> str:
 
 
 def _url(text: str) -> str:
+    from avatargen.redact import redact_url
+    from avatargen.urls import url_problem  # the check every URL avatargen reads goes through
+
     text = text.strip()
-    if not text.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
+    problem = url_problem(text)
+    if problem:
+        raise ValueError(f"'{redact_url(text)}' is not a usable URL: {problem}")
     return text
 
 
@@ -170,10 +205,13 @@ CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     ),
     "wait_timeout": (_positive_float, "seconds to wait for a cold model before giving up"),
     "concurrency": (_at_least_one, "parallel requests for generate"),
-    "output_template": (str, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
+    "output_template": (_template, "output file name template, e.g. {stem}-{pose}-{model}-{seed}.png"),
     "credits.starter": (_positive_int, "credits granted when a new ledger is created"),
-    "limits.daily_requests": (_positive_int, "HTTP requests allowed per day, all models"),
-    "limits.models.*": (_positive_int, "HTTP requests allowed per day for one model key"),
+    "limits.daily_requests": (
+        _positive_int,
+        "HTTP requests allowed per day (UTC), all models; every attempt counts, retries included",
+    ),
+    "limits.models.*": (_positive_int, "HTTP requests allowed per day for one model key (retries included)"),
     "confirm_above": (_positive_int, "ask before a batch of more images than this"),
 }
 SECRET_KEYS = {"token"}
@@ -265,7 +303,9 @@ def parse_value(key: str, text: str) -> Any:
     try:
         return parser(text)
     except ValueError as exc:
-        raise UsageError(f"bad value for config key '{key}': {exc}") from None
+        raise UsageError(
+            f"bad value for config key '{key}': {exc}", "`avatargen config keys` says what each key takes"
+        ) from None
 
 
 def set_value(key: str, text: str) -> Any:

@@ -46,15 +46,23 @@ class Backends:
         with self._lock:
             return self._gates.setdefault(model_key, ModelGate())
 
-    def preflight(self, model: Model, announce: Callable[[str], None]) -> None:
+    def preflight(self, model: Model, announce: Callable[[str], None], fallbacks: list[Model] = ()) -> None:
         """One status probe before any job is sent: a cold model is announced once and every
-        worker waits at the gate instead of discovering it on its own."""
+        worker waits at the gate instead of discovering it on its own. Nothing listening at any
+        server of the model or its fallbacks raises NetworkError (providers/reachable.py)."""
+        from avatargen.providers.reachable import every_server_refused, nothing_listens
+
         provider = self.provider_for(model)
         try:
             report = provider.status()
         except AvatargenError as exc:
             announce(f"pre-flight check of {model.alias} failed: {exc.message}")
             return
+        if every_server_refused(provider, report) and all(
+            every_server_refused(p, p.status())
+            for p in (self.provider_for(m, primary=False) for m in fallbacks)
+        ):
+            raise nothing_listens(model, report)
         if report.state == "starting":
             seconds = report.estimated_time or 10.0
             announce(f"model loading, ~{int(seconds)} s ({model.alias} at {report.url})")

@@ -96,12 +96,14 @@ def choose_model(request: GenerateRequest, config: Config, catalog: Catalog, hoo
 
 
 def require_token(model: Model, options: RunOptions) -> None:
-    """No token for a backend that needs one: exit 7 now, before a plan, a batch or a credit."""
+    """No backend at all (exit 6), then no token for a backend that needs one (exit 7): said now,
+    before the face detector, a plan, a batch or a credit."""
+    from avatargen.providers.select import require_backend
     from avatargen.providers.select import require_token as refuse_without_token
 
-    refuse_without_token(
-        model, endpoint=options.endpoint, provider=options.provider or options.local, token=options.token
-    )
+    provider = options.provider or options.local
+    require_backend(model, endpoint=options.endpoint, provider=provider)
+    refuse_without_token(model, endpoint=options.endpoint, provider=provider, token=options.token)
 
 
 @dataclass
@@ -113,9 +115,8 @@ class _Photos:
 
 
 def _photos(request: GenerateRequest, model: Model, crop_faces: bool, hooks: Hooks) -> _Photos:
-    from avatargen.errors import InputError
     from avatargen.identity import check_references, hash_photo, hash_photos, people
-    from avatargen.inputs import collect_inputs
+    from avatargen.inputs import collect_inputs, no_photos_error
 
     inputs = collect_inputs(list(request.paths), request.recursive) if request.paths else []
     references: dict[Path, tuple[tuple[str, Path], ...]] = {}
@@ -125,10 +126,7 @@ def _photos(request: GenerateRequest, model: Model, crop_faces: bool, hooks: Hoo
         references[who.subject] = who.references
         stems[who.subject] = who.name
     if not inputs:
-        raise InputError(
-            f"no photos found in {' '.join(request.paths)}".rstrip(),
-            "name image files or folders holding images, or --person DIR",
-        )
+        raise no_photos_error(list(request.paths), request.recursive)
     hashes = hash_photos(inputs)
     if not (crop_faces or model.edits_photo):  # only identity and editing models take references
         if request.refs or request.person:

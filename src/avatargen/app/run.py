@@ -59,30 +59,23 @@ def execute(plan: Plan, config: Config, catalog: Catalog, hooks: Hooks, ledger: 
     priced = quote(catalog, groups, ledger.balance())
     if plan.dry_run:
         return DryRun(priced, [j.record() for j in groups.to_run])
-    # 3. Refused before anything is recorded: budget, daily limit, unwritable folders, a no.
+    # 3. Refused before anything is recorded: budget and daily limit; then -o naming a file,
+    #    nothing listening at the server (exit 8), unwritable folders, a no to the question.
     _check_can_run(plan, catalog, ledger, groups, priced.credits)
-    if hooks.confirm and len(groups.to_run) > config.confirm_above and not plan.options.yes:
-        hooks.confirm(len(groups.to_run), priced.credits)
-    # 4. The batch, recorded and run.
-    batch_id = plan.batch_id or new_batch_id()
-    ledger.start_batch(
-        batch_id,
-        stored_argv(list(plan.options.argv)),
-        os.getcwd(),
-        str(plan.output_dir),
-        plan.settings.remembered(),
+    runner = BatchRunner(
+        ledger, catalog, plan.poses, plan.settings, emit=hooks.emit, provider_factory=factory
     )
     try:
-        summary = _run(plan, catalog, hooks, ledger, groups, batch_id, factory)
-    except BaseException:
-        # Stopped before the runner could say how (a signal during pre-flight, an unwritable
-        # ledger): the batch is not left 'running'.
-        with contextlib.suppress(Exception):
-            ledger.finish_batch(batch_id, "interrupted", {})
-        raise
+        _preflight(plan, catalog, hooks, groups, runner)
+        if hooks.confirm and len(groups.to_run) > config.confirm_above and not plan.options.yes:
+            hooks.confirm(len(groups.to_run), priced.credits)
+        # 4. The batch, recorded and run.
+        summary = _record_and_run(plan, hooks, ledger, groups, runner)
+    finally:
+        runner.close()
     # 5. The outcome recorded, and told.
     ledger.finish_batch(
-        batch_id, summary.stopped or ("partial" if summary.failed else "done"), summary.to_dict()
+        summary.batch_id, summary.stopped or ("partial" if summary.failed else "done"), summary.to_dict()
     )
     _notify(summary, plan.options.notify_url, plan.options.on_complete)
     return summary
@@ -96,25 +89,34 @@ def _check_can_run(plan: Plan, catalog: Catalog, ledger: Ledger, groups: Classif
             f"daily request limit reached: {ledger.requests_today()} of {limit} (limits.daily_requests)",
             "resume tomorrow with the same command, or raise it: avatargen config set limits.daily_requests N",
         )
+
+
+def _preflight(plan: Plan, catalog: Catalog, hooks: Hooks, groups: Classified, runner: BatchRunner) -> None:
+    for folder in sorted({j.output_path.parent for j in groups.to_run}):
+        refuse_file_as_folder(folder)  # -o file.txt: said first, whatever the server
+    for model_key in sorted({j.model for j in groups.to_run}):
+        runner.preflight(catalog.by_key[model_key], hooks.say)
     if groups.to_run or groups.copies:
         check_writable([j.output_path for j in groups.to_run] + [j.output_path for j, _ in groups.copies])
 
 
-def _run(plan: Plan, catalog: Catalog, hooks: Hooks, ledger: Ledger, groups: Classified, batch_id, factory):
-    _record_plan(ledger, groups, batch_id)
-    copied = _report_skips_and_copies(ledger, groups, batch_id, hooks)
-    runner = BatchRunner(
-        ledger, catalog, plan.poses, plan.settings, emit=hooks.emit, provider_factory=factory
-    )
+def _record_and_run(plan: Plan, hooks: Hooks, ledger: Ledger, groups: Classified, runner: BatchRunner):
+    batch_id = plan.batch_id or new_batch_id()
+    argv = stored_argv(list(plan.options.argv))
+    ledger.start_batch(batch_id, argv, os.getcwd(), str(plan.output_dir), plan.settings.remembered())
     try:
+        _record_plan(ledger, groups, batch_id)
+        copied = _report_skips_and_copies(ledger, groups, batch_id, hooks)
         if groups.to_run:
-            for model_key in sorted({j.model for j in groups.to_run}):
-                runner.preflight(catalog.by_key[model_key], hooks.say)
             summary = runner.run(batch_id, groups.to_run, plan.output_dir)
         else:
             summary = Summary(batch_id, 0, output_dir=str(plan.output_dir))
-    finally:
-        runner.close()
+    except BaseException:
+        # Stopped before the runner could say how (a signal, an unwritable ledger): the batch is
+        # not left 'running'.
+        with contextlib.suppress(Exception):
+            ledger.finish_batch(batch_id, "interrupted", {})
+        raise
     skipped = len(groups.already_done) + len(groups.exists) + len(groups.busy)
     summary.skipped += skipped
     summary.done += len(copied)
@@ -237,6 +239,18 @@ def copy_outputs(ledger: Ledger, copies: list[tuple[Job, Path]], batch_id: str) 
         ledger.record_copy(job.job_key, str(job.output_path), str(source), batch_id)
         copied.append(job)
     return copied
+
+
+def refuse_file_as_folder(folder: Path) -> None:
+    """-o naming a file (or a folder under one): say that, not "cannot be written (File exists)"."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise OutputError(  # exit 74 as any output folder that cannot be written
+                    f"-o {folder}: the output folder cannot be written: {place} is a file, not a folder",
+                    "give a folder with -o (it is created if missing); nothing was spent",
+                )
+            return
 
 
 def check_writable(outputs: list[Path]) -> None:

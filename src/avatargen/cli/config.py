@@ -86,7 +86,8 @@ def get(
         print(human(shown))
 
 
-@app.command("set")
+# "-5" is a value to check (`config set credits.starter -5`), not an unknown option to refuse.
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_(
     key: Annotated[str, typer.Argument(help="Dotted key; `avatargen config keys` lists them.")],
     value: Annotated[str, typer.Argument(help="The value.")],

@@ -8,7 +8,11 @@ import typer
 
 from avatargen.cli.options import Json
 
-app = typer.Typer(help="Credits: balance, top-ups and history.", invoke_without_command=True)
+app = typer.Typer(
+    help="Credits: balance, top-ups and history. 'requests today' counts every generation request "
+    "sent today (UTC), each retry again, as limits.daily_requests does.",
+    invoke_without_command=True,
+)
 
 
 Verify = Annotated[
@@ -20,9 +24,15 @@ Verify = Annotated[
 ]
 
 
+# What the number counts, said where it is shown: one failed job retried 4 times is 4 requests.
+REQUESTS_LABEL = "requests today (HTTP attempts, retries included)"
+
+
 @app.callback()
 def credits(ctx: typer.Context, json_: Json = False, verify: Verify = False) -> None:
-    """Balance, reserved, spent today and this month (by model), and today's requests."""
+    """Balance, reserved, spent today and this month (by model), and today's requests: every
+    generation request sent today (UTC), each retry of a job counted again, as
+    limits.daily_requests counts them (status probes and image downloads are not counted)."""
     if ctx.invoked_subcommand is not None:
         return
     if verify:
@@ -66,7 +76,12 @@ def credits(ctx: typer.Context, json_: Json = False, verify: Verify = False) -> 
         ]
         for model, amount in sorted(totals.spent_month_by_model.items())
     ]
-    rows.append(["requests today", f"{requests_today}" + (f" of {limit}" if limit is not None else "")])
+    rows.append(
+        [
+            REQUESTS_LABEL,
+            f"{requests_today}" + (f" of {limit} (limits.daily_requests)" if limit is not None else ""),
+        ]
+    )
     print_table("credits", ["what", "value"], rows, right=("value",), show_header=False)
 
 

@@ -268,6 +268,7 @@ def list_(
     ns = manage.namespace_of(api, namespace)
     found = hub.call(f"list endpoints of {ns}", api.list_inference_endpoints, namespace=ns)
     rows = [manage.summary(e.raw, ns) for e in found if all_ or manage.is_ours(e.raw)]
+    _report_left_running(rows, ns)
     if json_:
         emit_json({"namespace": ns, "endpoints": rows})
         return
@@ -280,6 +281,20 @@ def list_(
         ],
         detail=("url",),
     )
+
+
+def _report_left_running(rows: list[dict], namespace: str) -> None:
+    """Warn about endpoints a killed run promised to pause or scale to zero and left running;
+    one listed as paused, scaled to zero or gone settles its promise."""
+    from avatargen.deploy import pending
+    from avatargen.output import warn
+
+    states = {f"{namespace}/{r['name']}": r["state"] for r in rows}
+    for entry in pending.broken():
+        where = str(entry.get("endpoint"))
+        if where.startswith(f"{namespace}/") and states.get(where) in (None, "paused", "scaledToZero"):
+            pending.kept(where)
+    pending.report(warn)
 
 
 @app.command("status")
@@ -319,6 +334,10 @@ def _act(
 
         endpoint = wait_running(endpoint, DEFAULT_WAIT_S, _StateLine(where.name))
     data = manage.summary(endpoint.raw, where.namespace)
+    if action in ("pause", "scale-to-zero", "delete"):
+        from avatargen.deploy import pending
+
+        pending.kept(f"{where.namespace}/{where.name}")  # a killed run's promise, kept by hand
     if json_:
         from avatargen.output import emit_json
 

@@ -26,6 +26,8 @@ from avatargen.cli.options import (
     YesOpt,
 )
 
+NOTIFY_FIX = "give the webhook's full URL, e.g. https://hooks.example.com/avatargen; nothing was spent"
+
 ConcurrencyAutoOpt = Annotated[
     str | None,
     typer.Option(
@@ -145,9 +147,25 @@ def generate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the avatars.")] = DEFAULT_OUTPUT,
     prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt (default: the model's).")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Negative prompt.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, max=200, help="Inference steps.")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            min=1,
+            max=200,
+            help="Inference steps (default: the model's: 30 for SD 1.5, 50 for SDXL; "
+            "`avatargen models show MODEL` lists it).",
+        ),
+    ] = None,
     guidance: Annotated[
-        float | None, typer.Option("--guidance", min=0.0, max=50.0, help="Guidance scale.")
+        float | None,
+        typer.Option(
+            "--guidance",
+            min=0.0,
+            max=50.0,
+            help="Guidance scale (default: the model's: 7.5 for the ControlNet models; "
+            "`avatargen models show MODEL` lists it).",
+        ),
     ] = None,
     control_scale: Annotated[
         float | None, typer.Option("--control-scale", min=0.0, max=2.0, help="ControlNet conditioning scale.")
@@ -227,8 +245,12 @@ def generate(
     from avatargen.app.request import GenerateRequest
     from avatargen.app.run import run
     from avatargen.cli.signals import install_stop_signals
+    from avatargen.urls import check_environment, checked_url
 
     install_stop_signals()
+    check_environment()  # a malformed AVATARGEN_ROUTER_URL / HF_ENDPOINT: exit 3 before planning
+    if notify_url is not None:
+        notify_url = checked_url(notify_url, "--notify-url", "notify URL", NOTIFY_FIX)
     if not dry_run:
         from avatargen.providers import warmup
 
@@ -378,8 +400,10 @@ def retry(
     from avatargen.cli.signals import install_stop_signals
     from avatargen.ledger import open_ledger
     from avatargen.output import emit_json, info
+    from avatargen.urls import check_environment
 
     install_stop_signals()
+    check_environment()
     options = _options(json_, locals())
     config, catalog, hooks = _context(ctx, json_)
     with open_ledger() as ledger:

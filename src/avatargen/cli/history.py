@@ -52,9 +52,7 @@ def history(
             str(row["seed"]),
             f"{row['seconds']:.1f}" if row["seconds"] else "",
             str(row["credits"] or 0),
-            row["error"]
-            if row["status"] in ("failed", "queued", "skipped") and row["error"]
-            else row["output_path"],
+            _output_or_error(row),
         ]
         for row in rows
     ]
@@ -62,6 +60,16 @@ def history(
     print_table(
         "jobs", columns, table, right=("id", "seconds", "credits"), detail=("input", "output / error")
     )
+
+
+def _output_or_error(row: dict) -> str:
+    """The error of a job that has one; the image of a done job; else what will be made, said as
+    such (a queued job's path names no PNG that exists yet)."""
+    if row["status"] in ("failed", "queued", "skipped") and row["error"]:
+        return row["error"]
+    if row["status"] == "done":
+        return row["output_path"]
+    return "(not made yet)"
 
 
 def _public(row: dict) -> dict:

@@ -70,7 +70,7 @@ def show_pose(
         raise UsageError(
             "'auto' needs a photo (poses show)", "use `avatargen poses extract PHOTO --png out.png`"
         )
-    source = resolve_pose(pose)
+    source = resolve_pose(pose, option="NAME_OR_FILE")
     framing = getattr(source, "framing", "full-body")
     if size:
         width, height = parse_size(size)

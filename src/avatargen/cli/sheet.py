@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +16,13 @@ def sheet(
         str, typer.Argument(metavar="DIR", help="Folder of images, e.g. a batch's output folder.")
     ],
     output: Annotated[
-        str, typer.Option("--output", "-o", metavar="FILE", help="The sheet: .jpg, .png or .webp.")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="The sheet: .jpg, .png or .webp (default: sheet.jpg in the current folder).",
+        ),
     ] = "sheet.jpg",
     columns: Annotated[int, typer.Option("--columns", "-c", help="Thumbnails per row.")] = 10,
     thumb: Annotated[int, typer.Option("--thumb", help="Thumbnail size in pixels (longest side).")] = 256,
@@ -36,6 +44,11 @@ def sheet(
         return
     width, height = result.size
     pages = len(result.pages)
-    info(f"{result.images} images on {pages} page{'s' if pages != 1 else ''} ({width}x{height} px)")
+    # Where, in full: the default -o is sheet.jpg in the current folder, easy to miss.
+    where = Path(result.pages[0]).resolve().parent if result.pages else Path.cwd()
+    info(
+        f"{result.images} images on {pages} page{'s' if pages != 1 else ''} ({width}x{height} px), "
+        f"written to {where}{os.sep}"
+    )
     for path in result.pages:
         print(path)

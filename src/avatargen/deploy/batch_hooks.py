@@ -97,6 +97,10 @@ class EndpointSession:
 
             endpoint = wait_running(endpoint, DEFAULT_WAIT_S, lambda state, _t: None)
         self._read(endpoint.raw)
+        if self.after != "keep":  # written down, so a kill -9 before finish() is found later
+            from avatargen.deploy import pending
+
+            pending.promise(self.where, self.after)
 
     def _read(self, raw: dict) -> None:
         status = raw.get("status") or {}
@@ -123,13 +127,17 @@ class EndpointSession:
         self._stop.set()
         if not self.active or self.after == "keep" or self.api is None:
             return
+        from avatargen.deploy import pending
+
         try:
             endpoint = self._call(self.after)
         except AvatargenError as exc:  # the batch's own outcome matters more: say it, do not raise
             from avatargen.output import warn
 
+            pending.withdraw()  # said here, now: not again as a killed run's
             warn(f"could not {self.after} endpoint {self.where}: {exc.message}")
             return
+        pending.kept(self.where)
         self.say(f"endpoint {self.where}: {endpoint.status} (--endpoint-after {self.after})")
 
 
@@ -144,8 +152,10 @@ def session_for(
 ) -> EndpointSession:
     """The session for this batch's model: active only for an endpoint avatargen deployed and
     the batch uses (its URL is the recorded one)."""
-    from avatargen.deploy import records
+    from avatargen.deploy import pending, records
+    from avatargen.output import warn
 
+    pending.report(warn)  # an endpoint a killed run promised to pause or scale to zero
     record = None
     if records.all_for(model.key):
         from avatargen.providers.select import configured_urls, resolve_endpoint

@@ -34,8 +34,10 @@ def hub_base() -> str:
 def hf_api(token: str) -> Any:
     """An HfApi for `token`, with both API bases applied."""
     from avatargen import hub_extra
+    from avatargen.urls import check_environment
 
     hub_extra.require("managing Inference Endpoints")
+    check_environment()  # a malformed HF_ENDPOINT / AVATARGEN_ENDPOINTS_API: exit 3 naming it
     try:
         import huggingface_hub
         from huggingface_hub import constants

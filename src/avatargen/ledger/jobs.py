@@ -198,7 +198,9 @@ class Jobs(Credits):
         if batch_id:
             query += " AND batch_id = ?"
             args.append(batch_id)
-        query += " ORDER BY COALESCE(finished_at, created_at) DESC, id DESC"
+        # Newest first by a key that never changes: the order the jobs were planned. (Finish
+        # times mixed with creation times put a Ctrl-C'd batch's rows out of order.)
+        query += " ORDER BY id DESC"
         if limit:
             query += " LIMIT ?"
             args.append(limit)

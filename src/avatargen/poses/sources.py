@@ -107,8 +107,14 @@ class AutoSource(PoseSource):
         return render_pose(pose, width, height, fit="canvas")
 
 
-def resolve_pose(spec: str) -> PoseSource:
-    """The PoseSource for a `--pose` value; every problem is raised here, before any work."""
+POSE_URL_FIX = (
+    "give the full URL of a pose .json or image, e.g. https://example.com/pose.json, or a file path"
+)
+
+
+def resolve_pose(spec: str, option: str = "--pose") -> PoseSource:
+    """The PoseSource for a `--pose` value; every problem is raised here, before any work.
+    `option`: what a malformed URL's error names (`poses show` has an argument, not --pose)."""
     spec = spec.strip()
     if not spec:
         raise UsageError(
@@ -120,7 +126,9 @@ def resolve_pose(spec: str) -> PoseSource:
         require_mediapipe()
         return AutoSource()
     if spec.lower().startswith(("http://", "https://")):
-        return _from_url(spec)
+        from avatargen.urls import checked_url
+
+        return _from_url(checked_url(spec, option, "pose URL", POSE_URL_FIX, usage=True))
     suffix = Path(spec).suffix.lower()
     if suffix == ".json":
         return _from_json_bytes(_read_file(spec), spec, Path(spec).stem)

@@ -171,6 +171,8 @@ def probe_endpoint(client: httpx.Client, url: str, scope: TokenScope, model: Any
                 "unreachable",
                 detail=network_detail(exc, scope.secrets()),
                 round_trip_ms=elapsed_ms(began),
+                # refused or no such host: nothing listens there (providers/reachable.py)
+                extra={"refused": isinstance(exc, httpx.ConnectError)},
             )
         ms = elapsed_ms(began)
         if response.status_code in (404, 405) and probe_url != url:

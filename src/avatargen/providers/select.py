@@ -6,7 +6,7 @@ Providers through the router (providers/router.py) unless --provider says otherw
 and status refuse the same bad values: a given but empty `--endpoint` is a usage error (never a
 silent switch to another backend), an empty AVATARGEN_ENDPOINT counts as unset. Backend: a forced provider (`--provider` or config `provider`) wins;
 otherwise an endpoint URL means hf-endpoint, no URL means the in-process local backend when the
-`serve` extra is installed, and an error otherwise (serverless Hugging Face cannot run ControlNet).
+`serve` extra is installed, and an error otherwise (serverless Hugging Face cannot take a control image).
 `token_default_model` is the one exception to "the model asked for runs": a user with only a token
 (no endpoint, no serve extra, no model chosen) gets the catalog's Inference Providers model.
 """
@@ -20,9 +20,8 @@ from pathlib import Path
 
 from avatargen import environment, settings
 from avatargen.catalog import Model
-from avatargen.errors import AvatargenError, ConfigError, ModelUnavailable, UsageError
+from avatargen.errors import AvatargenError, ModelUnavailable, UsageError
 from avatargen.providers.base import Provider
-from avatargen.redact import redact_url, remember_url_secrets
 
 ENDPOINT_ENV = environment.ENDPOINT
 BACKENDS = settings.PROVIDERS  # ('hf-endpoint', 'hf-inference', 'local', 'hf-providers')
@@ -44,25 +43,14 @@ class BackendChoice:
 
 def _checked_url(url: str, source: str) -> str:
     """The URL, stripped, if a client can use it; else an error naming `source` (exit 2 for the
-    option, 3 for the environment, config or catalog). Credentials in it are remembered as secrets."""
-    cls = UsageError if source == "--endpoint" else ConfigError
-    fix = "give the server's full URL, e.g. https://xyz.endpoints.huggingface.cloud or http://127.0.0.1:8000/"
-    text = url.strip()
-    if not text:
-        raise cls(f"{source} is empty", "give the endpoint URL, or leave it out to use the configured one")
-    remember_url_secrets(text)
-    shown = redact_url(text)
-    import httpx  # the same parser the client will use, so nothing it refuses gets past here
+    option, 3 for the environment, config or catalog): urls.checked_url, the check of every URL."""
+    from avatargen.urls import checked_url, error_for
 
-    try:
-        parsed = httpx.URL(text)
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise cls(f"endpoint URL from {source} is malformed ({exc}): '{shown}'", fix) from None
-    if parsed.scheme not in ("http", "https"):
-        raise cls(f"endpoint URL from {source} must start with http:// or https://, got '{shown}'", fix)
-    if not parsed.host:
-        raise cls(f"endpoint URL from {source} has no host: '{shown}'", fix)
-    return text
+    if not url.strip():
+        raise error_for(source)(
+            f"{source} is empty", "give the endpoint URL, or leave it out to use the configured one"
+        )
+    return checked_url(url, source, "endpoint URL")
 
 
 def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | None, str]:
@@ -104,20 +92,31 @@ def hub_extra_available() -> bool:
 
 
 def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnavailable:
-    """No URL for a model that needs a server. One short line: the fixes this install can use."""
+    """No URL for a model that needs a server. One short line: the fixes this install can use.
+    The story is the README's: serverless Hugging Face cannot take a control image; a token alone
+    runs the Inference Providers models (they edit the photo itself), not ControlNet."""
     bundle = f"avatargen endpoint bundle {model.alias} -o DIR"
+    token_only = f"--model {TOKEN_DEFAULT_MODEL.split(':', 1)[1]}"
     if not serve_installed:
         hub = "" if hub_extra_available() else "pip install 'avatargen[hub]' + "
         return ModelUnavailable(
-            f"no endpoint for {model.key}, and this install cannot run models itself "
-            "(serverless Hugging Face cannot run ControlNet)",
-            f"{hub}HF_TOKEN (Inference Providers), pip install 'avatargen[serve]', or --endpoint URL ({bundle})",
+            f"no endpoint for {model.alias}, no serve extra; serverless HF cannot take a control image",
+            f"a token alone runs Inference Providers: {hub}HF_TOKEN + {token_only}; "
+            f"pip install 'avatargen[serve]'; or --endpoint URL ({bundle})",
         )
     return ModelUnavailable(
-        f"no endpoint for {model.key} (serverless Hugging Face cannot run ControlNet)",
+        f"no endpoint for {model.key} (serverless Hugging Face cannot take a control image)",
         f"pass --endpoint URL or save it: avatargen config set endpoints.{model.key} URL "
         f"(deploy one: {bundle}, or run `avatargen serve`)",
     )
+
+
+def require_backend(model: Model, *, endpoint: str | None, provider: str | None) -> None:
+    """No backend can run `model` here (exit 6): said first, once, before the token, the face
+    detector (exit 11) or a plan, since no other fix helps until this one is made."""
+    choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    if choice.problem is not None:
+        raise choice.problem
 
 
 def choose_backend(

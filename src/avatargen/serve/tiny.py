@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = 4  # bump when the configs change, so cached folders are rebuilt
+TINY_VERSION = 5  # bump when the configs change, so cached folders are rebuilt
 TINY_ARCHITECTURES = ("sd15", "sdxl")
 _SEED = 0
 
@@ -347,7 +347,28 @@ def _unet_and_controlnet(**architecture):
     unet = UNet2DConditionModel(
         sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
     )
-    return unet, ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=_CONDITIONING, **blocks)
+    _unzero(controlnet)
+    return unet, controlnet
+
+
+def _unzero(controlnet) -> None:
+    """A real ControlNet starts from zero convolutions (its output is nothing until trained), and
+    PyTorch's default init with biases turns a sparse skeleton image into an almost constant
+    feature map: left so, the pose never reaches the UNet and every pose gives the same image.
+    Here the pose encoder gets He-initialised weights without biases (its features follow the
+    skeleton's lines) and the zero convolutions random weights, so the tiny model's output depends
+    visibly on the pose: the tiny path shows that the pose travels all the way to the model."""
+    import torch
+
+    embedding = controlnet.controlnet_cond_embedding
+    with torch.no_grad():
+        for conv in (embedding.conv_in, *embedding.blocks):
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(conv.bias)
+        for conv in (embedding.conv_out, *controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block):
+            torch.nn.init.normal_(conv.weight, std=1.0 if conv is embedding.conv_out else 0.2)
+            torch.nn.init.zeros_(conv.bias)
 
 
 def _build_sd15(staging: Path):
