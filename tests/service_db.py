@@ -33,8 +33,8 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
+@pytest.fixture(scope="session", name="postgres_server")
+def postgres_server_fixture():
     """The base URL (postgresql://postgres@127.0.0.1:PORT) of a throwaway server."""
     if not (PG_BIN / "pg_ctl").exists():
         message = f"PostgreSQL server programs not found in {PG_BIN} (apt-get install postgresql)"
@@ -81,16 +81,16 @@ def fresh_postgres(base: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"], name="database_url")
+def database_url_fixture(request, tmp_path):
     """A new, empty service database: None (SQLite in tmp_path/data) or a PostgreSQL URL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'service.db'}"
     return fresh_postgres(request.getfixturevalue("postgres_server"))
 
 
-@pytest.fixture
-def service_db(database_url, tmp_path):
+@pytest.fixture(name="service_db")
+def service_db_fixture(database_url, tmp_path):
     from avatargen.service.db import Database
     from avatargen.service.migrations import migrate
 

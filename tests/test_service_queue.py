@@ -12,7 +12,7 @@ from avatargen.errors import ConfigError, CreditsError, LimitError
 from avatargen.service.accounts import Accounts
 from avatargen.service.audit import verify
 from avatargen.service.queue import Limits, NewJob, Queue, QueueFull, priority_of
-from service_db import database_url, postgres_server, service_db  # noqa: F401
+from service_db import database_url_fixture, postgres_server_fixture, service_db_fixture  # noqa: F401
 
 pytest.importorskip("starlette")
 
