@@ -9,6 +9,7 @@ PostgreSQL cases skip, except in CI (CI=true), where they fail: CI installs them
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -33,6 +34,38 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+@contextlib.contextmanager
+def running_postgres():
+    """Start a throwaway server; yields its base URL; stopped and removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix="avatargen-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    port = _free_port()
+    try:
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+            check=True,
+            capture_output=True,
+        )
+        options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+        subprocess.run(
+            _as_postgres(
+                [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", name="postgres_server")
 def postgres_server_fixture():
     """The base URL (postgresql://postgres@127.0.0.1:PORT) of a throwaway server."""
@@ -42,34 +75,8 @@ def postgres_server_fixture():
             pytest.fail(message)
         pytest.skip(message)
     pytest.importorskip("psycopg")
-    root = Path(tempfile.mkdtemp(prefix="avatargen-pg-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-    port = _free_port()
-    subprocess.run(
-        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
-    subprocess.run(
-        _as_postgres(
-            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with running_postgres() as url:
+        yield url
 
 
 def fresh_postgres(base: str) -> str:

@@ -63,6 +63,11 @@ class SharedEngine:
         self._providers: dict[tuple[str, str | None], Any] = {}
         self._gates: dict[str, Any] = {}
         self._poses: dict[str, Any] = {}
+        # What a runner caches for its batch, kept for the process: skeletons rendered per
+        # (pose, size) and fallback chains per model (dict reads and writes are atomic; a race
+        # only renders a skeleton twice).
+        self.pose_pngs: dict[tuple[str, int, int], bytes] = {}
+        self.chains: dict[str, list[Model]] = {}
         self._lock = threading.Lock()
 
     def provider(self, model: Model, **kwargs: Any) -> Any:
@@ -130,5 +135,7 @@ def run_generation(shared: SharedEngine, ledger: Any, job: Job, output_dir: Path
         provider_factory=shared.provider,
     )
     runner.gate_for = shared.gate_for  # one cold-start wait and 429 pause per model, process-wide
+    runner._pose_cache = shared.pose_pngs
+    runner._chains = shared.chains
     # No runner.close(): the providers are the process's, closed by SharedEngine.close().
     return runner.run(f"svc-{job.job_key}", [job], output_dir)
