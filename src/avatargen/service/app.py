@@ -384,9 +384,14 @@ async def list_generations(request: Request) -> Response:
     try:
         limit = int(request.query_params.get("limit", "20"))
         cursor = request.query_params.get("cursor")
-        before = int(cursor) if cursor else None
+        before = None
+        if cursor:  # "<created_at>_<seq>" of the last generation of the page before
+            when, _, seq = cursor.partition("_")
+            before = (float(when), int(seq))
     except ValueError:
-        raise ApiError(422, "invalid_cursor", "limit and cursor must be whole numbers") from None
+        raise ApiError(
+            422, "invalid_cursor", "limit must be a whole number, cursor a nextCursor given before"
+        ) from None
     if not 1 <= limit <= 100:
         raise ApiError(422, "invalid_limit", "limit must be from 1 to 100")
     rows = await run_in_threadpool(svc.queue.list_for, user.id, limit + 1, before)
@@ -395,7 +400,7 @@ async def list_generations(request: Request) -> Response:
     return JSONResponse(
         {
             "generations": [views.generation(r) for r in rows],
-            "nextCursor": str(rows[-1]["seq"]) if more and rows else None,
+            "nextCursor": f"{rows[-1]['created_at']!r}_{rows[-1]['seq']}" if more and rows else None,
         }
     )
 

@@ -94,8 +94,8 @@ def s001_accounts_queue_ledger(cur: Cursor) -> None:
             started_at DOUBLE PRECISION,
             completed_at DOUBLE PRECISION
         );
-        CREATE INDEX svc_gen_queue ON svc_generations (user_id, status, priority, seq);
-        CREATE INDEX svc_gen_user_recent ON svc_generations (user_id, seq);
+        CREATE INDEX svc_gen_pending ON svc_generations (user_id, priority, seq) WHERE status = 'pending';
+        CREATE INDEX svc_gen_user_recent ON svc_generations (user_id, created_at, seq);
         CREATE INDEX svc_gen_status ON svc_generations (status, lease_expires);
         CREATE TABLE svc_daily (
             day TEXT NOT NULL,
@@ -116,7 +116,13 @@ def s001_accounts_queue_ledger(cur: Cursor) -> None:
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL
         )
-        """.replace("{ID_SEQ}", "BIGSERIAL UNIQUE" if cur.postgres else "INTEGER UNIQUE"),
+        """.replace(
+            # SQLite numbers seq as MAX(seq) + 1 under its write lock: that needs an index on seq.
+            # PostgreSQL numbers it itself, and an index on seq alone would tempt its planner to
+            # walk every user's jobs in seq order to find one user's next (see queue.claim).
+            "{ID_SEQ}",
+            "BIGSERIAL" if cur.postgres else "INTEGER UNIQUE",
+        ),
     )
 
 

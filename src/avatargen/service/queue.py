@@ -210,6 +210,8 @@ class Queue:
             priority = 1 if user["pending_hi"] > 0 else 0
             job = cur.one(
                 "SELECT * FROM svc_generations WHERE user_id = ? AND status = 'pending' AND priority = ? "
+                # Served by the partial index of pending jobs (svc_gen_pending): one user's
+                # finished history, however long, is never walked to find their next job.
                 "ORDER BY seq LIMIT 1" + cur.skip_locked,
                 (user["id"], priority),
             )
@@ -516,16 +518,22 @@ class Queue:
             ))  # fmt: skip
         return 1 + own * (1 + others) + others
 
-    def list_for(self, user_id: int, limit: int = 20, before_seq: int | None = None) -> list[dict[str, Any]]:
+    def list_for(
+        self, user_id: int, limit: int = 20, before: tuple[float, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """The user's generations, newest first; `before`: the (created_at, seq) of the last one
+        seen. Ordered by creation time, not seq: an index of (user, seq) would tempt PostgreSQL
+        to walk a user's whole history in claims instead of the pending index."""
         with self.db.read() as cur:
-            if before_seq is None:
+            if before is None:
                 return cur.all(
-                    "SELECT * FROM svc_generations WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
+                    "SELECT * FROM svc_generations WHERE user_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?",
                     (user_id, limit),
                 )
             return cur.all(
-                "SELECT * FROM svc_generations WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-                (user_id, before_seq, limit),
+                "SELECT * FROM svc_generations WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND seq < ?)) "
+                "ORDER BY created_at DESC, seq DESC LIMIT ?",
+                (user_id, before[0], before[0], before[1], limit),
             )
 
     def photo(self, photo_id: str, user_id: int | None) -> dict[str, Any] | None:
