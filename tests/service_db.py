@@ -46,14 +46,26 @@ def running_postgres():
     port = _free_port()
     try:
         subprocess.run(
-            _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+            _as_postgres(
+                [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
+            ),
             check=True,
             capture_output=True,
         )
         options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
         subprocess.run(
             _as_postgres(
-                [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(root / "log"),
+                    "-w",
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -61,7 +73,8 @@ def running_postgres():
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
 
