@@ -376,3 +376,33 @@ def test_cors_is_off_unless_configured(service):
     assert "access-control-allow-origin" not in r.headers
     r = httpx.get(f"{service['api'].url}/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in r.headers
+
+
+def test_a_users_own_pose_file(service):
+    import math
+
+    keypoints = []
+    for x, y in [(0.5, 0.15), (0.5, 0.3), (0.4, 0.3), (0.35, 0.45), (0.3, 0.6), (0.6, 0.3), (0.65, 0.45),
+                 (0.7, 0.6), (0.45, 0.6), (0.45, 0.8), (0.45, 0.95), (0.55, 0.6), (0.55, 0.8), (0.55, 0.95),
+                 (0.48, 0.13), (0.52, 0.13), (0.46, 0.14), (0.54, 0.14)]:  # fmt: skip
+        keypoints += [x * 512, y * 512, 1.0]
+    assert not math.isnan(keypoints[0])
+    pose = json.dumps(
+        {"canvas_width": 512, "canvas_height": 512, "people": [{"pose_keypoints_2d": keypoints}]}
+    )
+    with client(service, "alice") as c:
+        files = {
+            "image": ("p.jpg", jpeg(), "image/jpeg"),
+            "pose": ("mine.json", pose.encode(), "application/json"),
+        }
+        r = c.post(f"{B}/generate", files=files, data={"quality": "sd"})
+        assert r.status_code == 202, r.text
+        done = wait_done(c, r.json()["generationId"])
+        assert done["status"] == "completed" and done["poseTemplateId"] == "custom"
+        bad = {
+            "image": ("p.jpg", jpeg(), "image/jpeg"),
+            "pose": ("x.json", b'{"people": 3}', "application/json"),
+        }
+        r = c.post(f"{B}/generate", files=bad, data={"quality": "sd"})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_pose")
+        assert "/poses/" not in r.text  # no server path in the message

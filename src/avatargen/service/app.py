@@ -246,6 +246,33 @@ async def read_form(request: Request, svc: Service):
         raise ApiError(422, "invalid_request", "the multipart body cannot be read") from None
 
 
+MAX_POSE_BYTES = 2_000_000
+
+
+def check_pose_file(data: bytes) -> tuple[bytes, str]:
+    """A pose of the user's own: OpenPose JSON or a skeleton PNG, by its bytes."""
+    if len(data) > MAX_POSE_BYTES:
+        raise ApiError(413, "too_large", f"'pose' is larger than {MAX_POSE_BYTES} bytes")
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data, "png"
+    if data.lstrip()[:1] in (b"{", b"["):
+        return data, "json"
+    raise ApiError(422, "invalid_pose", "'pose' must be OpenPose JSON or a skeleton PNG")
+
+
+def store_pose(svc: Service, user: User, data: bytes, extension: str) -> str:
+    """Store it where every worker finds it, and read it once as the engine will (422 if it cannot)."""
+    from avatargen.poses.sources import resolve_pose
+
+    path = store(svc.config.data_dir / "poses" / str(user.id), f"{new_id()}.{extension}", data)
+    try:
+        resolve_pose(str(path))
+    except AvatargenError as exc:
+        path.unlink(missing_ok=True)
+        raise ApiError(422, "invalid_pose", exc.message.replace(str(path), "'pose'")) from None
+    return str(path)
+
+
 # ---------------------------------------------------------------- generate
 async def generate(request: Request) -> Response:
     from avatargen.plan import Params
@@ -258,7 +285,13 @@ async def generate(request: Request) -> Response:
         model = choose_model(
             svc.catalog, user, form.get("modelKey") or None, str(form.get("quality") or "sd")
         )
-        names = pose_names(form)
+        custom = form.get("pose")
+        custom_pose = None
+        if custom is not None and not isinstance(custom, str):  # the user's own OpenPose JSON or skeleton PNG
+            custom_pose = check_pose_file(await custom.read())
+            names = ["custom"]
+        else:
+            names = pose_names(form)
         seed = int_field(form, "seed", 0, 2**32 - 1)
         steps = int_field(form, "steps", 1, 150)
         prompt = text_field(form, "prompt")
@@ -282,11 +315,14 @@ async def generate(request: Request) -> Response:
         await form.close()
     if seed is None:
         seed = secrets.randbelow(2**32)
+    specs = dict.fromkeys(names, None)  # pose name -> the spec the engine resolves
+    if custom_pose is not None:
+        specs = {"custom": await run_in_threadpool(store_pose, svc, user, *custom_pose)}
     width, height = model.size
     jobs = []
     for name in names:
         params = Params(
-            pose_spec=name,
+            pose_spec=specs[name] or name,
             prompt=prompt or model.prompt,
             negative_prompt=negative if negative is not None else model.negative_prompt,
             steps=steps or model.steps,

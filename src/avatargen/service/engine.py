@@ -111,8 +111,9 @@ class SharedEngine:
             from avatargen.poses.sources import resolve_pose
 
             cached = resolve_pose(spec)
-            with self._lock:
-                self._poses[spec] = cached
+            if "/" not in spec:  # templates are kept; a user's own pose file is read per job
+                with self._lock:
+                    self._poses[spec] = cached
         return cached
 
     def close(self) -> None:
