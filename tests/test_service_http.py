@@ -406,3 +406,17 @@ def test_a_users_own_pose_file(service):
         r = c.post(f"{B}/generate", files=bad, data={"quality": "sd"})
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_pose")
         assert "/poses/" not in r.text  # no server path in the message
+
+
+def test_faces_route(service):
+    from importlib.util import find_spec
+
+    with client(service, "alice") as c:
+        r = c.post(f"{B}/faces", files={"image": ("p.jpg", jpeg(), "image/jpeg")})
+        if find_spec("mediapipe") is None:  # the pose extra is what finds faces
+            assert (r.status_code, r.json()["error"]["code"]) == (503, "faces_unavailable")
+        else:
+            assert (r.status_code, r.json()["error"]["code"]) == (422, "no_face")  # a flat colour has none
+        r = c.post(f"{B}/faces", files={"image": ("p.jpg", b"not an image at all", "image/jpeg")})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_image")
+    assert httpx.post(f"{service['api'].url}{B}/faces").status_code == 401
