@@ -93,6 +93,10 @@ class Database:
             self.path = Path(url.removeprefix("sqlite:///")) if url else default_path(data_dir)
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # SQLite: this process's writers queue here, not in SQLite's busy handler, which sleeps
+        # in steps of up to 100 ms (the tail of 50 uploads at once); other processes still wait
+        # in the busy handler.
+        self._writer = threading.RLock()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
 
@@ -173,6 +177,15 @@ class Database:
     @contextmanager
     def tx(self) -> Iterator[Cursor]:
         """One write transaction; rolled back on any exception."""
+        if self.postgres:
+            with self._tx() as cur:
+                yield cur
+        else:
+            with self._writer, self._tx() as cur:
+                yield cur
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
         conn = self._connection()
         errors = self._errors()
         try:
