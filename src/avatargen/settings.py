@@ -213,6 +213,31 @@ CONFIG_KEYS: dict[str, tuple[Any, str]] = {
     ),
     "limits.models.*": (_positive_int, "HTTP requests allowed per day for one model key (retries included)"),
     "confirm_above": (_positive_int, "ask before a batch of more images than this"),
+    # `avatargen api` (docs/api.md, "Configuration"); lists and booleans are set in config.toml.
+    "service.database": (
+        str,
+        "avatargen api/worker/users: postgresql://... (default: SQLite in the data folder)",
+    ),
+    "service.workers": (_positive_int, "avatargen api: worker threads in the service process"),
+    "service.user_concurrency": (_at_least_one, "avatargen api: jobs of one user running at once"),
+    "service.max_pending_per_user": (
+        _at_least_one,
+        "avatargen api: queued jobs per user (more: 503 queue_full)",
+    ),
+    "service.max_upload_bytes": (_at_least_one, "avatargen api: largest request body (more: 413)"),
+    "service.max_pixels": (
+        _at_least_one,
+        "avatargen api: largest photo in pixels, read from its header (more: 413)",
+    ),
+    "service.rate_per_minute": (
+        _positive_int,
+        "avatargen api: generate requests per user per minute (more: 429)",
+    ),
+    "service.limits.user_daily": (_at_least_one, "avatargen api: generations per user per day, all models"),
+    "service.limits.models.*": (
+        _at_least_one,
+        "avatargen api: generations per user per day for one model key",
+    ),
 }
 SECRET_KEYS = {"token"}
 
