@@ -338,7 +338,7 @@
             { for: id },
             h("span", { class: "mname" }, m.name || m.modelKey, " ", h("span", { class: "muted", text: `· ${(m.quality || "").toUpperCase()}` })),
             h("span", { class: "mcost", text: `${plural(m.creditCost, "credit")} each` }),
-            m.allowed ? null : h("span", { class: "lock", id: `${id}-lock` }, "🔒 ", m.reason || `Needs the ${m.tier} tier.`),
+            m.allowed ? null : h("span", { class: "lock", id: `${id}-lock` }, h("strong", { text: "Locked: " }), m.reason || `needs the ${m.tier} tier.`),
           ),
         );
       }),
@@ -399,13 +399,14 @@
       const one = Object.assign({}, params, { poses: poseId ? [poseId] : [], ownPose: Boolean(params.pose) });
       addJob(g, one);
     });
-    // A later "same photo" or retry can use the stored photo instead of uploading again.
-    return list;
+    const cost = answer.creditCost ?? list.reduce((sum, g) => sum + (g.creditCost || 0), 0);
+    return { count: list.length, cost };
   }
 
   async function generate() {
     const err = $("#generate-error");
     err.textContent = "";
+    $("#generate-status").textContent = "";
     const model = selectedModel();
     const poses = selectedPoses();
     if (!state.photo || !model || planCount() === 0) return updateCost();
@@ -420,12 +421,19 @@
     button.disabled = true;
     try {
       let count = 0;
-      if (poses.length) count += (await submit(Object.assign({}, base, { poses }))).length;
-      if (state.ownPose) count += (await submit(Object.assign({}, base, { poses: [], pose: state.ownPose }))).length;
-      announce(`${plural(count, "avatar")} queued.`);
+      let cost = 0;
+      const add = (r) => {
+        count += r.count;
+        cost += r.cost;
+      };
+      if (poses.length) add(await submit(Object.assign({}, base, { poses })));
+      if (state.ownPose) add(await submit(Object.assign({}, base, { poses: [], pose: state.ownPose })));
+      await refreshMe();
+      for (const box of document.querySelectorAll("#pose-gallery input:checked")) box.checked = false;
+      updateCost();
+      $("#generate-status").textContent = `${plural(count, "avatar")} queued for ${plural(cost, "credit")}. Your balance is now ${state.me?.credits?.balance ?? "?"}.`;
     } catch (e) {
       err.textContent = explain(e);
-    } finally {
       await refreshMe();
     }
   }
@@ -592,17 +600,17 @@
           "figcaption",
           {},
           h("strong", { text: pose }),
-          h("div", { class: "meta", text: [modelName(g.modelKey), when ? new Date(when).toLocaleString() : ""].filter(Boolean).join(" · ") }),
+          h("div", { class: "meta", text: [modelName(g.modelKey), when ? new Date(when).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : ""].filter(Boolean).join(" · ") }),
         ),
       ),
       h(
         "div",
         { class: "actions" },
         h("button", { type: "button", "data-test": "download", "aria-label": `Download the ${pose} avatar`, onclick: () => download(g), text: "Download" }),
-        g.photoId
-          ? h("button", { type: "button", "aria-label": `Same photo, other poses (from the ${pose} avatar)`, onclick: () => useStoredPhoto(g.photoId), text: "Same photo, other poses" })
-          : null,
         h("button", { type: "button", class: "danger", "data-test": "delete", "aria-label": `Delete the ${pose} avatar`, onclick: (e) => removeResult(g, card, e.currentTarget), text: "Delete" }),
+        g.photoId
+          ? h("button", { type: "button", class: "wide", "aria-label": `Same photo, other poses (from the ${pose} avatar)`, onclick: () => useStoredPhoto(g.photoId), text: "Same photo, other poses" })
+          : null,
       ),
     );
     const gallery = $("#gallery");
