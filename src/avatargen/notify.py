@@ -51,9 +51,11 @@ def post_summary(
     attempts: int = 3,
     timeout: float = 10,
     sleep: Callable[[float], None] = time.sleep,
+    sign: Callable[[bytes], dict[str, str]] | None = None,
 ) -> bool:
     """POST `summary` as JSON to `url`; retry network errors, 429 and 5xx with back-off
-    (1 s, 2 s, 4 s, ...). True on a 2xx answer; False with a warning otherwise. Never raises."""
+    (1 s, 2 s, 4 s, ...). True on a 2xx answer; False with a warning otherwise. Never raises.
+    `sign`: extra headers computed from the exact body sent (the service's HMAC signature)."""
     try:
         import httpx
 
@@ -69,6 +71,8 @@ def post_summary(
     last = "no attempt"
     attempt = 0
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    if sign is not None:
+        headers.update(sign(body))
     try:
         # No auth, no cookies, no redirects: the summary goes to exactly this URL, with no credentials.
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:

@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sheet": ("sheet", "sheet", "command"),
     "serve": ("serve", "serve", "command"),
     "endpoint": ("endpoint", "app", "group"),
+    "api": ("api", "api", "command"),
+    "worker": ("api", "worker", "command"),
+    "users": ("users", "app", "group"),
 }
 
 
