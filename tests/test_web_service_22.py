@@ -1,0 +1,216 @@
+"""The web page against the real service (issue 22), in Debian's headless Chromium.
+
+`avatargen api` runs in a subprocess with a fake Inference Endpoint behind it; alice and bob are
+made with `avatargen users add`. Alice signs in, uploads a photo (its face outlined), ticks two
+poses, generates, sees both avatars appear, downloads one (a PNG with its metadata) and sees her
+balance drop by exactly the two avatars' cost; bob, in another browser, sees none of it. Every
+action is done with the keyboard (keys sent to the focused control)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from avatargen.pngchunks import SIGNATURE, read_text
+from web_browser import ACCESSIBLE_NAMES_JS, TIMINGS_JS, start_chromium
+from web_service import WebService
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = WebService(tmp_path / "data").start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def face_photo(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path / "me.jpg"
+    Image.fromarray(data.astronaut()).save(path, quality=90)  # a real face, shipped with scikit-image
+    return path
+
+
+def wait(driver, what, timeout: float = 60):
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: what(d))
+
+
+def sign_in(driver, url: str, token: str) -> None:
+    driver.get(url)
+    field = driver.switch_to.active_element
+    assert field.get_attribute("id") == "token"
+    field.send_keys(token, Keys.ENTER)
+    wait(driver, lambda d: d.find_element(By.ID, "account").is_displayed())
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#pose-gallery input"))
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#models input"))
+
+
+def text(driver, element_id: str) -> str:
+    return driver.find_element(By.ID, element_id).text
+
+
+def test_two_poses_generated_downloaded_and_paid_for_and_the_other_user_sees_none(service, face_photo, tmp_path):
+    alice = service.add_user("alice", "free", 20)
+    bob = service.add_user("bob", "free", 7)
+    models = service.get("/api/apps/avatar-generator/models", alice).json()
+    cheapest_allowed = next(m for m in models if m["allowed"])  # the page's default quality
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+
+    driver = start_chromium(downloads=downloads)
+    try:
+        sign_in(driver, service.url, alice)
+        t = driver.execute_script(TIMINGS_JS)
+        print(f"\nreal service: first-contentful-paint {t['fcp']:.1f} ms, DOMContentLoaded {t['domContentLoaded']:.1f} ms")
+        assert (text(driver, "me-name"), text(driver, "me-tier").lower(), text(driver, "me-balance")) == ("alice", "free", "20")
+        # The token is in the tab's session storage, nowhere else.
+        assert alice not in driver.current_url
+        assert driver.execute_script("return sessionStorage.getItem('avatargen.token')") == alice
+        assert driver.execute_script("return localStorage.length + document.cookie.length") == 0
+
+        driver.find_element(By.ID, "photo").send_keys(str(face_photo))
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=face-box]"))
+        assert "Face found" in text(driver, "photo-status")
+
+        for pose in ("t-pose", "jumping"):
+            driver.find_element(By.ID, f"pose-{pose}").send_keys(Keys.SPACE)
+        cost = 2 * cheapest_allowed["creditCost"]
+        line = text(driver, "cost-line")
+        assert f"= {cost} credits" in line and f"Balance after: {20 - cost}." in line
+
+        driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
+        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-test=job]")) == 2 or d.find_elements(By.CSS_SELECTOR, "[data-test=result]"))
+        assert text(driver, "generate-error") == ""
+
+        results = wait(driver, lambda d: len(found := d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 2 and found, 120)
+        poses = sorted(r.get_attribute("data-pose") for r in results)
+        assert poses == ["jumping", "t-pose"]
+        assert all(cheapest_allowed["name"] in r.text for r in results)  # the model under each
+        wait(driver, lambda d: all(d.execute_script("return arguments[0].naturalWidth", img) > 0 for img in d.find_elements(By.CSS_SELECTOR, "[data-test=result-img]")))
+        wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-test=job]"))
+
+        # The balance drops by exactly the two avatars' cost, in the bar and in the ledger.
+        wait(driver, lambda d: text(d, "me-balance") == str(20 - cost))
+        me = service.get("/api/me", alice).json()
+        assert me["credits"] == {"balance": 20 - cost, "reserved": 0}
+        assert f"balance is now {20 - cost}" in text(driver, "generate-status")
+
+        # Download: the PNG exactly as the service serves it, its metadata chunks included.
+        newest = results[0]
+        newest.find_element(By.CSS_SELECTOR, "[data-test=download]").send_keys(Keys.ENTER)
+        files = wait(driver, lambda d: [p for p in downloads.glob("*.png")], 30)
+        time.sleep(0.3)  # Chromium renames the .crdownload file when it is whole
+        data = files[0].read_bytes()
+        assert data.startswith(SIGNATURE)
+        meta = json.loads(read_text(data, "avatargen", 10**8))
+        assert meta["pose"] in ("t-pose", "jumping")
+        assert read_text(data, "parameters", 10**8)
+        gen_id = newest.get_attribute("data-id")
+        assert data == service.get(f"/api/apps/avatar-generator/generations/{gen_id}/image", alice).content
+        alice_ids = [r.get_attribute("data-id") for r in results]
+    finally:
+        driver.quit()
+
+    # Bob, in a browser of his own: none of alice's avatars, jobs, photo or balance.
+    driver = start_chromium()
+    try:
+        sign_in(driver, service.url, bob)
+        assert (text(driver, "me-name"), text(driver, "me-balance")) == ("bob", "7")
+        time.sleep(1.0)  # the gallery's first page has had time to come
+        assert driver.find_elements(By.CSS_SELECTOR, "[data-test=result]") == []
+        assert driver.find_elements(By.CSS_SELECTOR, "[data-test=job]") == []
+        assert driver.find_element(By.ID, "gallery-empty").is_displayed()
+        html = driver.page_source
+        assert not any(i in html for i in alice_ids) and "alice" not in html
+        # The page has no other way in: the same routes answer 404 to bob for alice's ids.
+        for i in alice_ids:
+            assert service.get(f"/api/apps/avatar-generator/generations/{i}", bob).status_code == 404
+            assert service.get(f"/api/apps/avatar-generator/generations/{i}/image", bob).status_code == 404
+        assert service.get("/api/apps/avatar-generator/generations", bob).json()["generations"] == []
+    finally:
+        driver.quit()
+
+
+def test_the_keyboard_alone_reaches_every_control_and_every_control_is_named(service):
+    alice = service.add_user("alice", "free", 20)
+    driver = start_chromium(width=360, height=740)
+    try:
+        sign_in(driver, service.url, alice)
+        controls = driver.execute_script(ACCESSIBLE_NAMES_JS)
+        assert [c for c in controls if not c["name"]] == []
+        # Tab from the top of the page; radios are one stop (arrows move inside the group).
+        wanted = set(
+            driver.execute_script(
+                """return [...document.querySelectorAll('#studio input, #studio button, header button')]
+                   .filter(el => el.getClientRects().length && !el.disabled && el.offsetParent !== null
+                                 || (el.id === 'photo'))
+                   .filter(el => el.type !== 'radio' || el.checked).map(el => el.id).filter(Boolean)"""
+            )
+        )
+        assert {"photo", "own-pose", "pose-t-pose", "sign-out"} <= wanted
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        driver.execute_script("document.activeElement.blur()")
+        reached = set()
+        for _ in range(len(wanted) * 2 + 10):
+            ActionChains(driver).send_keys(Keys.TAB).perform()  # real key presses, not element.send_keys
+            reached.add(driver.switch_to.active_element.get_attribute("id"))
+        assert wanted - reached == set()
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 360, f"the studio scrolls sideways at 360 px ({width} px)"
+        # Arrow keys move through the unlocked qualities.
+        first = driver.find_element(By.CSS_SELECTOR, "#models input:checked")
+        allowed = driver.find_elements(By.CSS_SELECTOR, "#models input:not(:disabled)")
+        if len(allowed) > 1:
+            first.send_keys(Keys.ARROW_DOWN)
+            assert driver.find_element(By.CSS_SELECTOR, "#models input:checked") != first
+        locked = driver.find_elements(By.CSS_SELECTOR, "#models input:disabled")
+        assert locked, "a free user should see the higher tiers' models, locked"
+        for el in locked:  # each locked model says why, in text a screen reader reads with it
+            reason = driver.find_element(By.ID, el.get_attribute("aria-describedby")).text
+            assert reason.startswith("Locked: ") and len(reason) > len("Locked: ")
+        reasons = " ".join(driver.find_element(By.ID, "models").text.split())
+        assert "needs the basic tier (yours: free)" in reasons
+    finally:
+        driver.quit()
+
+
+def test_admin_view_lists_users_and_grants_credits_and_is_hidden_from_users(service):
+    alice = service.add_user("alice", "free", 20)
+    service.add_user("bob", "basic", 3)
+    admin = service.admin_token()
+
+    driver = start_chromium()
+    try:
+        sign_in(driver, service.url, alice)
+        assert not driver.find_element(By.ID, "show-admin").is_displayed()
+        assert service.get("/api/admin/users", alice).status_code == 404
+        driver.find_element(By.ID, "sign-out").send_keys(Keys.ENTER)
+        assert driver.execute_script("return sessionStorage.length") == 0
+
+        sign_in(driver, service.url, admin)
+        driver.find_element(By.ID, "show-admin").send_keys(Keys.ENTER)
+        rows = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]"))
+        assert rows[0].text.split() == ["bob", "basic", "3", "0"]
+        wait(driver, lambda d: d.find_element(By.ID, "admin-queue").text and d.find_element(By.ID, "admin-stats").text)
+
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "grant-user")).select_by_value("bob")
+        amount = driver.find_element(By.ID, "grant-amount")
+        amount.clear()
+        amount.send_keys("5", Keys.ENTER)
+        wait(driver, lambda d: "Granted 5 credits to bob" in text(d, "grant-status"))
+        wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]").text.split()[2] == "8")
+        assert service.get("/api/credits", alice).json()["balance"] == 20
+        bob_now = [u for u in service.get("/api/admin/users", admin).json() if u["name"] == "bob"][0]
+        assert bob_now["credits"]["balance"] == 8
+    finally:
+        driver.quit()
