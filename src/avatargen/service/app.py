@@ -218,7 +218,9 @@ def webhook_field(svc: Service, form) -> str | None:
 
 
 async def read_form(request: Request, svc: Service):
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    kind = request.headers.get("content-type", "")
+    # A form without a file (photoId instead of image) may come url-encoded.
+    if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise ApiError(422, "invalid_request", "send multipart/form-data (curl -F image=@photo.jpg ...)")
     declared = request.headers.get("content-length")
     body = await read_body(
@@ -653,7 +655,10 @@ async def on_api_error(request: Request, exc: ApiError) -> Response:
 
 
 async def on_http_error(request: Request, exc: HTTPException) -> Response:
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    if exc.status_code == 404:  # an unknown route reads exactly like a hidden one
+        missing = not_found()
+        return error(404, missing.code, missing.message)
+    codes = {405: "method_not_allowed"}
     return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
 

@@ -86,6 +86,8 @@ def check_image(data: bytes, field: str, max_pixels: int) -> CheckedImage:
     try:
         with Image.open(io.BytesIO(data)) as img:  # parses the header only
             width, height = img.size
+    except Image.DecompressionBombError:  # Pillow's own cap (far above ours) met first
+        raise ApiError(413, "too_large", f"'{field}' has more pixels than {max_pixels}") from None
     except Exception:
         raise ApiError(422, "invalid_image", f"'{field}' is not a readable {kind[1].upper()} image") from None
     if width * height > max_pixels:
