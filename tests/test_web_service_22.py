@@ -56,7 +56,9 @@ def text(driver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
 
 
-def test_two_poses_generated_downloaded_and_paid_for_and_the_other_user_sees_none(service, face_photo, tmp_path):
+def test_two_poses_generated_downloaded_and_paid_for_and_the_other_user_sees_none(
+    service, face_photo, tmp_path
+):
     alice = service.add_user("alice", "free", 20)
     bob = service.add_user("bob", "free", 7)
     models = service.get("/api/apps/avatar-generator/models", alice).json()
@@ -68,8 +70,14 @@ def test_two_poses_generated_downloaded_and_paid_for_and_the_other_user_sees_non
     try:
         sign_in(driver, service.url, alice)
         t = driver.execute_script(TIMINGS_JS)
-        print(f"\nreal service: first-contentful-paint {t['fcp']:.1f} ms, DOMContentLoaded {t['domContentLoaded']:.1f} ms")
-        assert (text(driver, "me-name"), text(driver, "me-tier").lower(), text(driver, "me-balance")) == ("alice", "free", "20")
+        print(
+            f"\nreal service: first-contentful-paint {t['fcp']:.1f} ms, DOMContentLoaded {t['domContentLoaded']:.1f} ms"
+        )
+        assert (text(driver, "me-name"), text(driver, "me-tier").lower(), text(driver, "me-balance")) == (
+            "alice",
+            "free",
+            "20",
+        )
         # The token is in the tab's session storage, nowhere else.
         assert alice not in driver.current_url
         assert driver.execute_script("return sessionStorage.getItem('avatargen.token')") == alice
@@ -86,14 +94,30 @@ def test_two_poses_generated_downloaded_and_paid_for_and_the_other_user_sees_non
         assert f"= {cost} credits" in line and f"Balance after: {20 - cost}." in line
 
         driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
-        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-test=job]")) == 2 or d.find_elements(By.CSS_SELECTOR, "[data-test=result]"))
+        wait(
+            driver,
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, "[data-test=job]")) == 2
+                or d.find_elements(By.CSS_SELECTOR, "[data-test=result]")
+            ),
+        )
         assert text(driver, "generate-error") == ""
 
-        results = wait(driver, lambda d: len(found := d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 2 and found, 120)
+        results = wait(
+            driver,
+            lambda d: len(found := d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 2 and found,
+            120,
+        )
         poses = sorted(r.get_attribute("data-pose") for r in results)
         assert poses == ["jumping", "t-pose"]
         assert all(cheapest_allowed["name"] in r.text for r in results)  # the model under each
-        wait(driver, lambda d: all(d.execute_script("return arguments[0].naturalWidth", img) > 0 for img in d.find_elements(By.CSS_SELECTOR, "[data-test=result-img]")))
+        wait(
+            driver,
+            lambda d: all(
+                d.execute_script("return arguments[0].naturalWidth", img) > 0
+                for img in d.find_elements(By.CSS_SELECTOR, "[data-test=result-img]")
+            ),
+        )
         wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-test=job]"))
 
         # The balance drops by exactly the two avatars' cost, in the bar and in the ledger.
@@ -197,9 +221,14 @@ def test_admin_view_lists_users_and_grants_credits_and_is_hidden_from_users(serv
 
         sign_in(driver, service.url, admin)
         driver.find_element(By.ID, "show-admin").send_keys(Keys.ENTER)
-        rows = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]"))
+        rows = wait(
+            driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]")
+        )
         assert rows[0].text.split() == ["bob", "basic", "3", "0"]
-        wait(driver, lambda d: d.find_element(By.ID, "admin-queue").text and d.find_element(By.ID, "admin-stats").text)
+        wait(
+            driver,
+            lambda d: d.find_element(By.ID, "admin-queue").text and d.find_element(By.ID, "admin-stats").text,
+        )
 
         from selenium.webdriver.support.ui import Select
 
@@ -208,7 +237,12 @@ def test_admin_view_lists_users_and_grants_credits_and_is_hidden_from_users(serv
         amount.clear()
         amount.send_keys("5", Keys.ENTER)
         wait(driver, lambda d: "Granted 5 credits to bob" in text(d, "grant-status"))
-        wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]").text.split()[2] == "8")
+        wait(
+            driver,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]").text.split()[2] == "8"
+            ),
+        )
         assert service.get("/api/credits", alice).json()["balance"] == 20
         bob_now = [u for u in service.get("/api/admin/users", admin).json() if u["name"] == "bob"][0]
         assert bob_now["credits"]["balance"] == 8

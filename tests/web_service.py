@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,9 @@ class WebService:
         raise RuntimeError("avatargen api never answered /health")
 
     def get(self, path: str, token: str) -> httpx.Response:
-        return httpx.get(self.url + path.lstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return httpx.get(
+            self.url + path.lstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
