@@ -139,6 +139,22 @@ def test_two_poses_generated_downloaded_and_paid_for_and_the_other_user_sees_non
         gen_id = newest.get_attribute("data-id")
         assert data == service.get(f"/api/apps/avatar-generator/generations/{gen_id}/image", alice).content
         alice_ids = [r.get_attribute("data-id") for r in results]
+
+        # A reload keeps the session (the tab's storage) and shows the same gallery, newest first,
+        # with the pose and the model's name under each.
+        driver.refresh()
+        wait(driver, lambda d: d.find_element(By.ID, "account").is_displayed())
+        again = wait(
+            driver,
+            lambda d: len(found := d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 2 and found,
+        )
+        listed = service.get("/api/apps/avatar-generator/generations", alice).json()["generations"]
+        assert [r.get_attribute("data-id") for r in again] == [g["generationId"] for g in listed]
+        names = {"t-pose": "T Pose", "jumping": "Jumping"}
+        for card in again:
+            assert (
+                names[card.get_attribute("data-pose")] in card.text and cheapest_allowed["name"] in card.text
+            )
     finally:
         driver.quit()
 
@@ -227,8 +243,15 @@ def test_admin_view_lists_users_and_grants_credits_and_is_hidden_from_users(serv
         assert rows[0].text.split() == ["bob", "basic", "3", "0"]
         wait(
             driver,
-            lambda d: d.find_element(By.ID, "admin-queue").text and d.find_element(By.ID, "admin-stats").text,
+            lambda d: (
+                d.find_element(By.ID, "admin-queue").text and d.find_element(By.ID, "admin-workers").text
+            ),
         )
+        for part in ("admin-queue", "admin-workers", "admin-stats"):
+            shown = text(driver, part)
+            assert "[object" not in shown and "error" not in shown.lower(), shown
+        assert "By status" in text(driver, "admin-queue")
+        assert "Jobs done" in text(driver, "admin-workers")
 
         from selenium.webdriver.support.ui import Select
 

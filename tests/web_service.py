@@ -29,9 +29,9 @@ def _env() -> dict[str, str]:
 
 
 class WebService:
-    def __init__(self, data_dir: Path, delay: float = 0.3, loading_for: float = 0.0) -> None:
+    def __init__(self, data_dir: Path, delay: float = 0.3, **endpoint_options) -> None:
         self.data_dir = data_dir
-        self.endpoint = FakeEndpoint(delay=delay, loading_for=loading_for)
+        self.endpoint = FakeEndpoint(delay=delay, **endpoint_options)
         self.proc: subprocess.Popen | None = None
         self.url = ""
 

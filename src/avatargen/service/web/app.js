@@ -35,7 +35,7 @@
       else if (k === "dataset") Object.assign(el.dataset, v);
       else el.setAttribute(k, v === true ? "" : v);
     }
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid === null || kid === undefined || kid === false) continue;
       el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     }
@@ -124,7 +124,8 @@
     $("#account").hidden = false;
     $("#views").hidden = !me.admin;
     showView("studio");
-    await Promise.all([loadTemplates(), loadModels(), loadGallery(true)]);
+    await Promise.all([loadTemplates(), loadModels()]); // the gallery names poses and models by them
+    await loadGallery(true);
     updateCost();
   }
 
@@ -678,6 +679,9 @@
   }
 
   // ---------- admin ----------
+  // "byStatus" -> "By status", "jobsDone" -> "Jobs done"; model keys and names stay as they are.
+  const label = (k) => (/^[a-z]+([A-Z][a-z]*)*$/.test(k) ? k.replace(/([A-Z])/g, " $1").toLowerCase().replace(/^./, (c) => c.toUpperCase()) : k);
+
   function renderValue(v) {
     // Admin answers are shown generically: numbers and strings as is, lists of records as tables,
     // objects as definition lists, so a new field on the server needs no page change.
@@ -692,7 +696,7 @@
         h(
           "table",
           { class: "table" },
-          h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col", text: c })))),
+          h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col", text: label(c) })))),
           h("tbody", {}, v.map((r) => h("tr", {}, cols.map((c) => h("td", {}, typeof r[c] === "object" ? renderValue(r[c]) : r[c] ?? ""))))),
         ),
       );
@@ -700,7 +704,7 @@
     if (typeof v === "object") {
       const keys = Object.keys(v);
       if (!keys.length) return h("span", { class: "muted", text: "none" });
-      return h("dl", {}, keys.map((k) => [h("dt", { text: k }), h("dd", {}, renderValue(v[k]))]));
+      return h("dl", {}, keys.map((k) => [h("dt", { text: label(k) }), h("dd", {}, renderValue(v[k]))]));
     }
     return h("span", { text: String(v) });
   }
