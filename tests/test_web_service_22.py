@@ -12,6 +12,7 @@ import json
 import time
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -39,7 +40,10 @@ def face_photo(tmp_path):
 
 
 def wait(driver, what, timeout: float = 60):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: what(d))
+    # The page replaces elements as jobs move on: an element gone between two reads is a retry.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(lambda d: what(d))
 
 
 def sign_in(driver, url: str, token: str) -> None:
@@ -271,3 +275,121 @@ def test_admin_view_lists_users_and_grants_credits_and_is_hidden_from_users(serv
         assert bob_now["credits"]["balance"] == 8
     finally:
         driver.quit()
+
+
+def generate_and_wait(driver, poses: tuple[str, ...], results_after: int) -> list:
+    for pose in poses:
+        driver.find_element(By.ID, f"pose-{pose}").send_keys(Keys.SPACE)
+    driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
+    return wait(
+        driver,
+        lambda d: (
+            len(found := d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == results_after and found
+        ),
+        120,
+    )
+
+
+def test_same_photo_other_poses_reuses_the_upload_and_delete_removes_an_avatar(service, face_photo):
+    alice = service.add_user("alice", "free", 30)
+    driver = start_chromium()
+    try:
+        sign_in(driver, service.url, alice)
+        driver.find_element(By.ID, "photo").send_keys(str(face_photo))
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=face-box]"))
+        first = generate_and_wait(driver, ("t-pose",), 1)[0]
+
+        button = first.find_element(By.XPATH, ".//button[text()='Same photo, other poses']")
+        button.send_keys(Keys.ENTER)
+        wait(driver, lambda d: "same photo" in text(d, "photo-status").lower())
+        preview = driver.find_element(By.ID, "preview-img")
+        wait(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", preview) > 0)
+        assert driver.switch_to.active_element.get_attribute("id").startswith("pose-")  # on to the poses
+        cards = generate_and_wait(driver, ("wave", "sitting"), 3)
+        assert {c.get_attribute("data-pose") for c in cards[:2]} == {"wave", "sitting"}  # newest first
+        assert cards[2].get_attribute("data-pose") == "t-pose"
+
+        listed = service.get("/api/apps/avatar-generator/generations", alice).json()["generations"]
+        assert len({g["photoId"] for g in listed}) == 1
+        uploads = [p for p in (service.data_dir / "uploads").rglob("*") if p.is_file()]
+        assert len(uploads) == 1  # the photo was sent once
+
+        # Delete asks on the same button, then deletes: the card goes and so does the image.
+        oldest = cards[2]
+        gone = oldest.get_attribute("data-id")
+        delete = oldest.find_element(By.CSS_SELECTOR, "[data-test=delete]")
+        delete.send_keys(Keys.ENTER)
+        wait(driver, lambda d: delete.text == "Really delete?")
+        delete.send_keys(Keys.ENTER)
+        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 2)
+        assert service.get(f"/api/apps/avatar-generator/generations/{gone}/image", alice).status_code == 404
+        listed = service.get("/api/apps/avatar-generator/generations", alice).json()["generations"]
+        assert gone not in [g["generationId"] for g in listed if g["status"] == "completed"]
+    finally:
+        driver.quit()
+
+
+def test_a_failed_job_shows_its_reason_gives_the_credits_back_and_can_be_retried(tmp_path, face_photo):
+    # Every prompt fails at this endpoint (the models' prompt starts "professional portrait").
+    svc = WebService(tmp_path / "data", fail_prompts=("professional",)).start()
+    driver = start_chromium()
+    try:
+        alice = svc.add_user("alice", "free", 20)
+        sign_in(driver, svc.url, alice)
+        driver.find_element(By.ID, "photo").send_keys(str(face_photo))
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=face-box]"))
+        driver.find_element(By.ID, "pose-t-pose").send_keys(Keys.SPACE)
+        driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
+        job = wait(
+            driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=job][data-status=failed]"), 120
+        )[0]
+        assert "Failed: " in job.text and len(job.text.split("Failed: ", 1)[1].split("\n")[0]) > 3
+        wait(driver, lambda d: text(d, "me-balance") == "20")  # the reserved credits came back
+        first_id = job.get_attribute("data-id")
+
+        job.find_element(By.XPATH, ".//button[text()='Retry']").send_keys(Keys.ENTER)
+        again = wait(
+            driver,
+            lambda d: [
+                j
+                for j in d.find_elements(By.CSS_SELECTOR, "[data-test=job]")
+                if j.get_attribute("data-id") != first_id
+            ],
+        )[0]
+        listed = svc.get("/api/apps/avatar-generator/generations", alice).json()["generations"]
+        assert {g["poseTemplateId"] for g in listed} == {"t-pose"} and len(listed) == 2
+        wait(driver, lambda d: again.get_attribute("data-status") == "failed", 120)
+        wait(driver, lambda d: text(d, "me-balance") == "20")
+        assert svc.get("/api/me", alice).json()["credits"] == {"balance": 20, "reserved": 0}
+    finally:
+        driver.quit()
+        svc.stop()
+
+
+def test_photo_without_a_face_warns_and_a_too_large_one_is_refused(tmp_path, avatargen_home):
+    from PIL import Image
+
+    (avatargen_home / "config.toml").write_text("[service]\nmax_upload_bytes = 400000\n", encoding="utf-8")
+    svc = WebService(tmp_path / "data").start()
+    flat = tmp_path / "wall.png"
+    Image.new("RGB", (256, 256), (90, 140, 200)).save(flat)
+    noisy = tmp_path / "huge.png"
+    Image.effect_noise((900, 900), 80).convert("RGB").save(noisy)  # ~2 MB of noise: over the limit
+    driver = start_chromium()
+    try:
+        alice = svc.add_user("alice", "free", 20)
+        sign_in(driver, svc.url, alice)
+        driver.find_element(By.ID, "pose-t-pose").send_keys(Keys.SPACE)
+
+        driver.find_element(By.ID, "photo").send_keys(str(flat))
+        wait(driver, lambda d: "could not find a face" in text(d, "photo-status"))
+        assert driver.find_elements(By.CSS_SELECTOR, "[data-test=face-box]") == []
+        assert driver.find_element(By.ID, "generate").is_enabled()  # allowed, with the warning
+
+        driver.find_element(By.ID, "photo").send_keys(str(noisy))
+        wait(driver, lambda d: "too large" in text(d, "photo-status"))
+        assert "400000" in text(driver, "photo-status")  # the service's limit, in its own words
+        assert not driver.find_element(By.ID, "generate").is_enabled()
+    finally:
+        driver.quit()
+        svc.stop()

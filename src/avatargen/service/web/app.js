@@ -393,11 +393,23 @@
   }
 
   async function submit(params) {
-    const answer = await api(`${APP}/generate`, { method: "POST", body: requestForm(params) });
+    let answer;
+    try {
+      answer = await api(`${APP}/generate`, { method: "POST", body: requestForm(params) });
+    } catch (err) {
+      if (params.pose && err.code === "invalid_pose") {
+        // The service reads only its own templates (no `pose` file field): say so plainly.
+        err.message = `This service does not accept your own pose files yet (${err.message}). Pick poses from the gallery instead.`;
+      }
+      throw err;
+    }
     const list = answer.generations || [answer];
+    const photoId = answer.photoId || list[0]?.photoId;
+    // The photo is stored now: the next set (or a retry) names it instead of uploading it again.
+    if (photoId && state.photo && state.photo.file === params.file) state.photo.photoId = photoId;
     list.forEach((g, i) => {
-      const poseId = params.pose ? null : params.poses[i] ?? params.poses[0];
-      const one = Object.assign({}, params, { poses: poseId ? [poseId] : [], ownPose: Boolean(params.pose) });
+      const poseId = params.pose ? null : g.poseTemplateId || params.poses[i] || params.poses[0];
+      const one = Object.assign({}, params, { poses: poseId ? [poseId] : [], ownPose: Boolean(params.pose), photoId: photoId || params.photoId });
       addJob(g, one);
     });
     const cost = answer.creditCost ?? list.reduce((sum, g) => sum + (g.creditCost || 0), 0);
@@ -428,7 +440,7 @@
         cost += r.cost;
       };
       if (poses.length) add(await submit(Object.assign({}, base, { poses })));
-      if (state.ownPose) add(await submit(Object.assign({}, base, { poses: [], pose: state.ownPose })));
+      if (state.ownPose) add(await submit(Object.assign({}, base, { poses: [], pose: state.ownPose, photoId: state.photo?.photoId || null })));
       await refreshMe();
       for (const box of document.querySelectorAll("#pose-gallery input:checked")) box.checked = false;
       updateCost();
