@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from avatargen.pngchunks import SIGNATURE, read_text
 from web_browser import ACCESSIBLE_NAMES_JS, TIMINGS_JS, start_chromium
-from web_service import WebService
+from web_service import REPO, WebService
 
 
 @pytest.fixture
@@ -390,6 +390,55 @@ def test_photo_without_a_face_warns_and_a_too_large_one_is_refused(tmp_path, ava
         wait(driver, lambda d: "too large" in text(d, "photo-status"))
         assert "400000" in text(driver, "photo-status")  # the service's limit, in its own words
         assert not driver.find_element(By.ID, "generate").is_enabled()
+    finally:
+        driver.quit()
+        svc.stop()
+
+
+def test_an_own_pose_file_counts_in_the_cost_and_a_refusal_is_said_plainly(service, face_photo):
+    # The service takes template names only (no `pose` file field yet): the page must say so in
+    # words a user understands, and charge nothing.
+    own = REPO / "tests" / "data" / "poses" / "openpose-body25.json"
+    alice = service.add_user("alice", "free", 20)
+    driver = start_chromium()
+    try:
+        sign_in(driver, service.url, alice)
+        driver.find_element(By.ID, "photo").send_keys(str(face_photo))
+        driver.find_element(By.ID, "own-pose").send_keys(str(own))
+        wait(driver, lambda d: "1 avatar ×" in text(d, "cost-line"))
+        assert driver.find_element(By.ID, "own-pose-clear").is_displayed()
+        wait(driver, lambda d: d.find_element(By.ID, "generate").is_enabled())
+        driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
+        wait(driver, lambda d: text(d, "generate-error"))
+        assert "does not accept your own pose files" in text(driver, "generate-error")
+        assert service.get("/api/me", alice).json()["credits"] == {"balance": 20, "reserved": 0}
+        assert text(driver, "me-balance") == "20"
+    finally:
+        driver.quit()
+
+
+def test_jobs_show_their_queue_position_and_the_cold_start_wait_live(tmp_path, face_photo):
+    # The endpoint answers 503 "loading" for 4 s: both workers wait for it, the third job queues.
+    svc = WebService(tmp_path / "data", loading_for=4.0, estimated_time=3.0).start()
+    driver = start_chromium()
+    try:
+        alice = svc.add_user("alice", "free", 20)
+        sign_in(driver, svc.url, alice)
+        driver.find_element(By.ID, "photo").send_keys(str(face_photo))
+        for pose in ("t-pose", "jumping", "wave"):
+            driver.find_element(By.ID, f"pose-{pose}").send_keys(Keys.SPACE)
+        driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
+        seen: set[str] = set()
+
+        def states(d):
+            seen.update(j.text for j in d.find_elements(By.CSS_SELECTOR, "[data-test=job]"))
+            return len(d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 3
+
+        wait(driver, states, 120)
+        joined = "\n".join(seen)
+        assert "Queued: position 1" in joined
+        assert "Waiting for the model: model loading" in joined
+        assert text(driver, "me-balance") == "11"
     finally:
         driver.quit()
         svc.stop()
