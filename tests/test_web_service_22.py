@@ -381,6 +381,21 @@ def test_photo_without_a_face_warns_and_a_too_large_one_is_refused(tmp_path, ava
         sign_in(driver, svc.url, alice)
         driver.find_element(By.ID, "pose-t-pose").send_keys(Keys.SPACE)
 
+        # Dropped on the box: a PNG made in the page (a canvas), handed over as a drop event would.
+        driver.execute_script(
+            """const c = document.createElement('canvas'); c.width = c.height = 200;
+               const g = c.getContext('2d'); g.fillStyle = '#5a8cc8'; g.fillRect(0, 0, 200, 200);
+               c.toBlob(blob => {
+                 const dt = new DataTransfer();
+                 dt.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
+                 document.getElementById('dropzone').dispatchEvent(
+                   new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+               }, 'image/png');"""
+        )
+        wait(driver, lambda d: "could not find a face" in text(d, "photo-status"))
+        preview = driver.find_element(By.ID, "preview-img")
+        wait(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", preview) == 200)
+
         driver.find_element(By.ID, "photo").send_keys(str(flat))
         wait(driver, lambda d: "could not find a face" in text(d, "photo-status"))
         assert driver.find_elements(By.CSS_SELECTOR, "[data-test=face-box]") == []
