@@ -273,6 +273,31 @@ def test_admin_view_lists_users_and_grants_credits_and_is_hidden_from_users(serv
         assert service.get("/api/credits", alice).json()["balance"] == 20
         bob_now = [u for u in service.get("/api/admin/users", admin).json() if u["name"] == "bob"][0]
         assert bob_now["credits"]["balance"] == 8
+
+        Select(driver.find_element(By.ID, "tier-user")).select_by_value("bob")
+        driver.find_element(By.ID, "tier-value").send_keys("pro", Keys.ENTER)
+        wait(driver, lambda d: "bob is now on the pro tier" in text(d, "tier-status"))
+        wait(
+            driver,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, "#admin-users tbody tr[data-user=bob]").text.split()[1]
+                == "pro"
+            ),
+        )
+
+        driver.find_element(By.ID, "new-name").send_keys("carol")
+        driver.find_element(By.ID, "new-tier").send_keys("basic")
+        credits = driver.find_element(By.ID, "new-credits")
+        credits.clear()
+        credits.send_keys("4", Keys.ENTER)
+        wait(driver, lambda d: d.find_element(By.ID, "new-token").text.startswith("avg_"))
+        carol = driver.find_element(By.ID, "new-token").text  # shown once, and it works
+        assert service.get("/api/me", carol).json() == {
+            "name": "carol",
+            "tier": "basic",
+            "credits": {"balance": 4, "reserved": 0},
+            "admin": False,
+        }
     finally:
         driver.quit()
 

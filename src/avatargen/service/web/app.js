@@ -141,6 +141,9 @@
     clearPhoto();
     $("#jobs").replaceChildren();
     $("#gallery").replaceChildren();
+    $("#new-token").textContent = ""; // a new user's token, shown once, goes with the admin's session
+    $("#new-token-box").hidden = true;
+    $("#admin-users tbody").replaceChildren();
     $("#jobs-section").hidden = true;
     $("#account").hidden = true;
     $("#studio").hidden = true;
