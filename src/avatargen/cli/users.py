@@ -25,7 +25,9 @@ def _accounts(database, data_dir):
     from avatargen.service.accounts import Accounts
 
     _config, _cfg, db = _setup(database, data_dir)
-    return Accounts(db)
+    accounts = Accounts(db)
+    accounts.ensure_admin()  # so `users rotate admin` gives an admin token before the first start
+    return accounts
 
 
 def _show(user, json_: bool, token: str | None = None) -> None:

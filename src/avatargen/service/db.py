@@ -150,6 +150,17 @@ class Database:
             "check that it is reachable and writable, then start again; jobs and credits are kept",
         )
 
+    def bound(self) -> Database:
+        """This database on this thread's connection, for a thread that works while this one
+        waits: BatchRunner runs each job on a thread of its own, and a connection per such
+        short-lived thread would be a new PostgreSQL connection (and a leaked one) per job."""
+        import copy
+        import types
+
+        clone = copy.copy(self)
+        clone._local = types.SimpleNamespace(conn=self._connection())
+        return clone
+
     def close(self) -> None:
         with self._all_lock:
             conns, self._all = self._all, []

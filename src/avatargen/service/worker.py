@@ -113,10 +113,17 @@ class WorkerPool:
             seed=int(generation["seed"]),
             output_path=out,
         )
-        ledger = JobLedger(self.queue, self.id, generation, str(out))
+        # The runner's own thread writes through this worker thread's connection (it waits meanwhile).
+        queue = Queue(self.queue.db.bound(), self.queue.limits, self.queue.max_pending)
+        ledger = JobLedger(queue, self.id, generation, str(out))
         summary = run_generation(self.shared, ledger, job, out.parent)
         codes = summary.failure_codes or ([summary.stop_error.exit_code] if summary.stop_error else [])
         ledger.finish(codes)
+        if ledger.outcome == "requeued" and summary.stop_error is not None:
+            # The engine could not even start it (the database or the disk failing): back off
+            # instead of claiming it again at once.
+            log.error("generation %s not run: %s", generation["id"], summary.stop_error.one_line())
+            self.stop.wait(1.0)
         if ledger.outcome in ("completed", "failed") and generation.get("webhook_url"):
             self._notify(generation["id"], generation["webhook_url"])
 
