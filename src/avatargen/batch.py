@@ -125,7 +125,8 @@ class BatchRunner:
     refund on failure; stop rules for Ctrl-C, limits, credits and failures every job would meet.
     What a job is sent is RequestBuilder's (app/job_request.py); which models it may run on is
     FallbackPolicy's (app/fallbacks.py); the providers and gates are Backends' (app/backends.py),
-    passed in to share them beyond one batch (the service's workers) or made here."""
+    passed in to share them beyond one batch (the service's workers, with the fallback chains
+    and the rendered skeletons) or made here."""
 
     def __init__(
         self,
@@ -136,6 +137,8 @@ class BatchRunner:
         emit: Callable[[dict[str, Any]], None] | None = None,
         provider_factory: Callable[..., Any] | None = None,
         backends: Backends | None = None,
+        fallbacks: FallbackPolicy | None = None,
+        pose_pngs: dict[tuple[str, int, int], bytes] | None = None,
     ) -> None:
         self.ledger = ledger
         self.catalog = catalog
@@ -143,13 +146,13 @@ class BatchRunner:
         self.emit = emit
         self._owns_backends = backends is None
         self.backends = backends or Backends(settings, provider_factory)
-        self.fallbacks = FallbackPolicy(
+        self.fallbacks = fallbacks or FallbackPolicy(
             catalog, self.backends, enabled=settings.fallback, allow_upgrade=settings.allow_upgrade
         )
         # --concurrency bounds the requests in flight; a few more workers than that prepare the
         # next photos and write and settle finished ones meanwhile, so a slot never idles on that.
         self._workers = worker_count(settings.concurrency)
-        self.requests = RequestBuilder(catalog, poses, self._workers)
+        self.requests = RequestBuilder(catalog, poses, self._workers, pose_pngs)
         self._slots = threading.BoundedSemaphore(max(1, settings.concurrency))
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()

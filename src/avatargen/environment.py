@@ -21,6 +21,10 @@ DEVICE = "AVATARGEN_DEVICE"  # the endpoint handler's torch device (cuda, cpu, .
 DEBUG = "AVATARGEN_DEBUG"  # 1: show tracebacks and third-party log lines
 RETRY_SCALE = "AVATARGEN_RETRY_SCALE"  # tests and benchmarks shrink our own back-off waits
 SERVE_MIN_LOAD_S = "AVATARGEN_SERVE_MIN_LOAD_S"  # tests: `serve` keeps its loading phase open this long
+SERVE_BODY_TIMEOUT_S = (
+    "AVATARGEN_SERVE_BODY_TIMEOUT_S"  # `serve`: seconds a client has to send its body (default 60)
+)
+DATABASE = "AVATARGEN_DATABASE"  # `api` / `worker`: the service database (a SQLite path or postgresql://...)
 COMPLETE = "_AVATARGEN_COMPLETE"  # set by the shell completion script: every command is loaded
 
 # ---------------------------------------------------------------- Hugging Face's conventions

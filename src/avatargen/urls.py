@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from avatargen import environment
 from avatargen.errors import AvatargenError, ConfigError, UsageError
 
 EXAMPLE = "e.g. https://xyz.endpoints.huggingface.cloud or http://127.0.0.1:8000/"
@@ -73,9 +74,9 @@ def checked_url(
 # URLs read from the environment by every command that goes on the network (AVATARGEN_ENDPOINT
 # is checked where the endpoint is resolved, since --endpoint overrides it).
 ENV_URLS = {
-    "AVATARGEN_ROUTER_URL": "unset it for Hugging Face's router, or give a proxy of it, e.g. https://router.huggingface.co",
-    "HF_ENDPOINT": "unset it for https://huggingface.co, or give the Hub mirror's full URL",
-    "AVATARGEN_ENDPOINTS_API": "unset it for https://api.endpoints.huggingface.cloud/v2, or give a full URL",
+    environment.ROUTER_URL: "unset it for Hugging Face's router, or give a proxy of it, e.g. https://router.huggingface.co",
+    environment.HF_ENDPOINT: "unset it for https://huggingface.co, or give the Hub mirror's full URL",
+    environment.ENDPOINTS_API: "unset it for https://api.endpoints.huggingface.cloud/v2, or give a full URL",
 }
 
 

@@ -46,6 +46,19 @@ class Backends:
         with self._lock:
             return self._gates.setdefault(model_key, ModelGate())
 
+    def waiting_for(self, model_key: str) -> str | None:
+        """What a job of this model waits for now ("model loading, ~N s"), or None."""
+        with self._lock:
+            gate = self._gates.get(model_key)
+        if gate is None:
+            return None
+        seconds = int(gate.paused_for() + 0.999)
+        if gate.loading:
+            return f"model loading, ~{max(seconds, 1)} s"
+        if seconds:
+            return f"rate limited, ~{seconds} s"
+        return None
+
     def preflight(self, model: Model, announce: Callable[[str], None], fallbacks: list[Model] = ()) -> None:
         """One status probe before any job is sent: a cold model is announced once and every
         worker waits at the gate instead of discovering it on its own. Nothing listening at any

@@ -14,11 +14,18 @@ from avatargen.plan import Job
 
 
 class RequestBuilder:
-    def __init__(self, catalog: Catalog, poses: dict[str, Any], workers: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        poses: dict[str, Any],
+        workers: int,
+        pose_pngs: dict[tuple[str, int, int], bytes] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.poses = poses  # pose spec -> PoseSource (see poses/sources.py)
         self.photos = _photo_cache(catalog, workers)
-        self._pose_cache: dict[tuple[str, int, int], bytes] = {}
+        # (spec, width, height) -> the skeleton PNG; given to share it beyond one batch
+        self._pose_cache = {} if pose_pngs is None else pose_pngs
         self._lock = threading.Lock()
 
     def prepare(self, jobs: list[Job], models_to_try) -> None:

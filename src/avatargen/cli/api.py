@@ -9,14 +9,15 @@ from typing import Annotated
 
 import typer
 
-from avatargen.cli import state
+from avatargen import environment
+from avatargen.cli import context
 from avatargen.cli.options import EndpointOpt, Json, ProviderOpt, TokenOpt, WaitTimeoutOpt
 
 DatabaseOpt = Annotated[
     str | None,
     typer.Option(
         "--database",
-        envvar="AVATARGEN_DATABASE",
+        envvar=environment.DATABASE,
         help="postgresql://USER@HOST/DB for several machines (default: SQLite in the data folder).",
     ),
 ]
@@ -81,6 +82,7 @@ def _backend(endpoint, provider, token, wait_timeout, tiny, model_dir, hf_provid
 
 
 def api(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 8000,
     workers: WorkersOpt = None,
@@ -118,10 +120,11 @@ def api(
         db.close()
         return
     backend = _backend(endpoint, provider, token, wait_timeout, tiny, model_dir, hf_provider)
-    serve_forever(config, cfg, db, backend, host, port, json_, emit_json if json_ else None, info)
+    catalog = context.load_catalog(ctx)
+    serve_forever(config, cfg, db, catalog, backend, host, port, json_, emit_json if json_ else None, info)
 
 
-def serve_forever(config, cfg, db, backend, host, port, json_, emit, info) -> None:
+def serve_forever(config, cfg, db, catalog, backend, host, port, json_, emit, info) -> None:
     import socket
 
     import uvicorn
@@ -129,7 +132,6 @@ def serve_forever(config, cfg, db, backend, host, port, json_, emit, info) -> No
     from avatargen.service.app import Service, create_app
     from avatargen.service.runtime import worker_pool
 
-    catalog = state.load_catalog()
     pool = worker_pool(db, cfg, catalog, backend, config, cfg.workers)
     service = Service(cfg, db, catalog, pool if cfg.workers else None)
     app = create_app(service)
@@ -185,6 +187,7 @@ def serve_forever(config, cfg, db, backend, host, port, json_, emit, info) -> No
 
 
 def worker(
+    ctx: typer.Context,
     workers: WorkersOpt = None,
     database: DatabaseOpt = None,
     data_dir: DataDirOpt = None,
@@ -210,7 +213,7 @@ def worker(
     pool = worker_pool(
         db,
         cfg,
-        state.load_catalog(),
+        context.load_catalog(ctx),
         _backend(endpoint, provider, token, wait_timeout, tiny, model_dir, hf_provider),
         config,
         count,

@@ -52,7 +52,7 @@ from avatargen.serve.pipelines import (
 )
 from avatargen.serve.runner import DEFAULT_MAX_BATCH, PipelineRunner, pipeline_runner
 
-BODY_TIMEOUT_ENV = "AVATARGEN_SERVE_BODY_TIMEOUT_S"
+BODY_TIMEOUT_ENV = environment.SERVE_BODY_TIMEOUT_S
 DEFAULT_BODY_TIMEOUT_S = 60.0  # 32 MiB at ~0.5 MB/s; a client slower than that is cut off (408)
 READERS_PER_SLOT = 4  # bodies received at once, per queue place
 MAX_BODY_BYTES = 32 * 1024 * 1024  # two base64 images at 2048x2048 fit with room to spare
