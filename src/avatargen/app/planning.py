@@ -139,22 +139,9 @@ def _photos(request: GenerateRequest, model: Model, crop_faces: bool, hooks: Hoo
 
 def _jobs(request, model, specs, poses, photos: _Photos, scale, adapter, template) -> list[Job]:
     from avatargen.images import file_hash
-    from avatargen.plan import Params, PlannedPose, plan_pose_set
+    from avatargen.plan import PlannedPose, plan_pose_set
 
-    width, height = model.size
-    params = Params(
-        pose_spec=specs[0],
-        prompt=request.prompt or model.prompt,
-        negative_prompt=_given(request.negative_prompt, model.negative_prompt),
-        steps=request.steps or model.steps,
-        guidance_scale=_given(request.guidance, model.guidance_scale),
-        controlnet_conditioning_scale=_given(request.control_scale, model.controlnet_conditioning_scale),
-        width=width,
-        height=height,
-        strength=request.strength or None,
-        identity_scale=scale,
-        identity_adapter=adapter,
-    )
+    params = job_params(request, model, specs[0], scale, adapter)
     planned = []
     for spec in specs:
         pose_file = Path(spec)
@@ -174,6 +161,27 @@ def _jobs(request, model, specs, poses, photos: _Photos, scale, adapter, templat
         template=template,
         references=photos.references,
         stems=photos.stems,
+    )
+
+
+def job_params(request: GenerateRequest, model: Model, pose_spec: str, scale: float = 0.0, adapter: str = ""):
+    """What a job of `model` sends besides the photo and the pose image: the request's values,
+    the model's where the request gives none. The one place both front doors get them from."""
+    from avatargen.plan import Params
+
+    width, height = model.size
+    return Params(
+        pose_spec=pose_spec,
+        prompt=request.prompt or model.prompt,
+        negative_prompt=_given(request.negative_prompt, model.negative_prompt),
+        steps=request.steps or model.steps,
+        guidance_scale=_given(request.guidance, model.guidance_scale),
+        controlnet_conditioning_scale=_given(request.control_scale, model.controlnet_conditioning_scale),
+        width=width,
+        height=height,
+        strength=request.strength or None,
+        identity_scale=scale,
+        identity_adapter=adapter,
     )
 
 

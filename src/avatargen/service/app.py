@@ -15,6 +15,7 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from avatargen.app.request import GenerateRequest
 from avatargen.catalog import QUALITIES, TIERS, Catalog, Model
 from avatargen.errors import AvatargenError, CreditsError, LimitError
 from avatargen.service import views
@@ -274,12 +276,22 @@ def store_pose(svc: Service, user: User, data: bytes, extension: str) -> str:
 
 
 # ---------------------------------------------------------------- generate
-async def generate(request: Request) -> Response:
-    from avatargen.plan import Params
+@dataclass
+class _Asked:
+    """A generate request's form, checked: what to make, from which photo."""
 
-    svc: Service = request.app.state.service
-    user = await authenticate(request)
-    svc.rate.check(user.id)
+    model: Model
+    names: list[str]  # pose template names ("custom" for the user's own pose file)
+    custom_pose: tuple[bytes, str] | None
+    seed: int
+    request: GenerateRequest  # prompt, negative prompt, steps: planned as the CLI plans them
+    webhook: str | None
+    checked: Any  # the new upload (uploads.check_image), or None for an earlier photoId
+    photo_id: str
+    is_set: bool  # asked as `poses`: answered with the list
+
+
+async def _read_asked(request: Request, svc: Service, user: User) -> _Asked:
     form = await read_form(request, svc)
     try:
         model = choose_model(
@@ -293,82 +305,91 @@ async def generate(request: Request) -> Response:
         else:
             names = pose_names(form)
         seed = int_field(form, "seed", 0, 2**32 - 1)
-        steps = int_field(form, "steps", 1, 150)
-        prompt = text_field(form, "prompt")
-        negative = text_field(form, "negativePrompt")
+        asked = GenerateRequest(
+            prompt=text_field(form, "prompt"),
+            negative_prompt=text_field(form, "negativePrompt"),
+            steps=int_field(form, "steps", 1, 150),
+        )
         webhook = webhook_field(svc, form)
-        upload = form.get("image")
-        photo_id = form.get("photoId")
-        if upload is not None and not isinstance(upload, str):
-            checked = check_image(await upload.read(), "image", svc.config.max_pixels)
-            photo_id = new_id()
-        elif photo_id:
-            found = await run_in_threadpool(svc.queue.photo, str(photo_id), user.id)
-            if found is None:
-                raise not_found()
-            checked = None
-        else:
-            raise ApiError(
-                422, "invalid_image", "attach the photo as 'image' (or give the photoId of an earlier upload)"
-            )
+        checked, photo_id = await _photo_of(form, svc, user)
+        is_set = bool(form.get("poses"))
     finally:
         await form.close()
-    if seed is None:
-        seed = secrets.randbelow(2**32)
-    specs = dict.fromkeys(names, None)  # pose name -> the spec the engine resolves
-    if custom_pose is not None:
-        specs = {"custom": await run_in_threadpool(store_pose, svc, user, *custom_pose)}
-    width, height = model.size
-    jobs = []
-    for name in names:
-        params = Params(
-            pose_spec=specs[name] or name,
-            prompt=prompt or model.prompt,
-            negative_prompt=negative if negative is not None else model.negative_prompt,
-            steps=steps or model.steps,
-            guidance_scale=model.guidance_scale,
-            controlnet_conditioning_scale=model.controlnet_conditioning_scale,
-            width=width,
-            height=height,
-            strength=None,
-        )
-        jobs.append(
-            NewJob(
-                model_key=model.key,
-                pose=name,
-                quality=model.quality,
-                params=params.to_dict(),
-                seed=seed,
-                credit_cost=model.credit_cost,
-                priority=priority_of(user.tier, model.priority_queue),
-                webhook_url=webhook,
-            )
-        )
+    seed = secrets.randbelow(2**32) if seed is None else seed
+    return _Asked(model, names, custom_pose, seed, asked, webhook, checked, photo_id, is_set)
 
-    def accept() -> list[dict[str, Any]]:
-        path = None
-        if checked is not None:
-            path = store(
-                svc.config.uploads_dir / str(user.id), f"{photo_id}.{checked.extension}", checked.data
-            )
-            photo_row = {
-                "path": str(path),
-                "sha256": checked.sha256,
-                "content_type": checked.content_type,
-                "width": checked.width,
-                "height": checked.height,
-            }
-        else:
-            photo_row = None
-        try:
-            return svc.queue.accept(user.id, photo_row, str(photo_id), jobs)
-        except BaseException:
-            if path is not None:
-                path.unlink(missing_ok=True)
-            raise
 
+async def _photo_of(form, svc: Service, user: User) -> tuple[Any, str]:
+    """(the checked upload, its new id), or (None, the id of the caller's earlier upload)."""
+    upload = form.get("image")
+    photo_id = form.get("photoId")
+    if upload is not None and not isinstance(upload, str):
+        return check_image(await upload.read(), "image", svc.config.max_pixels), new_id()
+    if photo_id:
+        if await run_in_threadpool(svc.queue.photo, str(photo_id), user.id) is None:
+            raise not_found()
+        return None, str(photo_id)
+    raise ApiError(
+        422, "invalid_image", "attach the photo as 'image' (or give the photoId of an earlier upload)"
+    )
+
+
+def _new_jobs(asked: _Asked, user: User, specs: dict[str, str | None]) -> list[NewJob]:
+    """One job per pose, its parameters planned by the app layer as `generate`'s are."""
+    from avatargen.app.planning import job_params
+
+    model = asked.model
+    return [
+        NewJob(
+            model_key=model.key,
+            pose=name,
+            quality=model.quality,
+            params=job_params(asked.request, model, specs[name] or name).to_dict(),
+            seed=asked.seed,
+            credit_cost=model.credit_cost,
+            priority=priority_of(user.tier, model.priority_queue),
+            webhook_url=asked.webhook,
+        )
+        for name in asked.names
+    ]
+
+
+def _accept(svc: Service, user: User, asked: _Asked, jobs: list[NewJob]) -> list[dict[str, Any]]:
+    """The upload stored, the credits reserved and the jobs queued: one transaction (a file
+    written for an accept that then fails is removed)."""
+    path = photo_row = None
+    checked = asked.checked
+    if checked is not None:
+        path = store(
+            svc.config.uploads_dir / str(user.id), f"{asked.photo_id}.{checked.extension}", checked.data
+        )
+        photo_row = {
+            "path": str(path),
+            "sha256": checked.sha256,
+            "content_type": checked.content_type,
+            "width": checked.width,
+            "height": checked.height,
+        }
     try:
-        accepted = await run_in_threadpool(accept)
+        return svc.queue.accept(user.id, photo_row, asked.photo_id, jobs)
+    except BaseException:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        raise
+
+
+async def generate(request: Request) -> Response:
+    svc: Service = request.app.state.service
+    user = await authenticate(request)
+    svc.rate.check(user.id)
+    asked = await _read_asked(request, svc, user)
+    specs: dict[str, str | None] = dict.fromkeys(
+        asked.names, None
+    )  # pose name -> the spec the engine resolves
+    if asked.custom_pose is not None:
+        specs = {"custom": await run_in_threadpool(store_pose, svc, user, *asked.custom_pose)}
+    try:
+        accepted = await run_in_threadpool(_accept, svc, user, asked, _new_jobs(asked, user, specs))
     except CreditsError as exc:
         raise ApiError(402, "insufficient_credits", exc.message) from None
     except LimitError as exc:
@@ -381,17 +402,13 @@ async def generate(request: Request) -> Response:
         svc.pool.wake.set()
     items = [
         {"generationId": a["generationId"], "status": "pending", "creditCost": a["creditCost"],
-         "queuePosition": a["queuePosition"], "poseTemplateId": name, "photoId": str(photo_id)}
-        for a, name in zip(accepted, names, strict=True)
+         "queuePosition": a["queuePosition"], "poseTemplateId": name, "photoId": asked.photo_id}
+        for a, name in zip(accepted, asked.names, strict=True)
     ]  # fmt: skip
-    if "poses" in form and len(items) >= 1 and form.get("poses"):
+    if asked.is_set:
+        total = sum(i["creditCost"] for i in items)
         return JSONResponse(
-            {
-                "generations": items,
-                "creditCost": sum(i["creditCost"] for i in items),
-                "photoId": str(photo_id),
-            },
-            status_code=202,
+            {"generations": items, "creditCost": total, "photoId": asked.photo_id}, status_code=202
         )
     return JSONResponse(items[0], status_code=202)
 
