@@ -26,6 +26,7 @@ from avatargen.errors import (
     NetworkError,
     OutputError,
     ProviderError,
+    RunStopped,
 )
 from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
@@ -100,7 +101,7 @@ class Summary:
         return {k: v for k, v in self.__dict__.items() if k != "stop_error"}
 
 
-class _Stop(Exception):
+class _Stop(RunStopped):
     """Raised inside a worker when the batch is stopping: the job goes back to the queue."""
 
 
@@ -180,7 +181,10 @@ class BatchRunner:
     def close(self) -> None:
         for provider in self._providers.values():
             with contextlib.suppress(Exception):  # closing must never hide the batch's own result
-                provider.close()
+                provider.close()  # the local backend stops its generation thread here
+        deadline = time.monotonic() + 2.0  # an HTTP call in flight is not waited for longer
+        for thread in getattr(self, "_threads", ()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def preflight(self, model: Model, announce: Callable[[str], None]) -> None:
         """One status probe before any job is sent: a cold model is announced once and every
@@ -220,6 +224,7 @@ class BatchRunner:
             threading.Thread(target=worker, name=f"avatargen-worker-{i}", daemon=True)
             for i in range(max(1, min(self._workers, len(jobs))))
         ]
+        self._threads = threads  # close() lets them finish their ledger writes after a stop
         for thread in threads:
             thread.start()
         try:
@@ -436,7 +441,7 @@ class BatchRunner:
         """Record a job that did not finish: back to the queue (a stop) or failed (its own fault)."""
         attempts, state = track.attempts, track.state
         try:
-            if isinstance(exc, _Stop) or not isinstance(exc, Exception):
+            if isinstance(exc, RunStopped) or not isinstance(exc, Exception):
                 self.ledger.mark_failed(job.job_key, "interrupted", attempts, status="queued")
                 progress.move(state, "queued")
             elif isinstance(exc, LimitError):

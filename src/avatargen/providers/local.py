@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avatargen.errors import InputError, ModelLoadError, ProviderError
+from avatargen.errors import InputError, ModelLoadError, ProviderError, RunStopped
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport, WaitEvent
 from avatargen.providers.local_status import MODEL_DIR_ENV, TINY_ENV
 from avatargen.serve.resolve import require_serve_extra
@@ -37,6 +37,10 @@ _DOWNLOAD_GB = {("sd15", True): 3, ("sd15", False): 6, ("sdxl", True): 10, ("sdx
 # The identity adapter on top (h94/IP-Adapter, fp32 files either way): its ViT-H image encoder
 # (~2.5 GB) plus the plus-face weights (~0.1 GB for SD 1.5, ~0.85 GB for SDXL).
 _ADAPTER_GB = {"sd15": 2.6, "sdxl": 3.4}
+
+# How long close() waits for the pipeline thread to reach the end of a step (a loading model
+# cannot be interrupted: past this the process exits anyway).
+_STOP_WAIT_S = 60.0
 
 _announced: set[str] = set()  # "where it runs" is said once per process and model
 _announce_lock = threading.Lock()
@@ -189,7 +193,9 @@ class LocalProvider:
     ) -> GenerationResult:
         """One image in-process. `gate` coordinates HTTP waits: nothing to share here. `on_attempt` is
         called once, after the weights are loaded and before the image is made."""
-        from avatargen.serve.pipelines import RequestError, parse_request, png_bytes
+        from concurrent.futures import CancelledError
+
+        from avatargen.serve.pipelines import GenerationStopped, RequestError, parse_request, png_bytes
         from avatargen.serve.runner import pipeline_runner
 
         if request.pose_png is None:
@@ -204,8 +210,12 @@ class LocalProvider:
         if on_attempt is not None:
             on_attempt()  # the batch's "generating now" signal (and its stop check), once per image
         started = time.monotonic()
+        runner = pipeline_runner()
+        service.stop_check = runner.stop_requested
         try:
-            image = pipeline_runner().call(service.generate, params)
+            image = runner.call(service.generate, params)
+        except (GenerationStopped, CancelledError):  # the batch is stopping (close() below)
+            raise RunStopped() from None
         except RuntimeError as exc:  # e.g. CUDA out of memory
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(
@@ -242,10 +252,18 @@ class LocalProvider:
         )
 
     def close(self) -> None:
-        """Let go of the loaded weights (a failed load stays remembered for this process)."""
+        """Stop any generation of this process's pipeline thread (queued images cancelled, the
+        running one ended at its next step) and wait for it: the interpreter must not exit while
+        torch runs there (exit 134 instead of 130 / 143). Then let go of the loaded weights (a
+        failed load stays remembered for this process)."""
         service, self._service = self._service, None
         if service is None:
             return
+        from avatargen.serve.runner import pipeline_runner
+
+        runner = pipeline_runner()
+        runner.interrupt()
+        runner.wait_idle(_STOP_WAIT_S)
         with _loaded_lock:
             if _loaded.get(self._key) is service:
                 del _loaded[self._key]
