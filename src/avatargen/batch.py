@@ -28,9 +28,11 @@ from avatargen.errors import (
     ProviderError,
     RunStopped,
 )
+from avatargen.images import CONTROLNET_ARCHITECTURES
 from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
 from avatargen.progress import Progress
+from avatargen.weights import metadata as weights_metadata
 
 
 @dataclass
@@ -51,6 +53,7 @@ class RunSettings:
     concurrency_auto: bool = False  # following a deployed endpoint's replicas (deploy/batch_hooks.py)
     hf_provider: str | None = None  # --hf-provider as given (the router's provider), for retry
     endpoint_after: str | None = None  # --endpoint-after as given, for retry
+    regenerate: bool = False  # --regenerate: make done jobs again (charged), replacing their files
 
     # What `avatargen retry` re-uses of how a batch ran. Never the token: retry reads it from
     # the environment again. An endpoint URL is stored with any credentials in it masked.
@@ -199,6 +202,12 @@ class BatchRunner:
             seconds = report.estimated_time or 10.0
             announce(f"model loading, ~{int(seconds)} s ({model.alias} at {report.url})")
             self.gate_for(model.key).mark_loading(seconds)
+        elif report.state in ("unreachable", "unauthorized") and report.backend == "hf-providers":
+            # Its probe asks the Hub for the provider mapping, not the router the jobs go to.
+            announce(
+                f"pre-flight: the Hugging Face Hub did not confirm {model.alias}'s provider mapping "
+                f"({report.detail}); sending to the router anyway"
+            )
         elif report.state in ("unreachable", "unauthorized"):
             announce(f"pre-flight: {model.alias} is {report.state}: {report.detail}")
 
@@ -418,7 +427,7 @@ class BatchRunner:
                 job.output_path,
                 result.image,
                 meta,
-                overwrite=self.settings.overwrite,
+                overwrite=self.settings.overwrite or self.settings.regenerate,
                 png_chunks=getattr(result, "png_chunks", None),
             )
         except OSError as exc:
@@ -473,7 +482,15 @@ class BatchRunner:
         with self._lock:
             summary.failed += 1
             summary.failure_codes.append(code)
-            summary.failed_items.append({"input": str(job.input_path), "error": message})
+            summary.failed_items.append(
+                {
+                    "input": str(job.input_path),
+                    "pose": job.pose,
+                    "error": message,
+                    "hint": getattr(exc, "hint", None) or "",
+                    "permanent": _never_succeeds(exc),
+                }
+            )
         self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))
 
     # ------------------------------------------------------------ pieces of a job
@@ -577,13 +594,17 @@ class BatchRunner:
             "negative_prompt": p.negative_prompt,
             "steps": p.steps,
             "guidance_scale": p.guidance_scale,
-            "controlnet_conditioning_scale": p.controlnet_conditioning_scale,
+            # None: the model that ran has no ControlNet (an editing model takes the pose as an image).
+            "controlnet_conditioning_scale": p.controlnet_conditioning_scale
+            if ran.architecture in CONTROLNET_ARCHITECTURES
+            else None,
             "strength": p.strength,
             "width": width,
             "height": height,
             "architecture": ran.architecture,
             # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
             **({"sampler": result_sampler} if result_sampler else {}),
+            **weights_metadata(p.weights),
             **self._identity_metadata(job, ran),
         }
 

@@ -19,6 +19,7 @@ from avatargen.cli.options import (
     OverwriteOpt,
     ProviderOpt,
     QualityOpt,
+    RegenerateOpt,
     TierOpt,
     TokenOpt,
     WaitTimeoutOpt,
@@ -86,6 +87,7 @@ def _run_settings(
     tiny=False,
     hf_provider=None,
     endpoint_after=None,
+    regenerate=False,
 ):
     from avatargen.batch import RunSettings
     from avatargen.redact import remember_secret
@@ -110,6 +112,7 @@ def _run_settings(
         tiny=tiny,
         hf_provider=hf_provider,
         endpoint_after=endpoint_after,
+        regenerate=regenerate,
     )
 
 
@@ -137,8 +140,11 @@ def _finish(summary, json_: bool) -> None:
             ["seconds", str(summary.duration_s)],
             ["output folder", summary.output_dir],
         ]
+        several = len({item.get("pose") for item in summary.failed_items}) > 1  # a pose set
         for item in summary.failed_items[:20]:
-            rows.append(["failed", _named_error(item["input"], item["error"])])
+            rows.append(
+                ["failed", _named_error(item["input"], item["error"], item.get("pose") if several else None)]
+            )
         if len(summary.failed_items) > 20:
             rows.append(
                 [
@@ -151,8 +157,9 @@ def _finish(summary, json_: bool) -> None:
         )
     if code:
         from avatargen.output import warn
+        from avatargen.run_notes import failed_advice
 
-        warn(f"{summary.failed} job(s) failed; re-run them with: {resume_command(summary.batch_id)}")
+        warn(failed_advice(summary, resume_command(summary.batch_id)))
         raise typer.Exit(code)
 
 
@@ -230,6 +237,7 @@ def generate(
         int | None, typer.Option("--max-credits", min=0, help="Refuse a batch quoting more.")
     ] = None,
     overwrite: OverwriteOpt = False,
+    regenerate: RegenerateOpt = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
     endpoint: EndpointOpt = None,
     provider: ProviderOpt = None,
@@ -264,6 +272,7 @@ def generate(
         warmup.start()  # HTTP gets ready while the photos are read and hashed
     from avatargen import settings as settings_mod
     from avatargen.catalog import resolve_model
+    from avatargen.cli.run_options import check_local_options
     from avatargen.deploy.batch_hooks import parse_concurrency
     from avatargen.errors import InputError
     from avatargen.faces import require_detector
@@ -283,6 +292,7 @@ def generate(
     )
     from avatargen.poses.sources import resolve_pose
 
+    check_local_options(tiny, model_dir, endpoint, provider)  # before a token is asked for
     config = settings_mod.load_config()
     catalog = state.load_catalog()
     chosen = resolve_model(
@@ -292,6 +302,9 @@ def generate(
         catalog, chosen, config, model or quality or tier, endpoint, provider, token, tiny, model_dir
     )
     _require_token(chosen, endpoint, provider, token, tiny, model_dir)
+    from avatargen.weights import weights_for
+
+    weights = weights_for(chosen, endpoint=endpoint, provider=provider, tiny=tiny, model_dir=model_dir)
     template = name or config.get("output_template") or DEFAULT_TEMPLATE
     check_template(template)
     specs = pose_specs(pose or [DEFAULT_POSE])
@@ -312,6 +325,10 @@ def generate(
             "name image files or folders holding images, or --person DIR",
         )
     hashes = hash_photos(inputs)
+    from avatargen.run_notes import merged_photos
+
+    for line in merged_photos(inputs, hashes):
+        info(line)
     common_refs = ()
     uses_references = bool(scale) or chosen.edits_photo  # an editing model takes whole photos
     if uses_references:
@@ -336,6 +353,7 @@ def generate(
         strength=strength or None,
         identity_scale=scale,
         identity_adapter=adapter,
+        weights=weights,
     )
     planned = []
     for spec in specs:
@@ -373,6 +391,7 @@ def generate(
         tiny=tiny,
         hf_provider=hf_provider,
         endpoint_after=endpoint_after,
+        regenerate=regenerate,
     )
     session = _endpoint_session(chosen, config, endpoint, endpoint_after, resume_endpoint, token, dry_run)
     with (
@@ -501,10 +520,24 @@ def retry(
     token: TokenOpt = None,
     wait_timeout: WaitTimeoutOpt = None,
     overwrite: OverwriteOpt = False,
+    regenerate: RegenerateOpt = False,
     no_fallback: NoFallbackOpt = False,
     allow_upgrade: AllowUpgradeOpt = False,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, max=200, help="Inference steps (default: as each job was planned)."),
+    ] = None,
+    identity_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--identity-scale",
+            min=0.0,
+            max=2.0,
+            help="Identity strength (default: as planned); 0 retries jobs that found no face without it.",
+        ),
+    ] = None,
     hf_provider: HfProviderOpt = None,
     endpoint_after: EndpointAfterOpt = None,
     resume_endpoint: ResumeEndpointOpt = False,
@@ -520,6 +553,7 @@ def retry(
     (endpoint, provider, --hf-provider, --endpoint-after, model folder, concurrency, wait
     timeout); options given here win."""
     from avatargen import settings as settings_mod
+    from avatargen.cli.run_options import check_local_options, retry_jobs
     from avatargen.cli.signals import install_stop_signals
     from avatargen.deploy.batch_hooks import parse_concurrency
     from avatargen.errors import UsageError
@@ -530,6 +564,7 @@ def retry(
     from avatargen.poses.sources import resolve_pose
 
     install_stop_signals()
+    check_local_options(tiny, model_dir, endpoint, provider)
     config = settings_mod.load_config()
     catalog = state.load_catalog()
     concurrency = parse_concurrency(concurrency)
@@ -576,7 +611,9 @@ def retry(
             tiny=tiny or bool(ran.get("tiny")),
             hf_provider=hf_provider,
             endpoint_after=endpoint_after,
+            regenerate=regenerate,
         )
+        jobs = retry_jobs(jobs, catalog, run_settings, steps, identity_scale)
         models = [catalog.lookup(key) for key in sorted({job.model for job in jobs})]
         for model in models:
             _require_token(model, run_settings.endpoint, run_settings.provider, token)
@@ -584,7 +621,7 @@ def retry(
         session = _endpoint_session(
             models[0], config, run_settings.endpoint, endpoint_after, resume_endpoint, token, False
         )
-        info(f"retrying {len(jobs)} job(s) of batch {found['id']}")
+        info(_retry_line(ledger, jobs, run_settings, found["id"]))
         with _deployed_run(session, models[0], config, run_settings, concurrency) as factory:
             summary = execute(
                 ledger=ledger,
@@ -604,6 +641,18 @@ def retry(
     summary.skipped += len(hopeless)
     summary.total += len(hopeless)
     _finish(summary, json_)
+
+
+def _retry_line(ledger, jobs, run_settings, batch_id: str) -> str:
+    """What the retry is about to do, counted as execute() will (done ones are skipped, not sent)."""
+    from avatargen.generate import classify
+
+    groups = classify(ledger, jobs, run_settings.overwrite, run_settings.regenerate)
+    sent = len(groups.to_run)
+    rest = len(jobs) - sent
+    if not sent:
+        return f"batch {batch_id}: none of its {len(jobs)} unfinished job(s) needs sending (see below why)"
+    return f"retrying {sent} job(s) of batch {batch_id}" + (f"; {rest} skipped (see below)" if rest else "")
 
 
 def _remembered(batch: dict) -> dict:
@@ -629,9 +678,13 @@ def _remembered_endpoint(batch: dict, ran: dict) -> str | None:
     return url
 
 
-def _named_error(path: str, error: str) -> str:
-    """A job's error with its photo named once (a photo's own error starts with its name already)."""
-    return error if error.startswith(path) else f"{path}: {error}"
+def _named_error(path: str, error: str, pose: str | None = None) -> str:
+    """A job's error with its photo named once (a photo's own error starts with its name already),
+    and its pose when a pose set failed in more than one pose (else the lines would repeat)."""
+    where = f"{path} (pose {pose})" if pose else path
+    if error.startswith(path):
+        return where + error[len(path) :] if pose else error
+    return f"{where}: {error}"
 
 
 def _report_hopeless(rows: list[dict], json_: bool) -> None:
@@ -644,8 +697,9 @@ def _report_hopeless(rows: list[dict], json_: bool) -> None:
     info(
         f"{len(rows)} job(s) can never succeed as they are and are not re-sent (pass --all to send them anyway):"
     )
+    several = len({row["pose"] for row in rows}) > 1
     for row in rows:
-        info(f"  {_named_error(row['input_path'], row['error'])}")
+        info(f"  {_named_error(row['input_path'], row['error'], row['pose'] if several else None)}")
         if json_:
             job = Job.from_row(row)
             emit_json(

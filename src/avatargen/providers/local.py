@@ -103,13 +103,12 @@ class LocalProvider:
         )
         size = _DOWNLOAD_GB.get((self.model.architecture, device.startswith("cuda")))
         adapter_gb = _ADAPTER_GB.get(self.model.architecture) if self.model.identity_adapter else None
-        if cached:  # the cache check covers the base model and ControlNet, not the adapter
-            also = f"; the identity adapter (~{adapter_gb} GB) downloads on first use" if adapter_gb else ""
-            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME){also}"
         if self.model.identity_adapter is not None:
             names += " + IP-Adapter Plus Face"
-            if size and adapter_gb:
-                size = round(size + adapter_gb)
+        if cached:  # hub_preflight: every repo asked for (the identity adapter's too) is there
+            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME)"
+        if size and adapter_gb:  # the identity adapter's image encoder and weights on top
+            size = round(size + adapter_gb)
         about = f"~{size} GB, " if size else ""
         return f"{names} from the Hugging Face Hub ({about}cached in HF_HOME after the first run)"
 
@@ -117,16 +116,18 @@ class LocalProvider:
         width, height = (request.width, request.height) if request else self.model.size
         steps = request.steps if request and request.steps else self.model.steps
         if device == "cpu":
-            if self.tiny:
-                return "CPU (tiny model: about a second per image at --steps 2)"
+            if self.tiny:  # measured: 10-25 s of imports and loading before the first image
+                return "CPU (tiny model: 10-30 s to start, then a second or two per image at --steps 2)"
             return (
-                f"CPU — expect several minutes per image at {width}x{height}, {steps} steps; a GPU takes "
-                "seconds (or use --endpoint URL with `avatargen serve` on a GPU machine)"
+                f"CPU — a minute or more to load the weights, then several minutes per image at "
+                f"{width}x{height}, {steps} steps; a GPU takes seconds (or use --endpoint URL with "
+                "`avatargen serve` on a GPU machine)"
             )
         if device.startswith("cuda"):
             import torch
 
-            return f"GPU ({torch.cuda.get_device_name(device)}) — seconds per image"
+            name = torch.cuda.get_device_name(device)
+            return f"GPU ({name}) — up to a minute to load the weights, then seconds per image"
         return device
 
     def _ensure_loaded(self, on_event: EventSink | None, request: GenerationRequest | None = None) -> Any:
