@@ -240,8 +240,9 @@ CONTROLNET_ARCHITECTURES = ("sd15", "sdxl")
 
 
 def uses_controlnet(meta: dict[str, Any]) -> bool:
+    """False for a model known to have no ControlNet; an unknown one keeps the fields, as before."""
     architecture = meta.get("architecture") or _architecture_of(str(meta.get("model", "")))
-    return architecture in CONTROLNET_ARCHITECTURES
+    return architecture is None or architecture in CONTROLNET_ARCHITECTURES
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}

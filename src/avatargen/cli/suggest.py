@@ -21,7 +21,7 @@ def usage_error(exc: Any) -> tuple[str, str | None]:
         opt for param in ctx.command.params for opt in getattr(param, "opts", ()) if opt.startswith("-")
     ]
     close = difflib.get_close_matches(name, options, n=1, cutoff=_CLOSE)
-    message = f"no such option: {name}"
+    message = f"No such option: {name}"  # Click's words, without its loose list
     if close:
         return message, f"did you mean {close[0]}? {see}"
     if ctx.command.name == "retry" and name in _generate_options(ctx):
