@@ -75,3 +75,29 @@ def test_a_signal_during_a_local_batch_exits_with_its_documented_code(tiny_home,
     assert done < 4, counts  # it was stopped mid-batch
     assert balance == start - 3 * done, (balance, counts)  # in-flight credits refunded exactly
     assert counts.get("running", 0) == 0 and counts.get("failed", 0) == 0, counts
+
+
+def test_interrupt_cancels_queued_calls_and_asks_the_running_one_to_stop():
+    import threading
+    from concurrent.futures import CancelledError
+
+    from avatargen.serve.runner import PipelineRunner
+
+    runner = PipelineRunner(name="test-runner")
+    started = threading.Event()
+
+    def long_call():
+        started.set()
+        while not runner.stop_requested():  # as pipelines.py asks after every step
+            time.sleep(0.01)
+        return "stopped"
+
+    running = runner.submit(long_call)
+    queued = runner.submit(lambda: "never")
+    assert started.wait(5)
+    assert runner.interrupt() == 1
+    assert runner.wait_idle(5)
+    assert running.result(1) == "stopped"
+    with pytest.raises(CancelledError):
+        queued.result(1)
+    assert runner.call(lambda: "next") == "next"  # a later call is not stopped
