@@ -252,3 +252,24 @@ def test_json_skip_lines_keep_their_reason(tmp_path, run_cli):
     [line] = json_lines(second.stdout)
     assert line["status"] == "skipped" and line["reason"] == "already done"
     assert json.loads(json.dumps(line))  # plain JSON
+
+
+def test_hub_weights_are_recorded_with_the_commits_loaded(avatargen_home, monkeypatch):
+    """What 'the catalog's weights' were exactly: each Hub repo's commit, from the download cache."""
+    from huggingface_hub import constants
+
+    from avatargen.serve.pipelines import ModelSpec
+    from avatargen.weights import hub_revisions
+
+    model = _catalog_model()
+    spec = ModelSpec.from_catalog(model)
+    cache = avatargen_home / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    commits = {spec.controlnet: "a" * 40, spec.base_model: "b" * 40}
+    for (repo, commit), filename in zip(commits.items(), ("config.json", "model_index.json"), strict=True):
+        folder = cache / f"models--{repo.replace('/', '--')}"
+        (folder / "snapshots" / commit).mkdir(parents=True)
+        (folder / "snapshots" / commit / filename).write_text("{}")
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text(commit)
+    assert hub_revisions(spec) == commits  # the identity adapter is not cached: left out

@@ -423,6 +423,8 @@ class BatchRunner:
 
         try:
             meta = self._metadata(job, ran, getattr(result, "sampler", None))
+            if getattr(result, "weights_revisions", None):  # the Hub commits the local backend loaded
+                meta["weights_revisions"] = result.weights_revisions
             write_output(
                 job.output_path,
                 result.image,

@@ -82,3 +82,22 @@ def describe(weights: str) -> str:
 def metadata(weights: str) -> dict[str, str]:
     """The PNG metadata fields that say which weights made the image."""
     return {"weights": weights or "catalog", "weights_note": describe(weights)}
+
+
+def hub_revisions(spec: Any) -> dict[str, str]:
+    """The commit of each Hub repo (ControlNet, base model, identity adapter) the local backend
+    loaded, read off huggingface_hub's download cache (snapshots/<commit>/...): what "the catalog's
+    weights" were exactly, for the PNG metadata. A repo not found in the cache is left out."""
+    from huggingface_hub import try_to_load_from_cache
+
+    wanted = [(spec.controlnet, "config.json"), (spec.base_model, "model_index.json")]
+    if getattr(spec, "has_ip_adapter", False):
+        weight = "/".join(p for p in (spec.ip_adapter_subfolder, spec.ip_adapter_weight_name) if p)
+        wanted.append((spec.ip_adapter_repo, weight))
+    revisions = {}
+    for repo, filename in wanted:
+        found = try_to_load_from_cache(repo, filename)
+        parts = Path(found).parts if isinstance(found, str) else ()
+        if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
+            revisions[repo] = parts[parts.index("snapshots") + 1]
+    return revisions

@@ -182,6 +182,10 @@ class LocalProvider:
             _loaded[self._key] = error
             raise error from None
         quiet_pipelines(service.pipe)
+        if source is None:  # Hub weights: which commits, for the PNG metadata
+            from avatargen.weights import hub_revisions
+
+            service.hub_revisions = hub_revisions(spec)
         return service
 
     # ------------------------------------------------------------ the protocol
@@ -232,6 +236,7 @@ class LocalProvider:
             backend=self.name,
             model_key=self.model.key,
             sampler=getattr(service, "sampler", None),
+            weights_revisions=getattr(service, "hub_revisions", None),
         )
 
     def status(self) -> StatusReport:
