@@ -225,7 +225,7 @@ def test_a_tiny_run_leaves_stderr_to_avatargen(tmp_path, run_cli):
     assert lines == [
         "weights: a tiny random-weight model of the sd15 architecture, built here without downloads "
         "(its images are noise)",
-        "device: CPU (tiny model: about a second per image at --steps 2)",
+        "device: CPU (tiny model: 10-30 s to start, then a second or two per image at --steps 2)",
     ], result.stderr
 
 

@@ -58,7 +58,7 @@ def test_tiny_local_generation_says_once_where_it_runs(tiny_home):
     assert said == [
         "weights: a tiny random-weight model of the sd15 architecture, built here without downloads "
         "(its images are noise)",
-        "device: CPU (tiny model: about a second per image at --steps 2)",
+        "device: CPU (tiny model: 10-30 s to start, then a second or two per image at --steps 2)",
     ]
     again = provider.generate(_request(provider.model))
     assert again.image == result.image  # same seed, same image
@@ -82,8 +82,8 @@ def test_real_model_on_cpu_says_where_the_weights_come_from_and_how_slow_it_is(c
     assert err == [
         "weights: stable-diffusion-v1-5 + control_v11p_sd15_openpose + IP-Adapter Plus Face from the "
         "Hugging Face Hub (~9 GB, cached in HF_HOME after the first run)",
-        "device: CPU — expect several minutes per image at 512x512, 30 steps; a GPU takes seconds "
-        "(or use --endpoint URL with `avatargen serve` on a GPU machine)",
+        "device: CPU — a minute or more to load the weights, then several minutes per image at 512x512, "
+        "30 steps; a GPU takes seconds (or use --endpoint URL with `avatargen serve` on a GPU machine)",
     ]
     assert capsys.readouterr().out == ""
 
@@ -98,7 +98,7 @@ def test_on_a_gpu_it_names_the_card_and_the_fp16_download(monkeypatch):
     assert said == [
         "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 + IP-Adapter Plus Face from "
         "the Hugging Face Hub (~13 GB, cached in HF_HOME after the first run)",
-        "device: GPU (NVIDIA H100 80GB HBM3) — seconds per image",
+        "device: GPU (NVIDIA H100 80GB HBM3) — up to a minute to load the weights, then seconds per image",
     ]
 
 
@@ -108,8 +108,8 @@ def test_weights_from_a_folder_or_the_cache_are_said_so():
     LocalProvider(_model("controlnet-openpose-sdxl"), say=said.append)._announce("cpu", cached=True)
     assert said[0] == "weights: ./my-dir (a saved pipeline)"
     assert said[2] == (
-        "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 from the Hugging Face Hub, "
-        "already in the download cache (HF_HOME); the identity adapter (~3.4 GB) downloads on first use"
+        "weights: stable-diffusion-xl-base-1.0 + controlnet-openpose-sdxl-1.0 + IP-Adapter Plus Face from "
+        "the Hugging Face Hub, already in the download cache (HF_HOME)"
     )
 
 

@@ -28,6 +28,7 @@ from avatargen.errors import (
     NetworkError,
     OutputError,
     ProviderError,
+    RunStopped,
 )
 from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
@@ -52,6 +53,7 @@ class RunSettings:
     concurrency_auto: bool = False  # following a deployed endpoint's replicas (deploy/batch_hooks.py)
     hf_provider: str | None = None  # --hf-provider as given (the router's provider), for retry
     endpoint_after: str | None = None  # --endpoint-after as given, for retry
+    regenerate: bool = False  # --regenerate: make done jobs again (charged), replacing their files
 
     # What `avatargen retry` re-uses of how a batch ran. Never the token: retry reads it from
     # the environment again. An endpoint URL is stored with any credentials in it masked.
@@ -97,13 +99,12 @@ class Summary:
     # 'error': the failure that stopped every job (cannot load the model, cannot write)
     stop_error: AvatargenError | None = None
     failure_codes: list[int] = field(default_factory=list)  # exit code of each failed job
-    never_succeed: int = 0  # of failed: jobs a retry would only repeat (the summary says no retry)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "stop_error"}
 
 
-class _Stop(Exception):
+class _Stop(RunStopped):
     """Raised inside a worker when the batch is stopping: the job goes back to the queue."""
 
 
@@ -163,13 +164,17 @@ class BatchRunner:
         # stops new reservations: what is reserved is paid for and still goes.
         self._halt = threading.Event()
         self._in_flight: set[str] = set()
+        self._threads: list[threading.Thread] = []  # close() lets them finish their ledger writes
 
     def preflight(self, model: Model, announce: Callable[[str], None]) -> None:
         self.backends.preflight(model, announce, self.fallbacks.models_to_try(model)[1:])
 
     def close(self) -> None:
         if self._owns_backends:
-            self.backends.close()
+            self.backends.close()  # the local backend stops its generation thread here
+        deadline = time.monotonic() + 2.0  # an HTTP call in flight is not waited for longer
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------ running
     def run(self, batch_id: str, jobs: list[Job], output_dir: Path) -> Summary:
@@ -192,6 +197,7 @@ class BatchRunner:
             threading.Thread(target=worker, name=f"avatargen-worker-{i}", daemon=True)
             for i in range(max(1, min(self._workers, len(jobs))))
         ]
+        self._threads = threads
         for thread in threads:
             thread.start()
         try:
@@ -343,11 +349,13 @@ class BatchRunner:
 
         try:
             meta = self.requests.metadata(job, ran, getattr(result, "sampler", None))
+            if getattr(result, "weights_revisions", None):  # the Hub commits the local backend loaded
+                meta["weights_revisions"] = result.weights_revisions
             write_output(
                 job.output_path,
                 result.image,
                 meta,
-                overwrite=self.settings.overwrite,
+                overwrite=self.settings.overwrite or self.settings.regenerate,
                 png_chunks=getattr(result, "png_chunks", None),
             )
         except OSError as exc:
@@ -370,7 +378,7 @@ class BatchRunner:
         """Record a job that did not finish: back to the queue (a stop) or failed (its own fault)."""
         attempts, state = track.attempts, track.state
         try:
-            if isinstance(exc, _Stop) or not isinstance(exc, Exception):
+            if isinstance(exc, RunStopped) or not isinstance(exc, Exception):
                 self.ledger.mark_failed(job.job_key, "interrupted", attempts, status="queued")
                 progress.move(state, "queued")
             elif isinstance(exc, LimitError):
@@ -402,9 +410,16 @@ class BatchRunner:
         progress.move(state, "failed")
         with self._lock:
             summary.failed += 1
-            summary.never_succeed += permanent
             summary.failure_codes.append(code)
-            summary.failed_items.append({"input": str(job.input_path), "error": message})
+            summary.failed_items.append(
+                {
+                    "input": str(job.input_path),
+                    "pose": job.pose,
+                    "error": message,
+                    "hint": getattr(exc, "hint", None) or "",
+                    "permanent": permanent,
+                }
+            )
         self._emit(job.result_line(status="failed", error=message, credits=0, attempts=attempts))
 
 

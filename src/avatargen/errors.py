@@ -157,6 +157,11 @@ class Terminated(Interrupted):
     exit_code = TERMINATED
 
 
+class RunStopped(Exception):
+    """Raised where a job runs when its batch is stopping (Ctrl-C, a signal): the job goes back to
+    the queue, its credits refunded; never a failure of the job."""
+
+
 class StopSignal(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised in the main thread so they stop a run exactly as Ctrl-C does."""
 

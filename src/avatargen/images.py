@@ -226,13 +226,23 @@ def sd_parameters(meta: dict[str, Any]) -> str:
     ]
     if meta.get("strength") is not None:  # img2img: the photo was sent as the init image
         fields.append(("Denoising strength", meta["strength"]))
-    fields += [
-        ("ControlNet", "openpose"),
-        ("Control scale", meta["controlnet_conditioning_scale"]),
-        ("Pose", meta["pose"]),
-    ]
+    if uses_controlnet(meta):  # an editing model (Qwen, FLUX Kontext) gets the pose as an image
+        fields += [("ControlNet", "openpose"), ("Control scale", meta["controlnet_conditioning_scale"])]
+    fields.append(("Pose", meta["pose"]))
+    if meta.get("weights") not in (None, "catalog"):  # a --tiny or --model-dir image says so
+        fields.append(("Weights", meta["weights"]))
     settings = ", ".join(f"{key}: {_a1111_value(value)}" for key, value in fields)
     return f"{meta['prompt']}\nNegative prompt: {meta['negative_prompt']}\n{settings}"
+
+
+# The architectures whose catalog models are ControlNet OpenPose pipelines.
+CONTROLNET_ARCHITECTURES = ("sd15", "sdxl")
+
+
+def uses_controlnet(meta: dict[str, Any]) -> bool:
+    """False for a model known to have no ControlNet; an unknown one keeps the fields, as before."""
+    architecture = meta.get("architecture") or _architecture_of(str(meta.get("model", "")))
+    return architecture is None or architecture in CONTROLNET_ARCHITECTURES
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}

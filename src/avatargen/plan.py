@@ -1,6 +1,6 @@
 """Planning a batch: one Job per photo x variant, with its seed, job key and output path.
 
-The job key is a hash of everything that decides the image (photo content, pose, model,
+The job key is a hash of everything that decides the image (photo content, pose, model, weights,
 parameters, seed), so running the same command again finds the same jobs: that is resume.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from avatargen.errors import UsageError
 
 DEFAULT_TEMPLATE = "{stem}-{pose}-{model}-{seed}.png"
-TEMPLATE_FIELDS = ("stem", "pose", "model", "seed", "variant", "hash")
+TEMPLATE_FIELDS = ("stem", "pose", "model", "seed", "variant", "hash", "weights")
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,13 @@ class Params:
     identity_scale: float = 0.0
     identity_adapter: str = ""
     references: tuple[str, ...] = ()
+    # Which weights make the image (weights.py): "" the catalog's, else tiny or a --model-dir.
+    weights: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
+        if not self.weights:
+            data.pop("weights")  # the catalog's weights: the job key is what it was before
         if not self.identity_scale:
             # Identity off: the dict (so the job key) is what it was before identity existed.
             for name in ("identity_scale", "identity_adapter", "references"):
@@ -146,6 +150,7 @@ def check_template(template: str) -> None:
     if not template.lower().endswith(".png"):
         raise UsageError(f"output name template '{template}' must end in .png")
     sample = {"stem": "photo", "pose": "wave", "model": "sd15", "seed": 1, "variant": 0, "hash": "0123abcd"}
+    sample["weights"] = "tiny"
     try:
         template.format(**sample)  # a bad format spec ('{seed:q}') fails here, not mid-plan
     except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
@@ -231,8 +236,12 @@ def plan_jobs(
 ) -> list[Job]:
     """Jobs for one pose. `references`: each photo's reference photos as (hash, path), recorded in
     its params by hash; `stems`: a name for `{stem}` other than the photo's (a --person folder)."""
+    from avatargen.weights import name_tag
+
     jobs: list[Job] = []
     root = os.path.realpath(output_dir)
+    tag = name_tag(params.weights)
+    template = with_weights_field(template, tag)
     for path in inputs:
         digest = hashes[path]
         refs = (references or {}).get(path, ())
@@ -246,6 +255,7 @@ def plan_jobs(
                 seed=job_seed,
                 variant=variant,
                 hash=digest[:8],
+                weights=tag,
             )
             key = job_key(digest, pose_identity, model_key, job_params, job_seed)
             out = output_dir / name
@@ -256,6 +266,42 @@ def plan_jobs(
             jobs.append(job)
     _disambiguate(jobs)
     return jobs
+
+
+def with_weights_field(template: str, tag: str) -> str:
+    """A template for jobs of other weights than the catalog's gets `-{weights}` before `.png`
+    when it lacks {weights}: a --tiny trial never takes the real avatar's file name."""
+    if not tag or "{weights" in template:
+        return template
+    return template[: -len(".png")] + "-{weights}" + template[-len(".png") :]
+
+
+def rekeyed(job: Job, params: Params) -> Job:
+    """The job with other params (another --steps, other weights, as `retry` may run it): a new
+    job key, and an output name tagged with its weights instead of the old ones."""
+    from avatargen.weights import name_tag
+
+    spec = params.pose_spec
+    pose_file = Path(spec)
+    # As generate plans it: a pose file's content is part of its identity.
+    if pose_file.is_file():
+        from avatargen.images import file_hash
+
+        identity = f"{spec}:{file_hash(pose_file)}"
+    else:
+        identity = spec
+    key = job_key(job.input_hash, identity, job.model, params, job.seed)
+    out = job.output_path
+    stem = out.stem
+    old, new = name_tag(job.params.weights), name_tag(params.weights)
+    if old and stem.endswith(f"-{old}"):
+        stem = stem[: -len(old) - 1]
+    if new:
+        stem = f"{stem}-{new}"
+    moved = Job(key, job.input_path, job.input_hash, job.pose, job.model, params, job.seed,
+                out.with_name(stem + out.suffix))  # fmt: skip
+    moved.reference_files = job.reference_files
+    return moved
 
 
 def pose_specs(values: list[str]) -> list[str]:

@@ -8,8 +8,9 @@ read on import) and on the ones already imported (their logging switches):
 - transformers, diffusers and huggingface_hub log errors only;
 - their UserWarning, FutureWarning and DeprecationWarning are ignored;
 - progress bars: when stderr is not a terminal, every tqdm bar (a log gets no carriage-return
-  spam); on a terminal diffusers' own bars (loading components, denoising steps), which would
-  fight avatargen's progress display, while a first download keeps huggingface_hub's bars.
+  spam); on a terminal diffusers' and transformers' own bars (loading components and weights,
+  denoising steps), which would fight avatargen's progress display, while a first download keeps
+  huggingface_hub's bars.
 
 `AVATARGEN_DEBUG=1` leaves everything as the libraries have it. A variable the user set
 (TRANSFORMERS_VERBOSITY=info, HF_HUB_DISABLE_PROGRESS_BARS=0, ...) is never replaced.
@@ -77,6 +78,9 @@ def _quiet_libraries(bars: bool) -> None:
     transformers_logging.set_verbosity_error()
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()  # diffusers' own bars only, never the downloads'
+    # transformers' own bars ("Loading weights"): its disable_progress_bar() would switch off
+    # huggingface_hub's download bars too, so only its own switch is turned.
+    transformers_logging._tqdm_active = False
     if not bars:
         disable_progress_bars()  # huggingface_hub's, and transformers' (which follows it)
         transformers_logging.disable_progress_bar()

@@ -80,6 +80,12 @@ class Backends:
             seconds = report.estimated_time or 10.0
             announce(f"model loading, ~{int(seconds)} s ({model.alias} at {report.url})")
             self.gate_for(model.key).mark_loading(seconds)
+        elif report.state in ("unreachable", "unauthorized") and report.backend == "hf-providers":
+            # Its probe asks the Hub for the provider mapping, not the router the jobs go to.
+            announce(
+                f"pre-flight: the Hugging Face Hub did not confirm {model.alias}'s provider mapping "
+                f"({report.detail}); sending to the router anyway"
+            )
         elif report.state in ("unreachable", "unauthorized", "foreign-handler"):
             announce(f"pre-flight: {model.alias} is {report.state}: {report.detail}")
 

@@ -10,7 +10,9 @@ from typing import Any
 
 from avatargen.catalog import Catalog, Model
 from avatargen.errors import InputError
+from avatargen.images import CONTROLNET_ARCHITECTURES
 from avatargen.plan import Job
+from avatargen.weights import metadata as weights_metadata
 
 
 class RequestBuilder:
@@ -150,13 +152,17 @@ class RequestBuilder:
             "negative_prompt": p.negative_prompt,
             "steps": p.steps,
             "guidance_scale": p.guidance_scale,
-            "controlnet_conditioning_scale": p.controlnet_conditioning_scale,
+            # None: the model that ran has no ControlNet (an editing model takes the pose as an image).
+            "controlnet_conditioning_scale": p.controlnet_conditioning_scale
+            if ran.architecture in CONTROLNET_ARCHITECTURES
+            else None,
             "strength": p.strength,
             "width": width,
             "height": height,
             "architecture": ran.architecture,
             # The scheduler the backend reports having used (A1111's `Sampler`), when it does.
             **({"sampler": result_sampler} if result_sampler else {}),
+            **weights_metadata(p.weights),
             **self._identity_metadata(job, ran),
         }
 

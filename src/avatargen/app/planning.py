@@ -4,7 +4,7 @@ the stored batch's unfinished jobs come back, with the settings it ran with."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,23 @@ class Plan:
 
 
 def plan_generate(request: GenerateRequest, config: Config, catalog: Catalog, hooks: Hooks) -> Plan:
+    from avatargen.app.weight_options import check_local_options
     from avatargen.plan import DEFAULT_TEMPLATE, check_template, pose_specs
     from avatargen.poses.sources import resolve_pose
+    from avatargen.weights import weights_for
 
     options = request.options
     # 1. The model, and the token its backend needs (refused now, before any photo is read).
+    check_local_options(options.tiny, options.model_dir, options.endpoint, options.provider)
     model = choose_model(request, config, catalog, hooks)
     require_token(model, options)
+    weights = weights_for(
+        model,
+        endpoint=options.endpoint,
+        provider=options.provider,
+        tiny=options.tiny,
+        model_dir=options.model_dir,
+    )
     # 2. Names and poses.
     template = request.name or config.output_template or DEFAULT_TEMPLATE
     check_template(template)
@@ -54,7 +64,7 @@ def plan_generate(request: GenerateRequest, config: Config, catalog: Catalog, ho
     # 4. The photos and their references.
     photos = _photos(request, model, bool(scale), hooks)
     # 5. One job per photo x pose x variant.
-    jobs = _jobs(request, model, specs, poses, photos, scale, adapter, template)
+    jobs = _jobs(request, model, specs, poses, photos, (scale, adapter, weights), template)
     return Plan(
         model=model,
         jobs=jobs,
@@ -128,6 +138,10 @@ def _photos(request: GenerateRequest, model: Model, crop_faces: bool, hooks: Hoo
     if not inputs:
         raise no_photos_error(list(request.paths), request.recursive)
     hashes = hash_photos(inputs)
+    from avatargen.run_notes import merged_photos
+
+    for line in merged_photos(inputs, hashes):
+        hooks.say(line)
     if not (crop_faces or model.edits_photo):  # only identity and editing models take references
         if request.refs or request.person:
             hooks.warn("--ref and --person references have no effect with --identity-scale 0")
@@ -137,11 +151,12 @@ def _photos(request: GenerateRequest, model: Model, crop_faces: bool, hooks: Hoo
     return _Photos(inputs, hashes, every, stems)
 
 
-def _jobs(request, model, specs, poses, photos: _Photos, scale, adapter, template) -> list[Job]:
+def _jobs(request, model, specs, poses, photos: _Photos, identity_and_weights, template) -> list[Job]:
     from avatargen.images import file_hash
     from avatargen.plan import PlannedPose, plan_pose_set
 
-    params = job_params(request, model, specs[0], scale, adapter)
+    scale, adapter, weights = identity_and_weights
+    params = replace(job_params(request, model, specs[0], scale, adapter), weights=weights)
     planned = []
     for spec in specs:
         pose_file = Path(spec)
@@ -198,6 +213,7 @@ def run_settings(options: RunOptions, config: Config) -> RunSettings:
     return RunSettings(
         concurrency=concurrency or config.concurrency or DEFAULT_CONCURRENCY,
         overwrite=options.overwrite,
+        regenerate=options.regenerate,
         fallback=options.fallback,
         allow_upgrade=options.allow_upgrade,
         live_progress=options.live_progress,

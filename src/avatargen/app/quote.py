@@ -47,7 +47,8 @@ class DryRun:
     jobs: list[dict[str, Any]]
 
 
-def classify(ledger: Ledger, jobs: list[Job], overwrite: bool) -> Classified:
+def classify(ledger: Ledger, jobs: list[Job], overwrite: bool, regenerate: bool = False) -> Classified:
+    """`regenerate`: a job the ledger has done is made again (charged), its own file replaced."""
     from avatargen.images import output_has_key
 
     out = Classified([], [], [], [])
@@ -57,6 +58,8 @@ def classify(ledger: Ledger, jobs: list[Job], overwrite: bool) -> Classified:
             continue  # the same photo content twice: one job
         seen.add(job.job_key)
         row = ledger.job(job.job_key)
+        if regenerate and row and row["status"] == "done":
+            row = {**row, "status": "regenerate"}  # neither done here nor copied: made again
         exists = job.output_path.exists()
         earlier = _earlier_output(ledger, job) if row and row["status"] == "done" and not exists else None
         if row and row["status"] == "done" and exists and output_has_key(str(job.output_path), job.job_key):
@@ -65,13 +68,17 @@ def classify(ledger: Ledger, jobs: list[Job], overwrite: bool) -> Classified:
             out.copies.append((job, earlier))
         elif row and row["status"] == "running" and ledger.held_elsewhere(job.job_key):
             out.busy.append(job)
-        elif exists and output_has_key(str(job.output_path), job.job_key):
+        elif exists and output_has_key(str(job.output_path), job.job_key) and not regenerate:
             out.already_done.append(job)
-        elif exists and not overwrite:
+        elif (
+            exists
+            and not overwrite
+            and not (regenerate and output_has_key(str(job.output_path), job.job_key))
+        ):
             out.exists.append(job)
         else:
             out.to_run.append(job)
-            if row and row["status"] == "done":
+            if row and row["status"] in ("done", "regenerate"):
                 out.regenerate.add(job.job_key)
     return out
 

@@ -16,6 +16,7 @@ class RunOptions:
 
     concurrency: int | str | None = None  # N, 'auto' (follow a deployed endpoint), None: config / 4
     overwrite: bool = False
+    regenerate: bool = False  # make done jobs again, charged
     fallback: bool = True
     allow_upgrade: bool = False
     endpoint: str | None = None
@@ -73,4 +74,6 @@ class GenerateRequest:
 class RetryRequest:
     batch: str | None = None  # None: the last batch
     include_hopeless: bool = False  # --all: re-send jobs that can never succeed too
+    steps: int | None = None  # None: as each job was planned
+    identity_scale: float | None = None
     options: RunOptions = field(default_factory=RunOptions)

@@ -21,10 +21,13 @@ UNFINISHED = ("failed", "queued", "running")
 
 
 def plan_retry(request: RetryRequest, config: Config, catalog: Catalog, ledger: Ledger) -> Plan:
+    from avatargen.app.weight_options import check_local_options, retry_jobs
     from avatargen.errors import UsageError
     from avatargen.plan import Job
     from avatargen.poses.sources import resolve_pose
 
+    given = request.options
+    check_local_options(given.tiny, given.model_dir, given.endpoint, given.provider)
     found = ledger.batch(request.batch)
     if found is None:
         raise UsageError(
@@ -38,11 +41,13 @@ def plan_retry(request: RetryRequest, config: Config, catalog: Catalog, ledger: 
         else [r for r in rows if r["status"] == "failed" and r.get("permanent")]
     )
     jobs = [Job.from_row(row) for row in rows if row not in hopeless]
-    models = [
-        catalog.lookup(key) for key in sorted({job.model for job in jobs})
-    ]  # a removed model fails here
+    # A model since removed from the catalog fails here, clearly.
+    models = [catalog.lookup(key) for key in sorted({job.model for job in jobs})]
     poses = {spec: resolve_pose(spec) for spec in {job.params.pose_spec for job in jobs}}
     options = remembered_options(request.options, found)
+    settings = run_settings(options, config)
+    # Other weights, steps or identity scale than a job was planned with: new jobs beside it.
+    jobs = retry_jobs(jobs, catalog, settings, request.steps, request.identity_scale)
     for model in models:
         require_token(model, options)
     return Plan(
@@ -51,7 +56,7 @@ def plan_retry(request: RetryRequest, config: Config, catalog: Catalog, ledger: 
         jobs=jobs,
         poses=poses,
         output_dir=Path(found["output_dir"] or "."),
-        settings=run_settings(options, config),
+        settings=settings,
         options=options,
         concurrency=options.concurrency,
         batch_id=found["id"],

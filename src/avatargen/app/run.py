@@ -22,6 +22,7 @@ from avatargen.catalog import Catalog
 from avatargen.errors import LimitError, OutputError
 from avatargen.ledger import Ledger
 from avatargen.plan import Job
+from avatargen.run_notes import skip_notes
 
 
 def run(
@@ -55,7 +56,9 @@ def execute(plan: Plan, config: Config, catalog: Catalog, hooks: Hooks, ledger: 
     for folder in {j.output_path.parent for j in plan.jobs}:
         remove_stale_temps(folder)
     # 2. The quote: what is done already, what runs, what it costs.
-    groups = classify(ledger, plan.jobs, plan.settings.overwrite)
+    groups = classify(ledger, plan.jobs, plan.settings.overwrite, plan.settings.regenerate)
+    for line in skip_notes(groups, plan.settings):
+        hooks.say(line)
     priced = quote(catalog, groups, ledger.balance())
     if plan.dry_run:
         return DryRun(priced, [j.record() for j in groups.to_run])

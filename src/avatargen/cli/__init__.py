@@ -145,9 +145,9 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before
             exc.show()
             sys.exit(exc.exit_code)
-        ctx = getattr(exc, "ctx", None)
-        hint = f"see '{ctx.command_path} --help'" if ctx is not None else None
-        error = UsageError(exc.format_message(), hint)
+        from avatargen.cli.suggest import usage_error
+
+        error = UsageError(*usage_error(exc))
         error.exit_code = exc.exit_code  # 2 for every usage error; Typer's file errors say 1
         _report(error, debug)
         sys.exit(exc.exit_code)

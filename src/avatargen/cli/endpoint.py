@@ -16,6 +16,8 @@ app = typer.Typer(help="Hugging Face Inference Endpoints running avatargen's han
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", help="User or organisation (default: the token's user).")
 ]
+# What endpoint_name("controlnet-openpose-sd15") gives (deploy/plan.py; checked by a test).
+NAME_EXAMPLE = "avatargen-controlnet-open-001360"
 TargetArg = Annotated[
     str, typer.Argument(help="A model key or alias (its deployed endpoint), or an endpoint name.")
 ]
@@ -129,7 +131,12 @@ def deploy(
     ] = "authenticated",
     namespace: NamespaceOpt = None,
     name: Annotated[
-        str | None, typer.Option("--name", help="Endpoint name (default avatargen-<alias>).")
+        str | None,
+        typer.Option(
+            "--name",
+            help="Endpoint name (default: avatargen-<alias> in lowercase; one longer than the API's 32 "
+            f"characters is cut and ends in a short hash, e.g. {NAME_EXAMPLE} for controlnet-openpose-sd15).",
+        ),
     ] = None,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Return once created; do not wait for it to run.")
@@ -230,10 +237,15 @@ def _show(data: dict, json_: bool) -> None:
             + (f" ({data['message']})" if data["state"] != "running" and data["message"] else ""),
         ],
         ["url", data["url"] or "-"],
-        ["replicas", f"{replicas['current']} running (min {replicas['min']}, max {replicas['max']})"],
+        ["replicas", replicas_text(replicas)],
         [
             "hardware",
-            " ".join(str(hardware[k]) for k in ("vendor", "region", "instance_type", "instance_size")),
+            " ".join(
+                str(hardware[k])
+                for k in ("vendor", "region", "instance_type", "instance_size")
+                if hardware[k] is not None
+            )
+            or "not reported",
         ],
         [
             "cost",
@@ -249,6 +261,22 @@ def _show(data: dict, json_: bool) -> None:
         detail=("value",),
         show_header=False,
     )
+
+
+def _count(value) -> str:
+    """A replica count as shown: '?' when the API left the field out (never 'None')."""
+    return "?" if value is None else str(value)
+
+
+def replicas_text(replicas: dict) -> str:
+    """'1 running (min 0, max 1)'; fields the API did not send are said to be unknown."""
+    running = (
+        "running count not reported" if replicas["current"] is None else f"{replicas['current']} running"
+    )
+    bounds = ", ".join(
+        f"{name} {_count(replicas[name])}" for name in ("min", "max") if replicas.get(name) is not None
+    )
+    return f"{running} ({bounds})" if bounds else running
 
 
 @app.command("list")
@@ -276,7 +304,12 @@ def list_(
         f"endpoints of {ns}" + ("" if all_ else " deployed by avatargen"),
         ["name", "state", "replicas", "url"],
         [
-            [r["name"], r["state"], f"{r['replicas']['current']}/{r['replicas']['max']}", r["url"] or "-"]
+            [
+                r["name"],
+                r["state"],
+                f"{_count(r['replicas']['current'])}/{_count(r['replicas']['max'])}",
+                r["url"] or "-",
+            ]
             for r in rows
         ],
         detail=("url",),

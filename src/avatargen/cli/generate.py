@@ -20,6 +20,7 @@ from avatargen.cli.options import (
     OverwriteOpt,
     ProviderOpt,
     QualityOpt,
+    RegenerateOpt,
     TierOpt,
     TokenOpt,
     WaitTimeoutOpt,
@@ -93,8 +94,11 @@ def _finish(summary, json_: bool) -> None:
             ["seconds", str(summary.duration_s)],
             ["output folder", summary.output_dir],
         ]
+        several = len({item.get("pose") for item in summary.failed_items}) > 1  # a pose set
         for item in summary.failed_items[:20]:
-            rows.append(["failed", _named_error(item["input"], item["error"])])
+            rows.append(
+                ["failed", _named_error(item["input"], item["error"], item.get("pose") if several else None)]
+            )
         if len(summary.failed_items) > 20:
             rows.append(
                 [
@@ -107,24 +111,10 @@ def _finish(summary, json_: bool) -> None:
         )
     if code:
         from avatargen.output import warn
+        from avatargen.run_notes import failed_advice
 
-        warn(retry_advice(summary))
+        warn(failed_advice(summary, resume_command(summary.batch_id)))
         raise typer.Exit(code)
-
-
-def retry_advice(summary) -> str:
-    """The closing line: `retry` only for failures a retry can fix (issue 23: never for jobs that
-    can never succeed as they are, e.g. at an endpoint that does not run our handler)."""
-    from avatargen.app.outcome import resume_command
-
-    hopeless = summary.never_succeed
-    if hopeless >= summary.failed:
-        return (
-            f"{summary.failed} job(s) failed and can never succeed as they are: fix what the errors say first"
-        )
-    retryable = summary.failed - hopeless
-    also = f" ({hopeless} more can never succeed as they are)" if hopeless else ""
-    return f"{retryable} job(s) failed; re-run them with: {resume_command(summary.batch_id)}{also}"
 
 
 def generate(
@@ -216,6 +206,7 @@ def generate(
         int | None, typer.Option("--max-credits", min=0, help="Refuse a batch quoting more.")
     ] = None,
     overwrite: OverwriteOpt = False,
+    regenerate: RegenerateOpt = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
     endpoint: EndpointOpt = None,
     provider: ProviderOpt = None,
@@ -290,6 +281,7 @@ def generate(
 # The options of generate and retry that say how the jobs run (RunOptions' fields, by name).
 _RUN_OPTIONS = (
     "overwrite",
+    "regenerate",
     "allow_upgrade",
     "endpoint",
     "provider",
@@ -376,10 +368,24 @@ def retry(
     token: TokenOpt = None,
     wait_timeout: WaitTimeoutOpt = None,
     overwrite: OverwriteOpt = False,
+    regenerate: RegenerateOpt = False,
     no_fallback: NoFallbackOpt = False,
     allow_upgrade: AllowUpgradeOpt = False,
     model_dir: ModelDirOpt = None,
     tiny: TinyOpt = False,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, max=200, help="Inference steps (default: as each job was planned)."),
+    ] = None,
+    identity_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--identity-scale",
+            min=0.0,
+            max=2.0,
+            help="Identity strength (default: as planned); 0 retries jobs that found no face without it.",
+        ),
+    ] = None,
     hf_provider: HfProviderOpt = None,
     endpoint_after: EndpointAfterOpt = None,
     resume_endpoint: ResumeEndpointOpt = False,
@@ -407,23 +413,48 @@ def retry(
     options = _options(json_, locals())
     config, catalog, hooks = _context(ctx, json_)
     with open_ledger() as ledger:
-        plan = plan_retry(RetryRequest(batch, all_, options), config, catalog, ledger)
+        plan = plan_retry(
+            RetryRequest(
+                batch, include_hopeless=all_, steps=steps, identity_scale=identity_scale, options=options
+            ),
+            config,
+            catalog,
+            ledger,
+        )
         _report_hopeless(plan.hopeless, json_)
         if not plan.jobs:
             info(f"batch {plan.batch_id}: nothing to retry")
             if json_:
                 emit_json({"batch_id": plan.batch_id, "retried": 0, "never_succeed": len(plan.hopeless)})
             return
-        info(f"retrying {len(plan.jobs)} job(s) of batch {plan.batch_id}")
+        info(_retry_line(ledger, plan))
         summary = run(plan, config, catalog, hooks, ledger)
     summary.skipped += len(plan.hopeless)
     summary.total += len(plan.hopeless)
     _finish(summary, json_)
 
 
-def _named_error(path: str, error: str) -> str:
-    """A job's error with its photo named once (a photo's own error starts with its name already)."""
-    return error if error.startswith(path) else f"{path}: {error}"
+def _retry_line(ledger, plan) -> str:
+    """What the retry is about to do, counted as the run will (done ones are skipped, not sent)."""
+    from avatargen.app.quote import classify
+
+    groups = classify(ledger, plan.jobs, plan.settings.overwrite, plan.settings.regenerate)
+    sent = len(groups.to_run)
+    rest = len(plan.jobs) - sent
+    if not sent:
+        return f"batch {plan.batch_id}: none of its {len(plan.jobs)} unfinished job(s) needs sending (see below why)"
+    return f"retrying {sent} job(s) of batch {plan.batch_id}" + (
+        f"; {rest} skipped (see below)" if rest else ""
+    )
+
+
+def _named_error(path: str, error: str, pose: str | None = None) -> str:
+    """A job's error with its photo named once (a photo's own error starts with its name already),
+    and its pose when a pose set failed in more than one pose (else the lines would repeat)."""
+    where = f"{path} (pose {pose})" if pose else path
+    if error.startswith(path):
+        return where + error[len(path) :] if pose else error
+    return f"{where}: {error}"
 
 
 def _report_hopeless(rows: list[dict], json_: bool) -> None:
@@ -436,8 +467,9 @@ def _report_hopeless(rows: list[dict], json_: bool) -> None:
     info(
         f"{len(rows)} job(s) can never succeed as they are and are not re-sent (pass --all to send them anyway):"
     )
+    several = len({row["pose"] for row in rows}) > 1
     for row in rows:
-        info(f"  {_named_error(row['input_path'], row['error'])}")
+        info(f"  {_named_error(row['input_path'], row['error'], row['pose'] if several else None)}")
         if json_:
             job = Job.from_row(row)
             emit_json(

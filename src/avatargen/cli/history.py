@@ -48,7 +48,7 @@ def history(
             row["status"],
             row["input_path"],
             row["pose"],
-            (row["model_used"] or row["model"]).removeprefix("avatar-generator:"),
+            (row["model_used"] or row["model"]).removeprefix("avatar-generator:") + _weights_tag(row),
             str(row["seed"]),
             f"{row['seconds']:.1f}" if row["seconds"] else "",
             str(row["credits"] or 0),
@@ -70,6 +70,19 @@ def _output_or_error(row: dict) -> str:
     if row["status"] == "done":
         return row["output_path"]
     return "(not made yet)"
+
+
+def _weights_tag(row: dict) -> str:
+    """' (tiny)' or ' (dir-...)' after the model when other weights than the catalog's made it."""
+    import json
+
+    from avatargen.weights import name_tag
+
+    try:
+        tag = name_tag(json.loads(row["params"]).get("weights") or "")
+    except (ValueError, AttributeError, TypeError):
+        return ""
+    return f" ({tag})" if tag else ""
 
 
 def _public(row: dict) -> dict:

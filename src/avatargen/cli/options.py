@@ -21,7 +21,22 @@ ConcurrencyOpt = Annotated[
     int | None, typer.Option("--concurrency", "-c", min=1, max=64, help="Parallel requests (default 4).")
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a large batch.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace output files that some other job or program made. A job already done (its "
+        "image in place) is still skipped: --regenerate makes it again.",
+    ),
+]
+RegenerateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--regenerate",
+        help="Make images again even when history has them done, charged again, replacing their "
+        "own files (the same seed gives the same image on the same weights: add --seed N for another).",
+    ),
+]
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint", help="Inference Endpoint URL for this run.")]
 ProviderOpt = Annotated[
     str | None,

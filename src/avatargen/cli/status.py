@@ -77,7 +77,7 @@ def render(report: dict[str, Any]) -> list[str]:
     m = report["model"]
     lines = [
         f"model     {m['key']}  ({m['name']}, {m['status']})",
-        f"          {m['huggingface_model']} on {m['base_model']}, {m['architecture']} {m['resolution']}, "
+        f"          {_repos(m)}, {m['architecture']} {m['resolution']}, "
         f"tier {m['tier']}, {m['credit_cost']} credits",
     ]
     backend = report["backend"] or "none"
@@ -110,6 +110,13 @@ def render(report: dict[str, Any]) -> list[str]:
         shown = ((k, _plain(k, v)) for k, v in history.items())
         lines.append("history   " + ", ".join(f"{k} {v}" for k, v in shown if v))
     return lines
+
+
+def _repos(m: dict[str, Any]) -> str:
+    """'ControlNet on base', or the one repo of a model that is its own base (an editing model)."""
+    if m["huggingface_model"] == m["base_model"]:
+        return m["huggingface_model"]
+    return f"{m['huggingface_model']} on {m['base_model']}"
 
 
 def _plain(key: str, value: Any) -> str:

@@ -89,6 +89,8 @@ class GenerationResult:
     # The PNG's chunks as (type, start, end), when the retry policy checked every one of them:
     # adding the metadata does not walk them again.
     png_chunks: list[tuple[bytes, int, int]] | None = None
+    # The local backend's Hub weights: repo -> the commit it loaded (weights.hub_revisions).
+    weights_revisions: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"GenerationResult({self.backend}, {len(self.image)} bytes, attempts={self.attempts})"

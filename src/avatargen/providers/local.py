@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avatargen.errors import InputError, ModelLoadError, ProviderError
+from avatargen.errors import InputError, ModelLoadError, ProviderError, RunStopped
 from avatargen.providers.base import EventSink, GenerationRequest, GenerationResult, StatusReport, WaitEvent
 from avatargen.providers.local_status import MODEL_DIR_ENV, TINY_ENV
 from avatargen.serve.resolve import require_serve_extra
@@ -37,6 +37,10 @@ _DOWNLOAD_GB = {("sd15", True): 3, ("sd15", False): 6, ("sdxl", True): 10, ("sdx
 # The identity adapter on top (h94/IP-Adapter, fp32 files either way): its ViT-H image encoder
 # (~2.5 GB) plus the plus-face weights (~0.1 GB for SD 1.5, ~0.85 GB for SDXL).
 _ADAPTER_GB = {"sd15": 2.6, "sdxl": 3.4}
+
+# How long close() waits for the pipeline thread to reach the end of a step (a loading model
+# cannot be interrupted: past this the process exits anyway).
+_STOP_WAIT_S = 60.0
 
 _announced: set[str] = set()  # "where it runs" is said once per process and model
 _announce_lock = threading.Lock()
@@ -99,13 +103,12 @@ class LocalProvider:
         )
         size = _DOWNLOAD_GB.get((self.model.architecture, device.startswith("cuda")))
         adapter_gb = _ADAPTER_GB.get(self.model.architecture) if self.model.identity_adapter else None
-        if cached:  # the cache check covers the base model and ControlNet, not the adapter
-            also = f"; the identity adapter (~{adapter_gb} GB) downloads on first use" if adapter_gb else ""
-            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME){also}"
         if self.model.identity_adapter is not None:
             names += " + IP-Adapter Plus Face"
-            if size and adapter_gb:
-                size = round(size + adapter_gb)
+        if cached:  # hub_preflight: every repo asked for (the identity adapter's too) is there
+            return f"{names} from the Hugging Face Hub, already in the download cache (HF_HOME)"
+        if size and adapter_gb:  # the identity adapter's image encoder and weights on top
+            size = round(size + adapter_gb)
         about = f"~{size} GB, " if size else ""
         return f"{names} from the Hugging Face Hub ({about}cached in HF_HOME after the first run)"
 
@@ -113,16 +116,18 @@ class LocalProvider:
         width, height = (request.width, request.height) if request else self.model.size
         steps = request.steps if request and request.steps else self.model.steps
         if device == "cpu":
-            if self.tiny:
-                return "CPU (tiny model: about a second per image at --steps 2)"
+            if self.tiny:  # measured: 10-25 s of imports and loading before the first image
+                return "CPU (tiny model: 10-30 s to start, then a second or two per image at --steps 2)"
             return (
-                f"CPU — expect several minutes per image at {width}x{height}, {steps} steps; a GPU takes "
-                "seconds (or use --endpoint URL with `avatargen serve` on a GPU machine)"
+                f"CPU — a minute or more to load the weights, then several minutes per image at "
+                f"{width}x{height}, {steps} steps; a GPU takes seconds (or use --endpoint URL with "
+                "`avatargen serve` on a GPU machine)"
             )
         if device.startswith("cuda"):
             import torch
 
-            return f"GPU ({torch.cuda.get_device_name(device)}) — seconds per image"
+            name = torch.cuda.get_device_name(device)
+            return f"GPU ({name}) — up to a minute to load the weights, then seconds per image"
         return device
 
     def _ensure_loaded(self, on_event: EventSink | None, request: GenerationRequest | None = None) -> Any:
@@ -177,6 +182,10 @@ class LocalProvider:
             _loaded[self._key] = error
             raise error from None
         quiet_pipelines(service.pipe)
+        if source is None:  # Hub weights: which commits, for the PNG metadata
+            from avatargen.weights import hub_revisions
+
+            service.hub_revisions = hub_revisions(spec)
         return service
 
     # ------------------------------------------------------------ the protocol
@@ -189,7 +198,9 @@ class LocalProvider:
     ) -> GenerationResult:
         """One image in-process. `gate` coordinates HTTP waits: nothing to share here. `on_attempt` is
         called once, after the weights are loaded and before the image is made."""
-        from avatargen.serve.pipelines import RequestError, parse_request, png_bytes
+        from concurrent.futures import CancelledError
+
+        from avatargen.serve.pipelines import GenerationStopped, RequestError, parse_request, png_bytes
         from avatargen.serve.runner import pipeline_runner
 
         if request.pose_png is None:
@@ -204,8 +215,12 @@ class LocalProvider:
         if on_attempt is not None:
             on_attempt()  # the batch's "generating now" signal (and its stop check), once per image
         started = time.monotonic()
+        runner = pipeline_runner()
+        service.stop_check = runner.stop_requested
         try:
-            image = pipeline_runner().call(service.generate, params)
+            image = runner.call(service.generate, params)
+        except (GenerationStopped, CancelledError):  # the batch is stopping (close() below)
+            raise RunStopped() from None
         except RuntimeError as exc:  # e.g. CUDA out of memory
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(
@@ -221,6 +236,7 @@ class LocalProvider:
             backend=self.name,
             model_key=self.model.key,
             sampler=getattr(service, "sampler", None),
+            weights_revisions=getattr(service, "hub_revisions", None),
         )
 
     def status(self) -> StatusReport:
@@ -242,10 +258,18 @@ class LocalProvider:
         )
 
     def close(self) -> None:
-        """Let go of the loaded weights (a failed load stays remembered for this process)."""
+        """Stop any generation of this process's pipeline thread (queued images cancelled, the
+        running one ended at its next step) and wait for it: the interpreter must not exit while
+        torch runs there (exit 134 instead of 130 / 143). Then let go of the loaded weights (a
+        failed load stays remembered for this process)."""
         service, self._service = self._service, None
         if service is None:
             return
+        from avatargen.serve.runner import pipeline_runner
+
+        runner = pipeline_runner()
+        runner.interrupt()
+        runner.wait_idle(_STOP_WAIT_S)
         with _loaded_lock:
             if _loaded.get(self._key) is service:
                 del _loaded[self._key]

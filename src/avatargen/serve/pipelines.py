@@ -564,6 +564,9 @@ class ControlNetService:
         self._neutral: dict[bool, Any] = {}  # image embeds that stand for "no face", per CFG on/off
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
+        # Asked after every denoising step; True ends the call with GenerationStopped (the local
+        # backend's Ctrl-C: the process must not exit while torch runs on another thread).
+        self.stop_check: Any = None
         self.load_seconds: float | None = None
         self.seconds_per_image: float | None = None
 
@@ -764,6 +767,8 @@ class ControlNetService:
                 "height": first.height,
                 "generator": generators[0] if one else generators,
             }
+            if self.stop_check is not None:
+                common["callback_on_step_end"] = self._stop_between_steps
             poses = first.pose if one else [params.pose for params in batch]
             pipe = self.img2img_pipe() if first.init_image is not None else self.pipe
             with torch.inference_mode():
@@ -787,6 +792,11 @@ class ControlNetService:
             )
         return images
 
+    def _stop_between_steps(self, _pipe: Any, _step: int, _timestep: Any, tensors: dict) -> dict:
+        if self.stop_check is not None and self.stop_check():
+            raise GenerationStopped("generation stopped between two steps")
+        return tensors
+
     @property
     def sampler(self) -> "str | None":
         """The scheduler class that makes the images (A1111 calls it the sampler), once loaded."""
@@ -795,6 +805,10 @@ class ControlNetService:
     def describe(self) -> str:
         what = "tiny random-weight model (images are noise)" if self.spec.tiny else self.spec.key
         return f"{what} on {self.device or pick_device(self.requested_device)}"
+
+
+class GenerationStopped(Exception):
+    """A generation ended early on purpose (stop_check said so): not a failure of the request."""
 
 
 def _from_hub(cls: Any, repo_id: str, variant: "str | None", **kwargs: Any) -> Any:

@@ -10,6 +10,11 @@ keeps one CUDA stream busy instead of several threads taking turns on a lock.
 
 The thread is a daemon, started on first use: Ctrl-C never waits for a queued image. A call whose
 future is cancelled before its turn is skipped (a server request whose task was cancelled).
+`interrupt()` stops a batch's generation cleanly: queued calls are cancelled, the running one
+ends at its next denoising step (pipelines.py asks `stop_requested()` after each), and
+`wait_idle()` returns once the thread is back in Python. A process must not exit while this
+thread is inside torch's C++ code: that aborts it (`terminate called without an active
+exception`, exit 134) instead of the documented 130 / 143.
 
 Micro-batching (`submit_batched`): when the thread takes a batched call, it also takes the calls
 already queued with the same function and key, up to the first call's `max_batch`, and makes them
@@ -65,6 +70,10 @@ class PipelineRunner:
         self._ready = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # interrupt() bumps the epoch; a call taken under an older epoch is asked to stop.
+        self._epoch = 0
+        self._call_epoch = 0
+        self._busy = False  # a call is running on the thread (guarded by _ready)
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue `fn(*args, **kwargs)` for the runner's thread; the future holds its result or error."""
@@ -93,11 +102,29 @@ class PipelineRunner:
         with self._ready:
             return len(self._queue)
 
+    def stop_requested(self) -> bool:
+        """True when interrupt() came after the running call was taken: it should end now."""
+        return self._call_epoch != self._epoch
+
+    def interrupt(self) -> int:
+        """Cancel every queued call and ask the running one to stop; returns how many were cancelled."""
+        with self._ready:
+            self._epoch += 1
+            queued, self._queue = list(self._queue), deque()
+        return sum(1 for call in queued if call.future.cancel())
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until no call runs on the thread; True when it is idle."""
+        if threading.current_thread() is self._thread:
+            return False
+        with self._ready:
+            return self._ready.wait_for(lambda: not self._busy, timeout)
+
     def _put(self, call: _Call) -> Future:
         self._ensure_thread()
         with self._ready:
             self._queue.append(call)
-            self._ready.notify()
+            self._ready.notify_all()  # the loop, and any wait_idle()
         return call.future
 
     def _ensure_thread(self) -> None:
@@ -112,10 +139,15 @@ class PipelineRunner:
     def _loop(self) -> None:
         while True:
             calls = self._next()
-            if calls[0].batched:
-                self._run_batch(calls)
-            else:
-                self._run(calls.pop())
+            try:
+                if calls[0].batched:
+                    self._run_batch(calls)
+                else:
+                    self._run(calls.pop())
+            finally:
+                with self._ready:
+                    self._busy = False
+                    self._ready.notify_all()
 
     def _next(self) -> list[_Call]:
         """The oldest call, and for a batched one its queued partners (never waiting for more)."""
@@ -123,6 +155,8 @@ class PipelineRunner:
             while not self._queue:
                 self._ready.wait()
             first = self._queue.popleft()
+            self._busy = True
+            self._call_epoch = self._epoch
             calls = [first]
             if first.max_batch > 1:
                 for call in list(self._queue):
