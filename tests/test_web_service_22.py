@@ -435,10 +435,12 @@ def test_photo_without_a_face_warns_and_a_too_large_one_is_refused(tmp_path, ava
         svc.stop()
 
 
-def test_an_own_pose_file_counts_in_the_cost_and_a_refusal_is_said_plainly(service, face_photo):
-    # The service takes template names only (no `pose` file field yet): the page must say so in
-    # words a user understands, and charge nothing.
+def test_an_own_pose_file_is_generated_and_a_broken_one_is_refused_plainly(service, face_photo, tmp_path):
+    # The user's own OpenPose JSON goes as the `pose` field: one avatar, paid for. A file that is
+    # no pose at all is refused in words a user understands, and nothing is charged for it.
     own = REPO / "tests" / "data" / "poses" / "openpose-body25.json"
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
     alice = service.add_user("alice", "free", 20)
     driver = start_chromium()
     try:
@@ -449,10 +451,15 @@ def test_an_own_pose_file_counts_in_the_cost_and_a_refusal_is_said_plainly(servi
         assert driver.find_element(By.ID, "own-pose-clear").is_displayed()
         wait(driver, lambda d: d.find_element(By.ID, "generate").is_enabled())
         driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
+        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-test=result]")) == 1, 120)
+        assert service.get("/api/me", alice).json()["credits"] == {"balance": 17, "reserved": 0}
+        wait(driver, lambda d: text(d, "me-balance") == "17")
+        driver.find_element(By.ID, "own-pose").send_keys(str(broken))
+        wait(driver, lambda d: d.find_element(By.ID, "generate").is_enabled())
+        driver.find_element(By.ID, "generate").send_keys(Keys.ENTER)
         wait(driver, lambda d: text(d, "generate-error"))
-        assert "does not accept your own pose files" in text(driver, "generate-error")
-        assert service.get("/api/me", alice).json()["credits"] == {"balance": 20, "reserved": 0}
-        assert text(driver, "me-balance") == "20"
+        assert "Your pose file was refused" in text(driver, "generate-error")
+        assert service.get("/api/me", alice).json()["credits"] == {"balance": 17, "reserved": 0}
     finally:
         driver.quit()
 

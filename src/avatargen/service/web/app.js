@@ -401,8 +401,8 @@
       answer = await api(`${APP}/generate`, { method: "POST", body: requestForm(params) });
     } catch (err) {
       if (params.pose && err.code === "invalid_pose") {
-        // The service reads only its own templates (no `pose` file field): say so plainly.
-        err.message = `This service does not accept your own pose files yet (${err.message}). Pick poses from the gallery instead.`;
+        // The pose file itself was refused (not OpenPose JSON or a skeleton PNG): say so plainly.
+        err.message = `Your pose file was refused: ${err.message}. Use OpenPose JSON or a skeleton PNG, or pick poses from the gallery.`;
       }
       throw err;
     }
