@@ -127,7 +127,7 @@ def test_a_ledger_from_before_m003_migrates_with_totals_from_its_history(tmp_pat
             "VALUES ('k1', 'm', 5, 1, 'open', 'then')"
         )
     with Ledger(path, starter_credits=100) as ledger:
-        assert ledger.applied_migrations()[-1] == "m003_running_totals"
+        assert "m003_running_totals" in ledger.applied_migrations()
         assert ledger.balance() == 100 - 5 - 3 - 4 + 4 + 7 == 99
         assert ledger.totals().reserved == 5
         assert ledger.verify().ok

@@ -30,6 +30,7 @@ from avatargen.errors import (
 from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
 from avatargen.progress import Progress
+from avatargen.providers.resume import resume_options
 
 
 @dataclass
@@ -392,8 +393,9 @@ class BatchRunner:
                     if self._halt.is_set() or self._abort.is_set():  # halted while it waited: not sent
                         raise _Stop()
                     result = provider.generate(
-                        request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt
-                    )
+                        request, on_event=on_event, gate=self.gate_for(candidate.key), on_attempt=on_attempt,
+                        **resume_options(provider, self.ledger, job.job_key),  # a provider job already paid for
+                    )  # fmt: skip
             except (ModelUnavailable, ProviderError, NetworkError) as exc:
                 if exc.stops_batch or not _fallback_worthy(exc) or candidate is chain[-1]:
                     raise
