@@ -31,6 +31,7 @@ from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
 from avatargen.progress import Progress
 from avatargen.providers.resume import resume_options
+from avatargen.request_count import AttemptCounter
 
 
 @dataclass
@@ -378,17 +379,19 @@ class BatchRunner:
                 track.move(progress, "waiting")
                 progress.waiting(event.reason)
 
-            def on_attempt(_c=candidate):
+            limits = (self.settings.daily_limit, self.settings.model_limits.get(candidate.key))
+            counter = AttemptCounter(self.ledger, candidate.key, *limits)
+
+            def on_attempt(_c=candidate, counter=counter):
                 if self._abort.is_set():
                     raise _Stop()
-                self.ledger.count_request(
-                    _c.key, self.settings.daily_limit, self.settings.model_limits.get(_c.key)
-                )
+                counter.attempt()
                 track.attempts += 1
                 track.move(progress, "generating")
 
             provider = self.provider_for(candidate, primary=candidate is model)
             try:
+                counter.count_ahead()  # while no slot is held (request_count.py)
                 with self._slots:  # one of --concurrency requests (its waits and retries too)
                     if self._halt.is_set() or self._abort.is_set():  # halted while it waited: not sent
                         raise _Stop()
@@ -401,6 +404,8 @@ class BatchRunner:
                     raise
                 progress.waiting(f"{candidate.alias} failed ({exc.message}); trying a fallback")
                 continue
+            finally:
+                counter.give_back()
             if self._abort.is_set():
                 raise _Stop()
             return candidate, result
