@@ -31,7 +31,6 @@ from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
 from avatargen.progress import Progress
 from avatargen.providers.resume import resume_options
-from avatargen.request_count import AttemptCounter
 
 
 @dataclass
@@ -379,19 +378,17 @@ class BatchRunner:
                 track.move(progress, "waiting")
                 progress.waiting(event.reason)
 
-            limits = (self.settings.daily_limit, self.settings.model_limits.get(candidate.key))
-            counter = AttemptCounter(self.ledger, candidate.key, *limits)
-
-            def on_attempt(_c=candidate, counter=counter):
+            def on_attempt(_c=candidate):
                 if self._abort.is_set():
                     raise _Stop()
-                counter.attempt()
+                self.ledger.count_request(
+                    _c.key, self.settings.daily_limit, self.settings.model_limits.get(_c.key)
+                )
                 track.attempts += 1
                 track.move(progress, "generating")
 
             provider = self.provider_for(candidate, primary=candidate is model)
             try:
-                counter.count_ahead()  # while no slot is held (request_count.py)
                 with self._slots:  # one of --concurrency requests (its waits and retries too)
                     if self._halt.is_set() or self._abort.is_set():  # halted while it waited: not sent
                         raise _Stop()
@@ -404,8 +401,6 @@ class BatchRunner:
                     raise
                 progress.waiting(f"{candidate.alias} failed ({exc.message}); trying a fallback")
                 continue
-            finally:
-                counter.give_back()
             if self._abort.is_set():
                 raise _Stop()
             return candidate, result

@@ -40,14 +40,6 @@ class Limits(Store):
                 (day, model),
             )
 
-    def uncount_request(self, model: str) -> None:
-        """Take back one count of today's that was never sent (request_count.py)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE requests SET count = count - 1 WHERE day = ? AND model = ? AND count > 0",
-                (today(), model),
-            )
-
     def requests_today(self, model: str | None = None) -> int:
         with self._read():
             if model:
