@@ -312,21 +312,32 @@ def scale(root: Path, photos: Photos, small: int, large: int) -> None:
     )
 
 
-def history(root: Path, photos: Photos, n: int, past: int) -> None:
-    folder = photos.folder("hist", n)
-    fresh_env, old_env = fresh_home(root, n * 3), fresh_home(root, n * 3)
+def history(root: Path, photos: Photos, n: int, past: int, repeats: int = 1) -> None:
+    """Fresh and filled ledgers run alternately, each pair on its own copy of both ledgers, so
+    neither always runs right after the fill (the disk still writing 25 MB back) or always second."""
+    import shutil
+
+    fresh_env, old_env = fresh_home(root, n * 3 * repeats), fresh_home(root, n * 3 * repeats)
     filled = subprocess.run(
         [sys.executable, "-c", FILL_HISTORY, str(past)], env=old_env, capture_output=True, text=True
     )
     if filled.returncode != 0:
         raise SystemExit(f"filling the ledger failed: {filled.stderr[-2000:]}")
+    ratios, per_image = [], []
     with Endpoint() as fake:
-        fresh = run_batch(fresh_env, folder, fake.url, root / "hist-fresh", 4, n)
-        old = run_batch(old_env, folder, fake.url, root / "hist-old", 4, n)
+        for r in range(repeats):
+            folder = photos.folder(f"hist-{r}", n)
+            pair = {}
+            for name, env in (("fresh", fresh_env), ("old", old_env))[:: 1 if r % 2 == 0 else -1]:
+                home = Path(tempfile.mkdtemp(dir=root)) / "home"
+                shutil.copytree(env["AVATARGEN_HOME"], home)
+                pair[name] = run_batch({**env, "AVATARGEN_HOME": str(home)}, folder, fake.url,
+                                       root / f"hist-{name}-{r}", 4, n)["wall"] / n  # fmt: skip
+            ratios.append(pair["old"] / pair["fresh"])
+            per_image.append(f"{pair['fresh'] * 1000:.1f}/{pair['old'] * 1000:.1f}")
     print(
-        f"[3] ledger history, N={n} photos, concurrency 4: fresh ledger {fresh['wall'] / n * 1000:.1f} ms/image, "
-        f"after {past} past jobs {old['wall'] / n * 1000:.1f} ms/image -> {old['wall'] / fresh['wall']:.2f}x "
-        f"(goal <= 1.1)",
+        f"[3] ledger history, N={n} photos, concurrency 4: fresh/after {past} past jobs ms/image "
+        f"{', '.join(per_image)} -> {', '.join(f'{x:.2f}x' for x in ratios)} (goal <= 1.1)",
         flush=True,
     )
 
@@ -444,7 +455,9 @@ def main() -> None:
         default=["throughput", "scale", "history", "efficiency"],
         choices=["throughput", "scale", "history", "efficiency", "loading", "memory", "span"],
     )
-    parser.add_argument("--repeats", type=int, default=3, help="[7] alternate runs of ours and the bare pool")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="[3] [7] alternate runs (fresh/old ledger; ours/bare pool)"
+    )
     args = parser.parse_args()
     quick = args.quick
     with tempfile.TemporaryDirectory() as tmp:
@@ -457,7 +470,7 @@ def main() -> None:
         if "scale" in args.only:
             scale(root, photos, *(args.scale_n or ((200, 2000) if quick else (1000, 20000))))
         if "history" in args.only:
-            history(root, photos, *(args.history or ((200, 2000) if quick else (1000, 20000))))
+            history(root, photos, *(args.history or ((200, 2000) if quick else (1000, 20000))), args.repeats)
         if "efficiency" in args.only:
             efficiency(root, photos, args.delay, args.per_worker or (15 if quick else 40), args.levels)
         if "span" in args.only:
