@@ -12,8 +12,10 @@ run, each file made distinct by a JPEG comment so every photo is its own job).
       0.2 s delay (goal >= 0.90 at 16); a bare thread pool at 16 beside it
   [5] loading: requests sent while the model loads (goal <= concurrency + loading / poll)
   [6] memory: peak RSS of a batch at concurrency 1 and 16 (per worker)
+  [7] span: 80 photos at concurrency 8, 0.2 s answers: efficiency over the requests' span as the
+      endpoint saw it (goal >= 0.90) and client CPU per image (goal <= 8 ms), each beside a bare pool
 
-Usage: python bench/batch.py [--quick] [--only throughput scale history efficiency loading memory]
+Usage: python bench/batch.py [--quick] [--only throughput scale history efficiency loading memory span]
 Which code runs is whatever `python -m avatargen` imports: PYTHONPATH=/other/tree/src measures another.
 """
 
@@ -94,7 +96,7 @@ import base64, json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 answers = [bytes.fromhex(line) for line in sys.stdin.read().split()]
 delay = float(sys.argv[1]); loading_until = time.monotonic() + float(sys.argv[2]); poll = float(sys.argv[3])
-lock = threading.Lock(); loading_posts = [0]
+lock = threading.Lock(); loading_posts = [0]; span = [None, None]  # first request in, last answer out
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -105,10 +107,16 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/loading-posts":
             return self.send(200, str(loading_posts[0]).encode(), "text/plain")
+        if self.path == "/span":
+            with lock: body = json.dumps(span).encode(); span[:] = [None, None]
+            return self.send(200, body, "application/json")
         if time.monotonic() < loading_until:
             return self.send(503, json.dumps({"estimated_time": poll}).encode(), "application/json")
         self.send(200, b"Ok", "text/plain")
     def do_POST(self):
+        began = time.monotonic()
+        with lock:
+            if span[0] is None: span[0] = began
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if time.monotonic() < loading_until:
             with lock: loading_posts[0] += 1
@@ -120,6 +128,7 @@ class H(BaseHTTPRequestHandler):
             return self.send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
         if delay: time.sleep(delay)
         self.send(200, answers[seed % len(answers)], "image/png")
+        with lock: span[1] = time.monotonic()
 ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer.request_queue_size = 128
 server = ThreadingHTTPServer(("127.0.0.1", 0), H)
@@ -153,6 +162,13 @@ class Endpoint:
         import httpx
 
         return int(httpx.get(self.url + "loading-posts").text)
+
+    def span(self) -> float:
+        """Seconds from the first request received to the last answer sent since the last call."""
+        import httpx
+
+        first, last = httpx.get(self.url + "span").json()
+        return last - first
 
     def __enter__(self) -> Endpoint:
         return self
@@ -296,21 +312,32 @@ def scale(root: Path, photos: Photos, small: int, large: int) -> None:
     )
 
 
-def history(root: Path, photos: Photos, n: int, past: int) -> None:
-    folder = photos.folder("hist", n)
-    fresh_env, old_env = fresh_home(root, n * 3), fresh_home(root, n * 3)
+def history(root: Path, photos: Photos, n: int, past: int, repeats: int = 1) -> None:
+    """Fresh and filled ledgers run alternately, each pair on its own copy of both ledgers, so
+    neither always runs right after the fill (the disk still writing 25 MB back) or always second."""
+    import shutil
+
+    fresh_env, old_env = fresh_home(root, n * 3 * repeats), fresh_home(root, n * 3 * repeats)
     filled = subprocess.run(
         [sys.executable, "-c", FILL_HISTORY, str(past)], env=old_env, capture_output=True, text=True
     )
     if filled.returncode != 0:
         raise SystemExit(f"filling the ledger failed: {filled.stderr[-2000:]}")
+    ratios, per_image = [], []
     with Endpoint() as fake:
-        fresh = run_batch(fresh_env, folder, fake.url, root / "hist-fresh", 4, n)
-        old = run_batch(old_env, folder, fake.url, root / "hist-old", 4, n)
+        for r in range(repeats):
+            folder = photos.folder(f"hist-{r}", n)
+            pair = {}
+            for name, env in (("fresh", fresh_env), ("old", old_env))[:: 1 if r % 2 == 0 else -1]:
+                home = Path(tempfile.mkdtemp(dir=root)) / "home"
+                shutil.copytree(env["AVATARGEN_HOME"], home)
+                pair[name] = run_batch({**env, "AVATARGEN_HOME": str(home)}, folder, fake.url,
+                                       root / f"hist-{name}-{r}", 4, n)["wall"] / n  # fmt: skip
+            ratios.append(pair["old"] / pair["fresh"])
+            per_image.append(f"{pair['fresh'] * 1000:.1f}/{pair['old'] * 1000:.1f}")
     print(
-        f"[3] ledger history, N={n} photos, concurrency 4: fresh ledger {fresh['wall'] / n * 1000:.1f} ms/image, "
-        f"after {past} past jobs {old['wall'] / n * 1000:.1f} ms/image -> {old['wall'] / fresh['wall']:.2f}x "
-        f"(goal <= 1.1)",
+        f"[3] ledger history, N={n} photos, concurrency 4: fresh/after {past} past jobs ms/image "
+        f"{', '.join(per_image)} -> {', '.join(f'{x:.2f}x' for x in ratios)} (goal <= 1.1)",
         flush=True,
     )
 
@@ -330,6 +357,36 @@ def efficiency(root: Path, photos: Photos, delay: float, per_worker: int, levels
     print(
         f"[4] whole-run efficiency, delay {delay}s, N={per_worker} x concurrency: {', '.join(rows)}; "
         f"bare thread pool at c{c} {per_worker * c * delay / c / bare['wall']:.2f} (goal >= 0.90 at c16)",
+        flush=True,
+    )
+
+
+def span(root: Path, photos: Photos, delay: float, n: int, concurrency: int, repeats: int) -> None:
+    """Efficiency over the requests' span (first request in to last answer out, as the endpoint saw
+    them: start-up and planning excluded) and client CPU per image, ours beside a bare pool, run
+    alternately `repeats` times."""
+    ideal = n * delay / concurrency
+    rows = []
+    with Endpoint(delay=delay) as fake:
+        for r in range(repeats):
+            folder = photos.folder(f"span-{r}", n)
+            ours = run_batch(
+                fresh_home(root, n * 3), folder, fake.url, root / f"span-out-{r}", concurrency, n
+            )
+            ours_span = fake.span()
+            bare = bare_pool(folder, fake.url, root / f"span-bare-{r}", concurrency)
+            bare_span = fake.span()
+            rows.append(
+                (ideal / ours_span, ideal / bare_span, ours["cpu"] / n * 1000, bare["cpu"] / n * 1000)
+            )
+    eff = ", ".join(f"{o:.2f}" for o, _, _, _ in rows)
+    bare_eff = ", ".join(f"{b:.2f}" for _, b, _, _ in rows)
+    cpu = ", ".join(f"{c:.1f}" for _, _, c, _ in rows)
+    bare_cpu = ", ".join(f"{c:.1f}" for _, _, _, c in rows)
+    print(
+        f"[7] span, N={n} photos, concurrency {concurrency}, {delay}s answers: efficiency over the requests' "
+        f"span {eff} (goal >= 0.90; bare pool {bare_eff}); client CPU {cpu} ms/image (goal <= 8; "
+        f"bare pool {bare_cpu})",
         flush=True,
     )
 
@@ -396,7 +453,10 @@ def main() -> None:
         "--only",
         nargs="+",
         default=["throughput", "scale", "history", "efficiency"],
-        choices=["throughput", "scale", "history", "efficiency", "loading", "memory"],
+        choices=["throughput", "scale", "history", "efficiency", "loading", "memory", "span"],
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="[3] [7] alternate runs (fresh/old ledger; ours/bare pool)"
     )
     args = parser.parse_args()
     quick = args.quick
@@ -410,9 +470,11 @@ def main() -> None:
         if "scale" in args.only:
             scale(root, photos, *(args.scale_n or ((200, 2000) if quick else (1000, 20000))))
         if "history" in args.only:
-            history(root, photos, *(args.history or ((200, 2000) if quick else (1000, 20000))))
+            history(root, photos, *(args.history or ((200, 2000) if quick else (1000, 20000))), args.repeats)
         if "efficiency" in args.only:
             efficiency(root, photos, args.delay, args.per_worker or (15 if quick else 40), args.levels)
+        if "span" in args.only:
+            span(root, photos, args.delay, 80, 8, args.repeats)
         if "loading" in args.only:
             loading(root, photos, 4.0, 1.0, 8)
         if "memory" in args.only:

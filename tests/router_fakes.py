@@ -8,7 +8,10 @@ FakeRouter speaks, under one base URL (what AVATARGEN_ROUTER_URL points at):
   answers the result {"images": [{"url", "width", "height", "content_type"}], "seed"}, the image
   URL on the FakeCDN (another port);
 - replicate: POST /replicate/v1/models/{owner}/{name}/predictions with `Prefer: wait` answers a
-  finished prediction {"id", "status": "succeeded", "output": URL}.
+  finished prediction {"id", "status": "succeeded", "output": URL}, or with
+  `replicate_polls_before_done` a "processing" one that GET /replicate/v1/predictions/{id}
+  finishes after that many polls.
+`lose_jobs()` forgets every job (then their status answers 404, as a provider's expired job).
 Knobs: `token` (else 401), `paid_submits` (then 402 Payment Required), `failing_submits` (the
 n-th submits, from 0, end as failed jobs: status COMPLETED with an error, result 500). Every
 request is recorded (method, path, query, headers, json).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +50,7 @@ class _Server(LoopbackServer):
                 pass
 
             def _handle(self) -> None:
+                received_at = time.monotonic()
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
@@ -55,16 +60,24 @@ class _Server(LoopbackServer):
                     "query": parts.query,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "json": json.loads(raw) if raw else None,
+                    "received_at": received_at,
                 }
                 with owner.lock:
                     owner.requests.append(record)
                 status, headers, body = owner.answer(record)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                record["finished_at"] = time.monotonic()  # refreshed below once the answer is out
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client was killed (tests do that): nothing more to say to it
+                record["finished_at"] = time.monotonic()  # when the client could first read it
+                record["answer"] = body if len(body) < 4096 else None
 
             do_GET = _handle
             do_POST = _handle
@@ -104,6 +117,7 @@ class FakeRouter(_Server):
         polls_before_done: int = 0,
         paid_submits: int | None = None,
         failing_submits: tuple[int, ...] = (),
+        replicate_polls_before_done: int = 0,
     ) -> None:
         super().__init__()
         self.cdn = cdn
@@ -111,6 +125,7 @@ class FakeRouter(_Server):
         self.polls_before_done = polls_before_done
         self.paid_submits = paid_submits
         self.failing_submits = failing_submits
+        self.replicate_polls_before_done = replicate_polls_before_done
         self.jobs: dict[str, dict] = {}
         self._ids = itertools.count()
 
@@ -119,6 +134,10 @@ class FakeRouter(_Server):
 
     def polls(self) -> list[dict]:
         return [r for r in self.requests if r["path"].endswith("/status")]
+
+    def lose_jobs(self) -> None:
+        with self.lock:
+            self.jobs.clear()
 
     def answer(self, record):
         if record["headers"].get("authorization") != f"Bearer {self.token}":
@@ -136,12 +155,33 @@ class FakeRouter(_Server):
             if path.startswith("/fal-ai/"):
                 return self._fal_submit(record, job)
             if path.startswith("/replicate/"):
-                url = f"{self.cdn.url}/img/r{index}.png?w=64&h=64"
-                return _json(201, {"id": f"r{index}", "status": "succeeded", "output": url, "error": None})
+                return self._replicate_submit(job)
             return _json(404, {"error": "Not Found"})
         if path.startswith("/fal-ai/"):
             return self._fal_get(path)
+        if path.startswith("/replicate/v1/predictions/"):
+            return self._replicate_get(path.rsplit("/", 1)[1])
         return _json(404, {"error": "Not Found"})
+
+    def _prediction(self, pid: str, job: dict) -> dict:
+        if job["polls"] < self.replicate_polls_before_done:
+            return {"id": pid, "status": "processing", "output": None, "error": None}
+        url = f"{self.cdn.url}/img/{pid}.png?w=64&h=64"
+        return {"id": pid, "status": "succeeded", "output": url, "error": None}
+
+    def _replicate_submit(self, job):
+        pid = f"r{job['index']}"
+        with self.lock:
+            self.jobs[pid] = job
+        return _json(201, self._prediction(pid, job))
+
+    def _replicate_get(self, pid: str):
+        job = self.jobs.get(pid)
+        if job is None:
+            return _json(404, {"detail": "Not found."})
+        with self.lock:
+            job["polls"] += 1
+        return _json(200, self._prediction(pid, job))
 
     def _fal_submit(self, record, job):
         model = record["path"].removeprefix("/fal-ai/")

@@ -86,11 +86,11 @@ def test_starter_is_granted_once_and_migrations_recorded_once(tmp_path):
         assert (
             ledger.applied_migrations()
             == first
-            == ["m001_initial", "m002_retry_and_copies", "m003_running_totals"]
+            == ["m001_initial", "m002_retry_and_copies", "m003_running_totals", "m004_provider_requests"]
         )
         assert ledger.balance() == 30  # no second starter grant on reopening
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 4
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
 
 
@@ -294,7 +294,7 @@ def test_processes_creating_the_ledger_at_once_grant_the_starter_once(tmp_path):
     assert sum(got) == 10
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM movements WHERE kind = 'grant'").fetchone()[0] == 1
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 4
 
 
 # ------------------------------------------------------------------ reconcile after a kill

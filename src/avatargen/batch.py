@@ -33,6 +33,7 @@ from avatargen.errors import (
 from avatargen.ledger import JobBusy, Ledger
 from avatargen.plan import Job
 from avatargen.progress import Progress
+from avatargen.providers.resume import resume_options
 
 
 @dataclass
@@ -309,7 +310,7 @@ class BatchRunner:
                 if candidate is model:
                     self.requests.release_photo(job)
             try:
-                result = self._call(candidate, candidate is model, request, progress, track)
+                result = self._call(job, candidate, candidate is model, request, progress, track)
             except (ModelUnavailable, ProviderError, NetworkError) as exc:
                 if exc.stops_batch or not fallback_worthy(exc) or candidate is chain[-1]:
                     raise
@@ -320,7 +321,7 @@ class BatchRunner:
             return candidate, result
         raise AssertionError("unreachable: the chain always has the model itself")
 
-    def _call(self, model: Model, primary: bool, request, progress: Progress, track: _Track):
+    def _call(self, job: Job, model: Model, primary: bool, request, progress: Progress, track: _Track):
         """One model's provider call in one of --concurrency slots (its waits and retries too)."""
 
         def on_event(event) -> None:
@@ -341,7 +342,11 @@ class BatchRunner:
             if self._halt.is_set() or self._abort.is_set():  # halted while it waited: not sent
                 raise _Stop()
             return provider.generate(
-                request, on_event=on_event, gate=self.backends.gate_for(model.key), on_attempt=on_attempt
+                request,
+                on_event=on_event,
+                gate=self.backends.gate_for(model.key),
+                on_attempt=on_attempt,
+                **resume_options(provider, self.ledger, job.job_key),  # a provider job already paid for
             )
 
     def _write_and_settle(self, job: Job, model: Model, ran: Model, result, attempts: int) -> int:

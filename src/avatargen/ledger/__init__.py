@@ -2,7 +2,7 @@
 
 One module per concern: `store` (the file, transactions, migrations), `credits` (grant,
 reserve, settle, refund, reconcile), `jobs` (batches, jobs, history), `limits` (requests per
-day). `Ledger` is all of them on one connection.
+day), `provider_requests` (a provider's id of a submitted job). `Ledger` is all of them on one connection.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from avatargen.ledger.credits import MAX_GRANT, JobBusy, Totals, Verification
 from avatargen.ledger.jobs import Jobs
 from avatargen.ledger.limits import Limits
+from avatargen.ledger.provider_requests import ProviderRequests
 from avatargen.ledger.store import BUSY_TIMEOUT_S, DEFAULT_STARTER_CREDITS, default_path, pid_alive
 
 __all__ = [
@@ -26,8 +27,8 @@ __all__ = [
 ]
 
 
-class Ledger(Jobs, Limits):
-    """Credits, jobs and limits over one thread-safe connection."""
+class Ledger(Jobs, Limits, ProviderRequests):
+    """Credits, jobs, limits and provider requests over one thread-safe connection."""
 
 
 def open_ledger(starter_credits: int | None = None) -> Ledger:

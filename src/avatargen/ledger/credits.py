@@ -140,9 +140,13 @@ class Credits(Store):
                 "add some with `avatargen credits add N`",
             )
         self._move(db, "reserve", amount, job_key, model, batch_id, "reserved")
+        # An upsert, not INSERT OR REPLACE: a provider request an earlier run submitted for this
+        # job (m004) stays with the job's new reservation, so it is polled, not paid for again.
         db.execute(
-            "INSERT OR REPLACE INTO reservations (job_key, model, amount, batch_id, pid, state, created_at) "
-            "VALUES (?, ?, ?, ?, ?, 'open', ?)",
+            "INSERT INTO reservations (job_key, model, amount, batch_id, pid, state, created_at) "
+            "VALUES (?, ?, ?, ?, ?, 'open', ?) ON CONFLICT (job_key) DO UPDATE SET model = excluded.model, "
+            "amount = excluded.amount, batch_id = excluded.batch_id, pid = excluded.pid, state = 'open', "
+            "created_at = excluded.created_at, closed_at = NULL",
             (job_key, model, amount, batch_id, os.getpid(), now()),
         )
 
@@ -177,8 +181,11 @@ class Credits(Store):
             return 0
         kind = "settle" if state == "settled" else "refund"
         self._move(db, kind, row["amount"], job_key, row["model"], row["batch_id"], note)
+        # A settled job's provider request is used up; a refunded one may still be running there.
         db.execute(
-            "UPDATE reservations SET state = ?, closed_at = ? WHERE job_key = ?", (state, now(), job_key)
+            "UPDATE reservations SET state = ?, closed_at = ?, "
+            "provider_request = CASE ? WHEN 'settled' THEN NULL ELSE provider_request END WHERE job_key = ?",
+            (state, now(), state, job_key),
         )
         return int(row["amount"])
 

@@ -149,8 +149,17 @@ def m003_running_totals(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_provider_requests(db: sqlite3.Connection) -> None:
+    """The provider's own id of a job submitted to it (fal-ai's request_id, a replicate
+    prediction id), kept with the job's reservation as soon as the submit answers: a run killed
+    while the provider works, or a `retry`, polls that job again instead of paying for a second
+    one. It outlives the reservation a killed run's reconciliation refunds (a JSON object)."""
+    _run_script(db, "ALTER TABLE reservations ADD COLUMN provider_request TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_retry_and_copies,
     m003_running_totals,
+    m004_provider_requests,
 ]

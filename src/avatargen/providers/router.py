@@ -34,6 +34,7 @@ from avatargen.providers.base import EventSink, GenerationRequest, GenerationRes
 from avatargen.providers.gate import ModelGate
 from avatargen.providers.http_client import send_capped
 from avatargen.providers.http_provider import PolicyClient
+from avatargen.providers.resume import RequestJournal
 from avatargen.providers.retry import RetryPolicy, Target, checked_image
 from avatargen.redact import remember_secret
 
@@ -51,6 +52,7 @@ PERMISSION_HINT = (
 # the real token never enters its code (we add the Authorization header ourselves).
 _HUB_KEY = "hf_avatargen"
 _FAILED = {"failed", "canceled", "FAILED", "ERROR"}
+GONE = (404, 410)  # a saved provider job's status or result answers this: the provider lost it
 
 
 # ------------------------------------------------------------ the catalog's provider facts
@@ -329,27 +331,38 @@ class RouterProvider(PolicyClient):
         on_event: EventSink | None = None,
         gate: ModelGate | None = None,
         on_attempt: Callable[[], None] | None = None,
+        journal: RequestJournal | None = None,
     ) -> GenerationResult:
+        """One image. With a `journal` (the batch's record of this job), a provider job an earlier
+        run submitted is polled again rather than paid for twice, and a new one is recorded the
+        moment the provider accepts it."""
         if self.scope.token is None:
             # The CLI refuses this up front (select.require_token); a library caller meets it here.
             from avatargen.providers.credentials import missing_token
 
             raise missing_token(BACKEND)
         began = self.policy.clock()
-        self.use_live_mapping()
-        url, headers, body = self.build(request)
+        self.use_live_mapping()  # before a saved request is compared with the model id
         try:
-            answer, attempts = self._json(
-                "POST", url, self._target(url, "submit"), body=body, headers=headers,
-                on_event=on_event, gate=gate, on_attempt=on_attempt,
-            )  # fmt: skip
-            if self.hf_provider == "fal-ai":
-                answer, polls = self._fal_result(answer, began, on_event, gate)
-            else:
-                answer, polls = self._replicate_result(answer, began, on_event, gate)
+            answer, attempts, polls = None, 0, 0
+            ticket = self._resumable(journal)
+            if ticket is not None:
+                try:
+                    answer, polls = self._result(ticket, None, began, on_event, gate)
+                except AvatargenError as exc:
+                    if getattr(exc, "status_code", None) not in GONE:
+                        raise
+                    journal.forget()  # type: ignore[union-attr]  # the provider lost it: submit anew
+            if answer is None:
+                ticket, submitted, attempts = self._submit(request, on_event, gate, on_attempt)
+                if journal is not None and "request_id" in ticket:
+                    journal.save(ticket)  # before anything else: from here on this job is paid for
+                answer, polls = self._result(ticket, submitted, began, on_event, gate)
             image_url = _image_url(answer, self.hf_provider)
             image, content_type, downloads = self._download(image_url, request)
         except AvatargenError as exc:
+            if journal is not None and getattr(exc, "provider_job_failed", False):
+                journal.forget()  # that job is over: `retry` submits a new one
             raise _credits_stop(exc) from None
         return GenerationResult(
             image=image,
@@ -360,38 +373,73 @@ class RouterProvider(PolicyClient):
             model_key=self.model.key,
         )
 
+    resumes_requests = True  # generate() takes a journal (providers/resume.py)
+
+    def _resumable(self, journal: RequestJournal | None) -> dict | None:
+        """The job's saved provider request, when it was made here: same provider, same model."""
+        saved = journal.load() if journal is not None else None
+        if not saved or (saved.get("provider"), saved.get("model")) != (
+            self.hf_provider,
+            self.provider_model_id,
+        ):
+            return None
+        needs = ("request_id", "response_url") if self.hf_provider == "fal-ai" else ("request_id",)
+        return saved if all(isinstance(saved.get(k), str) and saved[k] for k in needs) else None
+
+    def _submit(self, request, on_event, gate, on_attempt) -> tuple[dict, dict, int]:
+        """The charged request: (the ticket to keep, the submit's answer, attempts)."""
+        url, headers, body = self.build(request)
+        answer, attempts = self._json(
+            "POST", url, self._target(url, "submit"), body=body, headers=headers,
+            on_event=on_event, gate=gate, on_attempt=on_attempt,
+        )  # fmt: skip
+        ticket = {"provider": self.hf_provider, "model": self.provider_model_id}
+        if self.hf_provider == "fal-ai":
+            response_url = answer.get("response_url")
+            if not answer.get("request_id") or not isinstance(response_url, str):
+                raise ProviderError(
+                    f"fal-ai via the router answered the submit without a request_id/response_url: {_short(answer)}"
+                )
+            ticket["request_id"], ticket["response_url"] = answer["request_id"], response_url
+        elif isinstance(answer.get("id"), str) and answer["id"]:
+            ticket["request_id"] = answer["id"]
+        return ticket, answer, attempts
+
+    def _result(self, ticket: dict, submitted: dict | None, began: float, on_event, gate) -> tuple[dict, int]:
+        """The provider's finished job (polled until done): (result JSON, polls). `submitted`: the
+        submit's answer; None for a job an earlier run submitted (its state is asked for first)."""
+        if self.hf_provider == "fal-ai":
+            return self._fal_result(ticket, submitted or {}, began, on_event, gate)
+        prediction = submitted or {"id": ticket.get("request_id"), "status": "starting", "output": None}
+        return self._replicate_result(prediction, began, on_event, gate)
+
     # -------------------------------------------------------- fal-ai's queue
-    def _fal_result(self, ticket: dict, began: float, on_event, gate) -> tuple[dict, int]:
+    def _fal_result(self, ticket: dict, answer: dict, began: float, on_event, gate) -> tuple[dict, int]:
         """Poll the status until COMPLETED, then fetch the result JSON (huggingface_hub's routes:
         {router}/fal-ai{response_url's path}[/status]?_subdomain=queue)."""
-        response_url = ticket.get("response_url")
-        if not ticket.get("request_id") or not isinstance(response_url, str):
-            raise ProviderError(
-                f"fal-ai via the router answered the submit without a request_id/response_url: {_short(ticket)}"
-            )
-        path = urlsplit(response_url).path
+        path = urlsplit(ticket["response_url"]).path
         if _has_dot_segments(path):
             # Joined onto the router base, `..` would walk out of it, and take the token along.
             raise ProviderError(
-                f"fal-ai via the router answered a response_url with '.' or '..' in its path: {_short(response_url)}"
+                f"fal-ai via the router answered a response_url with '.' or '..' in its path: {_short(ticket['response_url'])}"
             )
         result_url = f"{self.base}/fal-ai{path}?_subdomain=queue"
         status_url = f"{self.base}/fal-ai{path}/status?_subdomain=queue"
-        status, calls = _status(ticket, "fal-ai"), 0
+        status, calls = _status(answer, "fal-ai"), 0
         while status != "COMPLETED":
             self._check_deadline(began, f"fal-ai job still {status or 'queued'}")
             if status == "IN_QUEUE" and on_event is not None:
-                position = ticket.get("queue_position")
+                position = answer.get("queue_position")
                 where = f" (position {position})" if isinstance(position, int) else ""
                 on_event(
                     WaitEvent("starting", POLL_INTERVAL_S, f"in the fal-ai queue{where}", self.model.key)
                 )
             self.policy.sleep(POLL_INTERVAL_S * self.policy.scale)
-            ticket, n = self._json("GET", status_url, self._target(status_url, "queue status"), gate=gate)
+            answer, n = self._json("GET", status_url, self._target(status_url, "queue status"), gate=gate)
             calls += n
-            status = _status(ticket, "fal-ai")
-            if ticket.get("error") or status in _FAILED:
-                raise _job_failed("fal-ai", ticket)
+            status = _status(answer, "fal-ai")
+            if answer.get("error") or status in _FAILED:
+                raise _job_failed("fal-ai", answer)
         result, n = self._json("GET", result_url, self._target(result_url, "result"), gate=gate)
         return result, calls + n
 
@@ -462,6 +510,8 @@ class RouterProvider(PolicyClient):
                 "run `avatargen retry`: the job is queued again with its credits refunded",
             )
             error.status_code = 502  # type: ignore[attr-defined]  # retryable, never 'can never succeed'
+            # The provider's copy is gone: polling that job again would find the same dead link.
+            error.provider_job_failed = getattr(exc, "status_code", None) in GONE  # type: ignore[attr-defined]
             raise error from None
         return result.image, result.content_type, result.attempts
 
@@ -510,6 +560,7 @@ def _job_failed(provider: str, answer: dict) -> ProviderError:
         "run `avatargen retry` to try it again; the credits were refunded",
     )
     error.status_code = 500  # type: ignore[attr-defined]  # the provider's failure: worth a retry
+    error.provider_job_failed = True  # type: ignore[attr-defined]  # a retry needs a new submit
     return error
 
 
