@@ -311,8 +311,10 @@ def test_history_listings_read_only_the_rows_they_show(busy_ledger):
     found = plans(ledger, listings)
     assert len(found) == 6
     for sql, plan in found.items():
-        # A scan is allowed only along an index, in the order asked for, stopping at the LIMIT.
-        assert all("USING" in step for step in plan if step.startswith("SCAN")), (sql, plan)
+        # A scan is allowed only along an index (or the rowid: jobs.id is the table's own key),
+        # in the order asked for, stopping at the LIMIT.
+        along_rowid = "ORDER BY id DESC" in sql and "LIMIT" in sql
+        assert all("USING" in step or along_rowid for step in plan if step.startswith("SCAN")), (sql, plan)
         if "LIMIT" in sql and "job_key >=" not in sql:
             assert not any("TEMP B-TREE FOR ORDER BY" in step for step in plan), (sql, plan)
     assert ledger.find_job("ab07")["job_key"] == "ab07"

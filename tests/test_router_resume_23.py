@@ -92,8 +92,8 @@ def test_a_job_the_provider_lost_is_submitted_again(ledger, fakes):
     router, _ = fakes
     model = load_catalog().by_key[QWEN]
     journal = _job(ledger)
-    journal.save({"provider": "fal-ai", "model": "fal-ai/qwen-image-edit-plus", "request_id": "req-gone",
-                  "response_url": "https://queue.fal.run/fal-ai/qwen-image-edit-plus/requests/req-gone"})  # fmt: skip
+    journal.save({"provider": "fal-ai", "model": "fal-ai/qwen-image-edit-2511", "request_id": "req-gone",
+                  "response_url": "https://queue.fal.run/fal-ai/qwen-image-edit-2511/requests/req-gone"})  # fmt: skip
     _provider(QWEN).generate(_request(model), journal=journal)
     (gone_poll,) = [r for r in router.requests if "req-gone" in r["path"]]  # 404: then one new submit
     assert gone_poll["path"].endswith("/status") and len(router.submits()) == 1
