@@ -203,47 +203,69 @@ def body_timeout_s() -> float:
 
 def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -> Starlette:
     """The ASGI app. `queue_size` counts requests accepted at once (the one running included)."""
-    pending = 0  # touched only on the event loop thread
-    reading = 0  # bodies being received (a slow client holds one of these, never a queue place)
-    max_reading = max(READERS_PER_SLOT * queue_size, 8)
-    body_timeout = body_timeout_s()
+    routes = _Routes(host, token, queue_size)
+    return Starlette(
+        routes=[
+            Route("/", routes.health, methods=["GET"]),
+            Route("/health", routes.health, methods=["GET"]),
+            Route("/", routes.predict, methods=["POST"]),
+            Route("/predict", routes.predict, methods=["POST"]),
+        ],
+        middleware=[Middleware(_HandlerHeader)],
+    )
 
-    def loading_response() -> JSONResponse:
-        wait = host.estimated_time()
+
+class _Routes:
+    """The endpoint contract's two routes over one ModelHost, with the admission rules: a token
+    if asked for, a body cap in bytes and in time, and `queue_size` places taken once a body is in.
+    Its counters are touched only on the event loop thread."""
+
+    def __init__(self, host: ModelHost, token: str | None, queue_size: int) -> None:
+        self.host = host
+        self.token = token
+        self.queue_size = queue_size
+        self.pending = 0  # requests queued or running
+        self.reading = 0  # bodies being received (a slow client holds one of these, never a queue place)
+        self.max_reading = max(READERS_PER_SLOT * queue_size, 8)
+        self.body_timeout = body_timeout_s()
+
+    # ------------------------------------------------------------ answers
+    def loading_response(self) -> JSONResponse:
+        wait = self.host.estimated_time()
         return _error(
             503,
-            f"Model {host.spec.key} is currently loading",
+            f"Model {self.host.spec.key} is currently loading",
             {"Retry-After": str(int(wait))},
             estimated_time=wait,
         )
 
-    def failed_response() -> JSONResponse:
-        return _error(500, f"Model {host.spec.key} failed to load: {host.error}")
+    def failed_response(self) -> JSONResponse:
+        return _error(500, f"Model {self.host.spec.key} failed to load: {self.host.error}")
 
-    def authorized(request: Request) -> bool:
-        if not token:
-            return True
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # Constant-time comparison: the answer's timing says nothing about how much matched.
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-    async def health(request: Request) -> Response:
-        if host.state == "ready":
-            return PlainTextResponse("Ok")
-        return failed_response() if host.state == "failed" else loading_response()
-
-    def busy_response() -> JSONResponse:
-        per_image = host.seconds_per_image or 5.0
-        wait = max(1, math.ceil(per_image * pending))
+    def busy_response(self) -> JSONResponse:
+        per_image = self.host.seconds_per_image or 5.0
+        wait = max(1, math.ceil(per_image * self.pending))
         return _error(
             429,
-            f"the server is busy ({pending} requests queued or running); retry in {wait}s",
+            f"the server is busy ({self.pending} requests queued or running); retry in {wait}s",
             {"Retry-After": str(wait)},
         )
 
-    async def predict(request: Request) -> Response:
-        nonlocal pending, reading
-        if not authorized(request):
+    def authorized(self, request: Request) -> bool:
+        if not self.token:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # Constant-time comparison: the answer's timing says nothing about how much matched.
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    # ------------------------------------------------------------ routes
+    async def health(self, request: Request) -> Response:
+        if self.host.state == "ready":
+            return PlainTextResponse("Ok")
+        return self.failed_response() if self.host.state == "failed" else self.loading_response()
+
+    async def predict(self, request: Request) -> Response:
+        if not self.authorized(request):
             return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -251,26 +273,27 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         # A full server refuses before reading anything. The queue place is taken once the body is
         # in (read within body_timeout): clients slow to send cannot hold the places of the others.
         # Bodies in memory: at most max_reading being received plus queue_size queued.
-        if pending >= queue_size or reading >= max_reading:
-            return busy_response()
-        reading += 1
+        if self.pending >= self.queue_size or self.reading >= self.max_reading:
+            return self.busy_response()
+        self.reading += 1
         try:
-            body = await asyncio.wait_for(_read_body(request), body_timeout)
+            body = await asyncio.wait_for(_read_body(request), self.body_timeout)
         except TimeoutError:
-            return _error(408, f"the request body was not received within {body_timeout:g} s")
+            return _error(408, f"the request body was not received within {self.body_timeout:g} s")
         finally:
-            reading -= 1
+            self.reading -= 1
         if body is None:
             return _error(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-        if pending >= queue_size:
-            return busy_response()
-        pending += 1
+        if self.pending >= self.queue_size:
+            return self.busy_response()
+        self.pending += 1
         try:
-            return await _answer(request, body)
+            return await self.answer(request, body)
         finally:
-            pending -= 1
+            self.pending -= 1
 
-    async def _answer(request: Request, body: bytes) -> Response:
+    async def answer(self, request: Request, body: bytes) -> Response:
+        host = self.host
         try:
             # Checked before the loading test: a bad request is refused at once, never waited on.
             params = await run_in_threadpool(
@@ -281,9 +304,9 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         if isinstance(params, dict):  # the handshake is answered while loading too
             return JSONResponse(params)
         if host.state == "loading":
-            return loading_response()
+            return self.loading_response()
         if host.state == "failed":
-            return failed_response()
+            return self.failed_response()
         try:
             data_png = await host.generate_png_async(params)
         except RequestError as exc:
@@ -295,14 +318,6 @@ def create_app(host: ModelHost, token: str | None = None, queue_size: int = 4) -
         sampler = getattr(host.service, "sampler", None)
         headers = {"X-Avatargen-Sampler": sampler} if sampler else None
         return Response(data_png, media_type="image/png", headers=headers)
-
-    routes = [
-        Route("/", health, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/", predict, methods=["POST"]),
-        Route("/predict", predict, methods=["POST"]),
-    ]
-    return Starlette(routes=routes, middleware=[Middleware(_HandlerHeader)])
 
 
 class _HandlerHeader:
