@@ -72,66 +72,71 @@ def build_status(
         }
         if choice.problem is not None:
             report.update(state="no-backend", detail=choice.problem.message, hint=choice.problem.hint)
-        elif choice.backend == "hf-endpoint":
-            assert choice.url is not None
-            scope = TokenScope(token_info, endpoint_url=choice.url)
-            probe = probe_endpoint(client, choice.url, scope, model=model)
-            report.update(
-                state=probe.state,
-                detail=probe.detail,
-                estimated_time=probe.estimated_time,
-                round_trip_ms=probe.round_trip_ms,
-            )
-            if "handler" in probe.extra:
-                report["handler"] = probe.extra["handler"]
-            if probe.extra.get("hint"):
-                report["hint"] = probe.extra["hint"]
-        elif choice.backend == "hf-providers":
-            report.update(router_status(model, client, hf_provider))
-        elif choice.backend == "hf-inference":
-            scope = TokenScope(token_info)
-            hub = {
-                mid: hub_model_info(client, mid, scope)
-                for mid in dict.fromkeys((model.base_model, model.huggingface_model))
-            }
-            used = hub[model.base_model]
-            state = used["state"] if used["state"] in ("warm", "cold", "unreachable") else "unknown"
-            report.update(
-                state=state,
-                detail=used["detail"],
-                round_trip_ms=used.get("round_trip_ms"),
-                hub=hub,
-                note="text-to-image only: the pose goes into the prompt; pose control needs an endpoint",
-            )
         else:
-            report.update(local_status.probe_local(model, device or local_status.local_device))
-        if choice.backend == "hf-providers":  # whoami lives on huggingface.co, not on the router
-            detail = (
-                "set; sent to the router only (not checked here)"
-                if token_info.found
-                else "set HF_TOKEN or run `hf auth login` (the token needs 'Make calls to Inference Providers')"
-            )
-            report["token"] = {
-                "found": token_info.found,
-                "source": token_info.source,
-                "valid": None,
-                "detail": detail,
-            }
-        elif not token_info.found or uses_hub_token(choice.backend, choice.url):
-            report["token"] = check_token(client, token_info)  # no token: answered without a request
-        else:  # asking huggingface.co about a token this backend never sends would only leak intent
-            report["token"] = {
-                "found": True,
-                "source": token_info.source,
-                "valid": None,
-                "detail": "not checked: the backend in use does not send it",
-            }
+            report.update(_probe(choice, model, client, token_info, hf_provider, device))
+        report["token"] = _token_report(choice, client, token_info)
         if history_stats is not None:
             report["history"] = history_stats
         return report
     finally:
         if own:
             client.close()
+
+
+def _probe(choice, model, client: httpx.Client, token_info, hf_provider, device) -> dict[str, Any]:
+    """What the chosen backend says of the model: its state, and what it knows besides."""
+    if choice.backend == "hf-endpoint":
+        assert choice.url is not None
+        probe = probe_endpoint(
+            client, choice.url, TokenScope(token_info, endpoint_url=choice.url), model=model
+        )
+        found: dict[str, Any] = {
+            "state": probe.state,
+            "detail": probe.detail,
+            "estimated_time": probe.estimated_time,
+            "round_trip_ms": probe.round_trip_ms,
+        }
+        if "handler" in probe.extra:
+            found["handler"] = probe.extra["handler"]
+        if probe.extra.get("hint"):
+            found["hint"] = probe.extra["hint"]
+        return found
+    if choice.backend == "hf-providers":
+        return router_status(model, client, hf_provider)
+    if choice.backend == "hf-inference":
+        scope = TokenScope(token_info)
+        hub = {
+            mid: hub_model_info(client, mid, scope)
+            for mid in dict.fromkeys((model.base_model, model.huggingface_model))
+        }
+        used = hub[model.base_model]
+        return {
+            "state": used["state"] if used["state"] in ("warm", "cold", "unreachable") else "unknown",
+            "detail": used["detail"],
+            "round_trip_ms": used.get("round_trip_ms"),
+            "hub": hub,
+            "note": "text-to-image only: the pose goes into the prompt; pose control needs an endpoint",
+        }
+    return local_status.probe_local(model, device or local_status.local_device)
+
+
+def _token_report(choice, client: httpx.Client, token_info) -> dict[str, Any]:
+    if choice.backend == "hf-providers":  # whoami lives on huggingface.co, not on the router
+        detail = (
+            "set; sent to the router only (not checked here)"
+            if token_info.found
+            else "set HF_TOKEN or run `hf auth login` (the token needs 'Make calls to Inference Providers')"
+        )
+        return {"found": token_info.found, "source": token_info.source, "valid": None, "detail": detail}
+    if not token_info.found or uses_hub_token(choice.backend, choice.url):
+        return check_token(client, token_info)  # no token: answered without a request
+    # Asking huggingface.co about a token this backend never sends would only leak intent.
+    return {
+        "found": True,
+        "source": token_info.source,
+        "valid": None,
+        "detail": "not checked: the backend in use does not send it",
+    }
 
 
 def uses_hub_token(backend: str | None, url: str | None) -> bool:
