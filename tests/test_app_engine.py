@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from avatargen.app.config import Config
 from avatargen.app.hooks import Hooks
 from avatargen.app.planning import plan_generate
 from avatargen.app.quote import DryRun
 from avatargen.app.request import GenerateRequest, RunOptions
 from avatargen.app.run import run
 from avatargen.catalog import load_catalog
+from avatargen.config import Config
 from avatargen.errors import CreditsError, ProviderError
 from avatargen.images import read_metadata
 from avatargen.ledger import open_ledger

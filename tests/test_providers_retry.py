@@ -12,6 +12,7 @@ import pytest
 
 from avatargen.errors import AuthError, ModelUnavailable, NetworkError, ProviderError
 from avatargen.providers.endpoint import EndpointProvider
+from avatargen.providers.handler_check import HandlerInfo
 from avatargen.providers.retry import RetryPolicy
 from avatargen.settings import Secret, TokenInfo
 from helpers.images import image_bytes
@@ -34,6 +35,9 @@ class Run:
             token=TokenInfo(Secret(TOKEN), "HF_TOKEN"),
             policy=policy(self.clock, wait_timeout, **kw),
         )
+        # These tests are of the retry policy: the URL is known to run our handler, so a 400 is
+        # not followed by the handler handshake (tests/test_handler_identity_23.py has that).
+        self.provider.handler = HandlerInfo(True, 1, ("face-crop",))
 
     def on_attempt(self):
         self.attempts += 1
@@ -441,9 +445,13 @@ def test_token_never_appears_in_errors_logs_or_output(
             httpx_mock.add_exception(fault["exception"], url=HF_ENDPOINT)
     else:
         httpx_mock.add_response(url=HF_ENDPOINT, method="POST", **fault)
+    from avatargen.config import load as current_config
     from avatargen.providers.select import make_provider
 
-    provider = make_provider(model(), endpoint=HF_ENDPOINT, provider="hf-endpoint", wait_timeout=120)
+    provider = make_provider(
+        model(), endpoint=HF_ENDPOINT, provider="hf-endpoint", wait_timeout=120, config=current_config()
+    )
+    provider.handler = HandlerInfo(True, 1, ("face-crop",))  # known: no handshake after a 400
     clock = FakeClock()
     provider.policy = policy(clock, 120)
     with pytest.raises(Exception) as caught:

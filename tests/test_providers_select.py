@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from avatargen import settings
+from avatargen.config import load as current_config
 from avatargen.errors import ConfigError, ModelUnavailable, UsageError
 from avatargen.providers import select
 from avatargen.providers.endpoint import EndpointProvider
@@ -53,40 +54,48 @@ def with_catalog_endpoint(url):
 
 def test_endpoint_order_first_match_wins(monkeypatch):
     m = with_catalog_endpoint("https://catalog.example/")
-    assert resolve_endpoint(m) == ("https://catalog.example/", "catalog")
+    assert resolve_endpoint(m, config=current_config()) == ("https://catalog.example/", "catalog")
     settings.set_value(f"endpoints.{KEY}", "https://config.example/")
-    assert resolve_endpoint(m) == ("https://config.example/", f"config endpoints.{KEY}")
+    assert resolve_endpoint(m, config=current_config()) == (
+        "https://config.example/",
+        f"config endpoints.{KEY}",
+    )
     monkeypatch.setenv("AVATARGEN_ENDPOINT", "https://env.example/")
-    assert resolve_endpoint(m) == ("https://env.example/", "AVATARGEN_ENDPOINT")
-    assert resolve_endpoint(m, "https://arg.example/") == ("https://arg.example/", "--endpoint")
+    assert resolve_endpoint(m, config=current_config()) == ("https://env.example/", "AVATARGEN_ENDPOINT")
+    assert resolve_endpoint(m, "https://arg.example/", config=current_config()) == (
+        "https://arg.example/",
+        "--endpoint",
+    )
 
 
 def test_no_endpoint_anywhere():
-    assert resolve_endpoint(model()) == (None, "none")
+    assert resolve_endpoint(model(), config=current_config()) == (None, "none")
 
 
 def test_config_endpoint_of_another_model_is_not_used():
     settings.set_value("endpoints.avatar-generator:controlnet-openpose-sdxl", "https://other.example/")
-    assert resolve_endpoint(model()) == (None, "none")
+    assert resolve_endpoint(model(), config=current_config()) == (None, "none")
 
 
 def test_bad_endpoint_urls_name_their_source(monkeypatch):
     with pytest.raises(UsageError, match="--endpoint"):
-        resolve_endpoint(model(), "ftp://x")
+        resolve_endpoint(model(), "ftp://x", config=current_config())
     monkeypatch.setenv("AVATARGEN_ENDPOINT", "gpu-box:8000")
     with pytest.raises(ConfigError, match="AVATARGEN_ENDPOINT"):
-        resolve_endpoint(model())
+        resolve_endpoint(model(), config=current_config())
 
 
 def test_endpoint_url_gives_the_endpoint_backend(no_serve_extra):
-    provider = make_provider(model(), endpoint="https://e.example/", wait_timeout=33)
+    provider = make_provider(model(), endpoint="https://e.example/", wait_timeout=33, config=current_config())
     assert isinstance(provider, EndpointProvider)
     assert provider.url == "https://e.example/" and provider.url_source == "--endpoint"
     assert provider.policy.wait_timeout == 33
 
 
 def test_forced_hf_inference_uses_the_router(no_serve_extra):
-    provider = make_provider(model(), provider="hf-inference", endpoint="https://ignored.example/")
+    provider = make_provider(
+        model(), provider="hf-inference", endpoint="https://ignored.example/", config=current_config()
+    )
     assert isinstance(provider, InferenceProvider)
     assert (
         provider.url
@@ -96,41 +105,46 @@ def test_forced_hf_inference_uses_the_router(no_serve_extra):
 
 def test_config_provider_forces_a_backend(no_serve_extra):
     settings.set_value("provider", "hf-inference")
-    assert isinstance(make_provider(model()), InferenceProvider)
-    assert choose_backend(model()).source == "config provider"
+    assert isinstance(make_provider(model(), config=current_config()), InferenceProvider)
+    assert choose_backend(model(), config=current_config()).source == "config provider"
 
 
 def test_forced_endpoint_without_url_is_the_no_endpoint_error(fake_local):
     with pytest.raises(ModelUnavailable):
-        make_provider(model(), provider="hf-endpoint")
+        make_provider(model(), provider="hf-endpoint", config=current_config())
 
 
 def test_unknown_provider_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown provider 'replicate' \\(--provider\\)") as caught:
-        make_provider(model(), provider="replicate")
+        make_provider(model(), provider="replicate", config=current_config())
     assert caught.value.hint == "use one of hf-endpoint, hf-inference, local, hf-providers"
 
 
 def test_no_endpoint_with_serve_extra_runs_locally(fake_local):
-    provider = make_provider(model())
+    provider = make_provider(model(), config=current_config())
     assert isinstance(provider, fake_local) and provider.model.key == KEY
 
 
 def test_model_dir_and_tiny_reach_the_local_backend(fake_local, tmp_path):
-    provider = make_provider(model(), provider="local", model_dir=tmp_path, tiny=True)
+    provider = make_provider(
+        model(), provider="local", model_dir=tmp_path, tiny=True, config=current_config()
+    )
     assert provider.model_dir == tmp_path and provider.tiny is True
     # Not given: None, so LocalProvider's own defaults (AVATARGEN_LOCAL_MODEL_DIR/_TINY) still apply.
-    default = make_provider(model())
+    default = make_provider(model(), config=current_config())
     assert default.model_dir is None and default.tiny is None
 
 
 def test_forced_local_wins_over_an_endpoint(fake_local):
-    assert isinstance(make_provider(model(), provider="local", endpoint="https://e.example/"), fake_local)
+    assert isinstance(
+        make_provider(model(), provider="local", endpoint="https://e.example/", config=current_config()),
+        fake_local,
+    )
 
 
 def test_no_endpoint_without_serve_extra_explains_what_to_do(no_serve_extra):
     with pytest.raises(ModelUnavailable) as caught:
-        make_provider(model())
+        make_provider(model(), config=current_config())
     err = caught.value
     assert "serverless HF cannot take a control image" in err.message
     assert "avatargen endpoint bundle controlnet-openpose-sd15 -o DIR" in err.hint
@@ -142,7 +156,7 @@ def test_no_endpoint_without_serve_extra_explains_what_to_do(no_serve_extra):
 
 def test_forced_endpoint_without_url_in_a_full_install_names_the_config_and_serve(fake_local):
     with pytest.raises(ModelUnavailable) as caught:
-        make_provider(model(), provider="hf-endpoint")
+        make_provider(model(), provider="hf-endpoint", config=current_config())
     hint = caught.value.hint
     assert f"avatargen config set endpoints.{KEY} URL" in hint and "avatargen serve" in hint
     assert "pip install" not in hint
@@ -157,21 +171,26 @@ def test_serve_extra_detection_follows_diffusers(monkeypatch):
 
 def test_token_from_the_environment_reaches_the_backend(monkeypatch, no_serve_extra):
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
-    provider = make_provider(model(), endpoint="https://x.endpoints.huggingface.cloud")
+    provider = make_provider(
+        model(), endpoint="https://x.endpoints.huggingface.cloud", config=current_config()
+    )
     assert provider.headers()["Authorization"] == "Bearer hf_abcdefghijklmnop"
     explicit = make_provider(
-        model(), endpoint="https://x.endpoints.huggingface.cloud", token="hf_given_on_cli_1"
+        model(),
+        endpoint="https://x.endpoints.huggingface.cloud",
+        token="hf_given_on_cli_1",
+        config=current_config(),
     )
     assert explicit.headers()["Authorization"] == "Bearer hf_given_on_cli_1"
 
 
 def test_wait_timeout_order():
-    assert resolve_wait_timeout() == 600.0
+    assert resolve_wait_timeout(config=current_config()) == 600.0
     settings.set_value("wait_timeout", "90")
-    assert resolve_wait_timeout() == 90.0
-    assert resolve_wait_timeout(15) == 15.0
+    assert resolve_wait_timeout(config=current_config()) == 90.0
+    assert resolve_wait_timeout(15, config=current_config()) == 15.0
     with pytest.raises(UsageError):
-        resolve_wait_timeout(0)
+        resolve_wait_timeout(0, config=current_config())
 
 
 def test_no_source_file_names_the_retired_host():
@@ -210,10 +229,10 @@ def test_bad_endpoint_option_is_a_usage_error(
 
 def test_empty_endpoint_env_is_unset_but_a_malformed_one_is_a_config_error(monkeypatch, no_serve_extra):
     monkeypatch.setenv("AVATARGEN_ENDPOINT", "")
-    assert resolve_endpoint(model()) == (None, "none")
+    assert resolve_endpoint(model(), config=current_config()) == (None, "none")
     monkeypatch.setenv("AVATARGEN_ENDPOINT", "http://[::1")
     with pytest.raises(ConfigError, match="AVATARGEN_ENDPOINT"):
-        resolve_endpoint(model())
+        resolve_endpoint(model(), config=current_config())
 
 
 def test_malformed_config_endpoint_is_a_config_error(monkeypatch, capsys):
@@ -229,7 +248,7 @@ def test_malformed_config_endpoint_is_a_config_error(monkeypatch, capsys):
 
 def test_explicit_empty_endpoint_never_switches_backend(fake_local):
     with pytest.raises(UsageError, match="--endpoint"):
-        make_provider(model(), endpoint="")
+        make_provider(model(), endpoint="", config=current_config())
 
 
 def test_core_install_without_endpoint_names_the_extra_not_serve(monkeypatch, capsys, photo, tmp_path):

@@ -27,18 +27,19 @@ def _catalog_model(key: str = "controlnet-openpose-sd15"):
 
 # ------------------------------------------------------------------ 1: weights are part of a job
 def test_weights_tell_tiny_a_model_dir_and_the_catalog_apart(tmp_path, monkeypatch):
+    from avatargen.config import Config
     from avatargen.plan import Params, job_key, plan_jobs
     from avatargen.weights import weights_for
 
     model = _catalog_model()
-    assert weights_for(model, endpoint="http://127.0.0.1:9/") == ""  # a server's own weights
-    assert weights_for(model, provider="local") == ""  # the catalog's, from the Hub
-    tiny = weights_for(model, tiny=True)
+    assert weights_for(model, config=Config(), endpoint="http://127.0.0.1:9/") == ""  # a server's own weights
+    assert weights_for(model, config=Config(), provider="local") == ""  # the catalog's, from the Hub
+    tiny = weights_for(model, config=Config(), tiny=True)
     assert tiny.startswith("tiny-v")
     folder = tmp_path / "my-pipe"
-    assert weights_for(model, model_dir=folder) == f"dir:{folder.resolve()}"
+    assert weights_for(model, config=Config(), model_dir=folder) == f"dir:{folder.resolve()}"
     monkeypatch.setenv("AVATARGEN_LOCAL_TINY", "1")
-    assert weights_for(model, provider="local") == tiny  # the environment's tiny counts too
+    assert weights_for(model, config=Config(), provider="local") == tiny  # the environment's tiny counts too
     params = Params("wave", "p", "", 30, 7.0, 1.0, 512, 512, None)
     assert "weights" not in params.to_dict()  # the catalog's weights: keys as before this change
     keys = {
@@ -213,8 +214,10 @@ def test_deploy_name_help_matches_the_name_it_makes():
 
 
 def test_a_router_run_s_preflight_does_not_call_the_router_unreachable():
+    from avatargen.app.backends import Backends
     from avatargen.batch import BatchRunner, RunSettings
     from avatargen.catalog import load_catalog
+    from avatargen.config import Config
     from avatargen.providers.base import StatusReport
 
     class Probe:
@@ -229,7 +232,8 @@ def test_a_router_run_s_preflight_does_not_call_the_router_unreachable():
             pass
 
     catalog = load_catalog()
-    runner = BatchRunner(None, catalog, {}, RunSettings(), provider_factory=lambda *a, **k: Probe())
+    backends = Backends(RunSettings(), Config(), lambda *a, **k: Probe())
+    runner = BatchRunner(None, catalog, {}, RunSettings(), backends=backends)
     said: list[str] = []
     runner.preflight(_catalog_model("qwen-image-edit-pose"), said.append)
     assert said and "unreachable" not in said[0] and "router anyway" in said[0], said

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from avatargen import settings
+from avatargen.config import load as current_config
 from avatargen.errors import UsageError
 from avatargen.providers import local_status, select
 from avatargen.redact import MASK
@@ -275,7 +276,7 @@ def test_a_token_given_on_the_command_line_is_redacted_everywhere(monkeypatch, n
     from avatargen.redact import redact_text
 
     secret = "my-own-server-secret-4242"  # not HF-shaped: only masked if it was remembered
-    make_provider(select_model(), endpoint="http://127.0.0.1:9/", token=secret)
+    make_provider(select_model(), endpoint="http://127.0.0.1:9/", token=secret, config=current_config())
     assert redact_text(f"header was {secret}") == f"header was {MASK}"
 
 

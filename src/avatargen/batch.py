@@ -127,8 +127,8 @@ class BatchRunner:
     refund on failure; stop rules for Ctrl-C, limits, credits and failures every job would meet.
     What a job is sent is RequestBuilder's (app/job_request.py); which models it may run on is
     FallbackPolicy's (app/fallbacks.py); the providers and gates are Backends' (app/backends.py),
-    passed in to share them beyond one batch (the service's workers, with the fallback chains
-    and the rendered skeletons) or made here."""
+    passed in, and closed by whoever made them: one batch's (app/run.py) or a service process's,
+    shared by its workers with the fallback chains and the rendered skeletons."""
 
     def __init__(
         self,
@@ -137,8 +137,8 @@ class BatchRunner:
         poses: dict[str, Any],
         settings: RunSettings,
         emit: Callable[[dict[str, Any]], None] | None = None,
-        provider_factory: Callable[..., Any] | None = None,
-        backends: Backends | None = None,
+        *,
+        backends: Backends,
         fallbacks: FallbackPolicy | None = None,
         pose_pngs: dict[tuple[str, int, int], bytes] | None = None,
     ) -> None:
@@ -146,8 +146,7 @@ class BatchRunner:
         self.catalog = catalog
         self.settings = settings
         self.emit = emit
-        self._owns_backends = backends is None
-        self.backends = backends or Backends(settings, provider_factory)
+        self.backends = backends
         self.fallbacks = fallbacks or FallbackPolicy(
             catalog, self.backends, enabled=settings.fallback, allow_upgrade=settings.allow_upgrade
         )
@@ -171,8 +170,8 @@ class BatchRunner:
         self.backends.preflight(model, announce, self.fallbacks.models_to_try(model)[1:])
 
     def close(self) -> None:
-        if self._owns_backends:
-            self.backends.close()  # the local backend stops its generation thread here
+        """Let the worker threads finish their ledger writes after a stop (the backends, whose
+        close() stops the local backend's generation thread, are their maker's to close)."""
         deadline = time.monotonic() + 2.0  # an HTTP call in flight is not waited for longer
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -34,7 +34,7 @@ def resolve_scale(model: Model, given: float | None) -> tuple[float, str]:
 
 
 def require_face_finder(
-    model: Model, endpoint: str | None, provider: str | None, local: bool = False
+    model: Model, endpoint: str | None, provider: str | None, local: bool = False, *, config
 ) -> None:
     """Identity is on: someone must find the faces. This install, with the pose extra's MediaPipe;
     else the server, when the backend is an endpoint or `avatargen serve` (their handler crops the
@@ -50,7 +50,7 @@ def require_face_finder(
     from avatargen.providers.select import choose_backend
 
     try:
-        choice = choose_backend(model, endpoint=endpoint, provider=provider)
+        choice = choose_backend(model, endpoint=endpoint, provider=provider, config=config)
     except AvatargenError:
         return  # a bad --provider is said by the selection itself, once
     if choice.problem is not None or choice.backend == "hf-endpoint":

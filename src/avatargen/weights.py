@@ -23,6 +23,7 @@ DIR_PREFIX = "dir:"
 def weights_for(
     model: Any,
     *,
+    config: Any,
     endpoint: str | None = None,
     provider: str | None = None,
     tiny: bool = False,
@@ -39,7 +40,9 @@ def weights_for(
         from avatargen.providers.select import choose_backend
 
         try:
-            local = choose_backend(model, endpoint=endpoint, provider=provider).backend == "local"
+            local = (
+                choose_backend(model, endpoint=endpoint, provider=provider, config=config).backend == "local"
+            )
         except AvatargenError:
             return ""  # no usable backend: the run fails later with its own clear error
     if not local:

@@ -14,8 +14,9 @@ from avatargen.errors import AvatargenError
 
 
 class Backends:
-    def __init__(self, settings, factory: Callable[..., Any] | None = None) -> None:
+    def __init__(self, settings, config, factory: Callable[..., Any] | None = None) -> None:
         self.settings = settings  # RunSettings: endpoint, provider, token, wait_timeout, local options
+        self.config = config  # the user's Config, read once by the front door
         self._factory = factory
         self._providers: dict[str, Any] = {}
         self._gates: dict[str, Any] = {}
@@ -32,6 +33,7 @@ class Backends:
                 local = {"model_dir": self.settings.model_dir, "tiny": self.settings.tiny}
                 self._providers[model.key] = factory(
                     model,
+                    config=self.config,
                     endpoint=self.settings.endpoint if primary else None,
                     provider=self.settings.provider,
                     token=self.settings.token,

@@ -47,7 +47,9 @@ class FallbackPolicy:
         from avatargen.providers.select import choose_backend
 
         try:
-            choice = choose_backend(candidate, provider=self.backends.settings.provider)
+            choice = choose_backend(
+                candidate, provider=self.backends.settings.provider, config=self.backends.config
+            )
         except AvatargenError:
             return False
         return choice.problem is None and choice.backend == self.backends.provider_for(model).name

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from avatargen.app.config import DEFAULT_CONCURRENCY, Config
 from avatargen.app.hooks import Hooks
 from avatargen.app.request import GenerateRequest, RunOptions
 from avatargen.batch import RunSettings
 from avatargen.catalog import Catalog, Model
+from avatargen.config import DEFAULT_CONCURRENCY, Config
 from avatargen.plan import Job
 
 
@@ -40,9 +40,10 @@ def plan_generate(request: GenerateRequest, config: Config, catalog: Catalog, ho
     # 1. The model, and the token its backend needs (refused now, before any photo is read).
     check_local_options(options.tiny, options.model_dir, options.endpoint, options.provider)
     model = choose_model(request, config, catalog, hooks)
-    require_token(model, options)
+    require_token(model, options, config)
     weights = weights_for(
         model,
+        config=config,
         endpoint=options.endpoint,
         provider=options.provider,
         tiny=options.tiny,
@@ -60,7 +61,9 @@ def plan_generate(request: GenerateRequest, config: Config, catalog: Catalog, ho
     if scale:  # who finds the faces (here, or the endpoint's handler), said before any photo is read
         from avatargen.identity import require_face_finder
 
-        require_face_finder(model, options.endpoint, options.provider, local=bool(options.local))
+        require_face_finder(
+            model, options.endpoint, options.provider, local=bool(options.local), config=config
+        )
     # 4. The photos and their references.
     photos = _photos(request, model, bool(scale), hooks)
     # 5. One job per photo x pose x variant.
@@ -94,6 +97,7 @@ def choose_model(request: GenerateRequest, config: Config, catalog: Catalog, hoo
         endpoint=options.endpoint,
         provider=options.provider or options.local,
         token=options.token,
+        config=config,
     )
     if switched is None:
         return chosen
@@ -105,15 +109,17 @@ def choose_model(request: GenerateRequest, config: Config, catalog: Catalog, hoo
     return switched
 
 
-def require_token(model: Model, options: RunOptions) -> None:
+def require_token(model: Model, options: RunOptions, config: Config) -> None:
     """No backend at all (exit 6), then no token for a backend that needs one (exit 7): said now,
     before the face detector, a plan, a batch or a credit."""
     from avatargen.providers.select import require_backend
     from avatargen.providers.select import require_token as refuse_without_token
 
     provider = options.provider or options.local
-    require_backend(model, endpoint=options.endpoint, provider=provider)
-    refuse_without_token(model, endpoint=options.endpoint, provider=provider, token=options.token)
+    require_backend(model, endpoint=options.endpoint, provider=provider, config=config)
+    refuse_without_token(
+        model, endpoint=options.endpoint, provider=provider, token=options.token, config=config
+    )
 
 
 @dataclass

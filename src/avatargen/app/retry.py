@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from avatargen.app.config import Config
 from avatargen.app.planning import Plan, require_token, run_settings
 from avatargen.app.request import RetryRequest, RunOptions
 from avatargen.catalog import Catalog
+from avatargen.config import Config
 from avatargen.ledger import Ledger
 
 # 'running' too: a killed run's jobs; the run reconciles them first, and skips any that another
@@ -47,9 +47,9 @@ def plan_retry(request: RetryRequest, config: Config, catalog: Catalog, ledger: 
     options = remembered_options(request.options, found)
     settings = run_settings(options, config)
     # Other weights, steps or identity scale than a job was planned with: new jobs beside it.
-    jobs = retry_jobs(jobs, catalog, settings, request.steps, request.identity_scale)
+    jobs = retry_jobs(jobs, catalog, settings, request.steps, request.identity_scale, config)
     for model in models:
-        require_token(model, options)
+        require_token(model, options, config)
     return Plan(
         # A batch has one model (a fallback runs under its own): its endpoint is the one handled.
         model=models[0] if models else None,  # type: ignore[arg-type]  # no jobs: nothing runs

@@ -13,12 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from avatargen.app.config import Config
+from avatargen.app.backends import Backends
 from avatargen.app.hooks import Hooks
 from avatargen.app.planning import Plan
 from avatargen.app.quote import Classified, DryRun, check_budget, classify, quote
 from avatargen.batch import BatchRunner, Summary
 from avatargen.catalog import Catalog
+from avatargen.config import Config
 from avatargen.errors import LimitError, OutputError
 from avatargen.ledger import Ledger
 from avatargen.plan import Job
@@ -65,9 +66,8 @@ def execute(plan: Plan, config: Config, catalog: Catalog, hooks: Hooks, ledger: 
     # 3. Refused before anything is recorded: budget and daily limit; then -o naming a file,
     #    nothing listening at the server (exit 8), unwritable folders, a no to the question.
     _check_can_run(plan, catalog, ledger, groups, priced.credits)
-    runner = BatchRunner(
-        ledger, catalog, plan.poses, plan.settings, emit=hooks.emit, provider_factory=factory
-    )
+    backends = Backends(plan.settings, config, factory)
+    runner = BatchRunner(ledger, catalog, plan.poses, plan.settings, emit=hooks.emit, backends=backends)
     try:
         _preflight(plan, catalog, hooks, groups, runner)
         if hooks.confirm and len(groups.to_run) > config.confirm_above and not plan.options.yes:
@@ -75,6 +75,7 @@ def execute(plan: Plan, config: Config, catalog: Catalog, hooks: Hooks, ledger: 
         # 4. The batch, recorded and run.
         summary = _record_and_run(plan, hooks, ledger, groups, runner)
     finally:
+        backends.close()  # the local backend stops its generation thread here
         runner.close()
     # 5. The outcome recorded, and told.
     ledger.finish_batch(
@@ -171,6 +172,7 @@ def _endpoint_session(plan: Plan, config: Config, hooks: Hooks):
     session = session_for(
         plan.model,
         plan.settings.endpoint,
+        config=config,
         after=after,
         resume=options.resume_endpoint,
         token=options.token,
@@ -187,7 +189,13 @@ def _provider_factory(plan: Plan, config: Config, deployed, hooks: Hooks):
     factory = None
     if deployed is not None and plan.model is not None:
         factory = scaling(
-            deployed, plan.model, plan.settings, plan.concurrency, config.concurrency is not None, hooks.say
+            deployed,
+            plan.model,
+            plan.settings,
+            plan.concurrency,
+            config.concurrency is not None,
+            hooks.say,
+            config,
         )
     if factory is None and plan.options.hf_provider:
         import functools

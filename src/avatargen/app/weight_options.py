@@ -36,7 +36,9 @@ def check_local_options(tiny: bool, model_dir: Path | str | None, endpoint: str 
         )
 
 
-def retry_jobs(jobs: list, catalog, settings, steps: int | None, identity_scale: float | None) -> list:
+def retry_jobs(
+    jobs: list, catalog, settings, steps: int | None, identity_scale: float | None, config
+) -> list:
     """The retried jobs as this retry runs them: the same jobs when nothing changed, else new
     ones (plan.rekeyed) for the weights, steps and identity scale asked for now."""
     from avatargen.plan import rekeyed
@@ -47,6 +49,7 @@ def retry_jobs(jobs: list, catalog, settings, steps: int | None, identity_scale:
         model = catalog.by_key[job.model]
         weights = weights_for(
             model,
+            config=config,
             endpoint=settings.endpoint,
             provider=settings.provider,
             tiny=settings.tiny,

@@ -317,7 +317,7 @@ def _options(json_: bool, given: dict):
 
 def _context(ctx: typer.Context, json_: bool):
     """What every run reads once: the config, the catalog, and how the engine talks back."""
-    from avatargen.app import config as app_config
+    from avatargen import config as app_config
     from avatargen.app.hooks import Hooks
     from avatargen.output import emit_json, info, warn
 

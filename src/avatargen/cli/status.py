@@ -34,12 +34,14 @@ def status(
     json_: Json = False,
 ) -> None:
     """Show which backend a model would run on and whether it is ready (exit 0 whatever the state)."""
+    from avatargen import config
     from avatargen.output import emit_json, result_console
     from avatargen.providers.status_report import build_status
 
     found = context.load_catalog(ctx).lookup(model, option="MODEL")
     report = build_status(
         found,
+        config=config.load(),
         endpoint=endpoint,
         provider=provider,
         history_stats=history_stats(found),

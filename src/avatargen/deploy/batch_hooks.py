@@ -145,6 +145,7 @@ def session_for(
     model: Any,
     endpoint_option: str | None,
     *,
+    config: Any,
     after: str,
     resume: bool,
     token: str | None,
@@ -160,8 +161,8 @@ def session_for(
     if records.all_for(model.key):
         from avatargen.providers.select import configured_urls, resolve_endpoint
 
-        url, source = resolve_endpoint(model, endpoint_option)
-        in_use = configured_urls(model) if source.startswith("config") else [url]
+        url, source = resolve_endpoint(model, endpoint_option, config=config)
+        in_use = configured_urls(model, config=config) if source.startswith("config") else [url]
         # The endpoint whose URL the batch uses (the first such): never another one deployed for
         # the same model, nor one whose URL is unknown.
         record = next((r for u in in_use if (r := records.for_url(model.key, u))), None)
@@ -207,6 +208,7 @@ def scaling(
     concurrency: int | str | None,
     configured_concurrency: bool,
     say: Callable[[str], None],
+    config: Any,
 ) -> Callable[..., Any] | None:
     """Set the batch's concurrency and return the provider factory that spreads the model's jobs
     over its URLs (endpoints.<key> as a list) under the replica-following cap; None when the
@@ -217,7 +219,11 @@ def scaling(
     from avatargen.providers.select import ENDPOINT_ENV, configured_urls, make_provider
 
     overridden = run_settings.endpoint is not None or bool(os.environ.get(ENDPOINT_ENV, "").strip())
-    urls = [] if overridden or run_settings.provider not in (None, "hf-endpoint") else configured_urls(model)
+    urls = (
+        []
+        if overridden or run_settings.provider not in (None, "hf-endpoint")
+        else configured_urls(model, config=config)
+    )
     known = session is not None and session.active and session.max_replicas is not None
     auto = concurrency == "auto" or (concurrency is None and not configured_concurrency and known)
     if auto and not known:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from avatargen import environment, settings
 from avatargen.catalog import Model
+from avatargen.config import Config
 from avatargen.errors import AvatargenError, ModelUnavailable, UsageError
 from avatargen.providers.base import Provider
 
@@ -53,7 +54,7 @@ def _checked_url(url: str, source: str) -> str:
     return checked_url(url, source, "endpoint URL")
 
 
-def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | None, str]:
+def resolve_endpoint(model: Model, endpoint: str | None = None, *, config: Config) -> tuple[str | None, str]:
     """(url, source): --endpoint, AVATARGEN_ENDPOINT, config endpoints.<key>, catalog; else (None, 'none')."""
     if endpoint is not None:  # given, even empty: an empty value is a mistake, not "use the default"
         return _checked_url(endpoint, "--endpoint"), "--endpoint"
@@ -61,7 +62,7 @@ def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | N
     if env:
         return _checked_url(env, ENDPOINT_ENV), ENDPOINT_ENV
     key = f"endpoints.{model.key}"
-    configured = settings.get_value(key)
+    configured = settings.get_value(key, config.raw)
     if isinstance(configured, list) and configured:  # several servers: the first names the model's
         configured = configured[0]
     if isinstance(configured, str) and configured.strip():
@@ -71,10 +72,10 @@ def resolve_endpoint(model: Model, endpoint: str | None = None) -> tuple[str | N
     return None, "none"
 
 
-def configured_urls(model: Model) -> list[str]:
+def configured_urls(model: Model, *, config: Config) -> list[str]:
     """Every URL of config endpoints.<key> (a string or a list), checked; [] when unset."""
     key = f"endpoints.{model.key}"
-    configured = settings.get_value(key)
+    configured = settings.get_value(key, config.raw)
     values = configured if isinstance(configured, list) else [configured] if configured else []
     return [_checked_url(str(value), f"config {key}") for value in values]
 
@@ -111,18 +112,18 @@ def no_endpoint_error(model: Model, serve_installed: bool = False) -> ModelUnava
     )
 
 
-def require_backend(model: Model, *, endpoint: str | None, provider: str | None) -> None:
+def require_backend(model: Model, *, endpoint: str | None, provider: str | None, config: Config) -> None:
     """No backend can run `model` here (exit 6): said first, once, before the token, the face
     detector (exit 11) or a plan, since no other fix helps until this one is made."""
-    choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    choice = choose_backend(model, endpoint=endpoint, provider=provider, config=config)
     if choice.problem is not None:
         raise choice.problem
 
 
 def choose_backend(
-    model: Model, *, endpoint: str | None = None, provider: str | None = None
+    model: Model, *, endpoint: str | None = None, provider: str | None = None, config: Config
 ) -> BackendChoice:
-    forced = provider or settings.get_value("provider")
+    forced = provider or config.provider
     forced_from = "--provider" if provider else "config provider"
     if model.provider == ROUTER_BACKEND and not provider:
         forced, forced_from = ROUTER_BACKEND, "catalog provider"  # a config default is for the others
@@ -137,7 +138,7 @@ def choose_backend(
     if forced == ROUTER_BACKEND:
         where = f"{settings.router_base_url()}/{model.hf_provider or '?'}"
         return BackendChoice(ROUTER_BACKEND, where, forced_from)
-    url, source = resolve_endpoint(model, endpoint)
+    url, source = resolve_endpoint(model, endpoint, config=config)
     if url:
         return BackendChoice("hf-endpoint", url, source)
     installed = serve_extra_available()
@@ -149,6 +150,7 @@ def choose_backend(
 def make_provider(
     model: Model,
     *,
+    config: Config,
     endpoint: str | None = None,
     provider: str | None = None,
     token: str | None = None,
@@ -162,7 +164,7 @@ def make_provider(
     hf-providers (--hf-provider); the others ignore them."""
     from avatargen.providers import registry
 
-    choice = choose_backend(model, endpoint=endpoint, provider=provider)
+    choice = choose_backend(model, endpoint=endpoint, provider=provider, config=config)
     if choice.problem is not None:
         raise choice.problem
     assert choice.backend is not None
@@ -172,14 +174,14 @@ def make_provider(
         config = registry.BackendConfig(
             url=choice.url,
             url_source=choice.source,
-            token=settings.find_token(token),
-            wait_timeout=resolve_wait_timeout(wait_timeout),
+            token=settings.find_token(token, config.raw),
+            wait_timeout=resolve_wait_timeout(wait_timeout, config=config),
             hf_provider=hf_provider,
         )
     return registry.get(choice.backend).build(model, config)
 
 
-def resolve_wait_timeout(wait_timeout: float | None = None) -> float:
+def resolve_wait_timeout(wait_timeout: float | None = None, *, config: Config) -> float:
     """--wait-timeout, else config wait_timeout, else 600 s."""
     from avatargen.providers.retry import DEFAULT_WAIT_TIMEOUT
 
@@ -187,36 +189,45 @@ def resolve_wait_timeout(wait_timeout: float | None = None) -> float:
         if wait_timeout <= 0:
             raise UsageError(f"--wait-timeout must be more than 0, got {wait_timeout:g}")
         return float(wait_timeout)
-    configured = settings.get_value("wait_timeout")
+    configured = config.raw.get("wait_timeout")
     if isinstance(configured, int | float) and not isinstance(configured, bool) and configured > 0:
         return float(configured)
     return DEFAULT_WAIT_TIMEOUT
 
 
 def token_default_model(
-    catalog, chosen: Model, *, explicit: bool, endpoint: str | None, provider: str | None, token: str | None
+    catalog,
+    chosen: Model,
+    *,
+    explicit: bool,
+    endpoint: str | None,
+    provider: str | None,
+    token: str | None,
+    config: Config,
 ) -> Model | None:
     """The Inference Providers model to run instead of `chosen`, for a user with nothing but a
     token: no model chosen (explicit: --model, --quality, --tier or config `model`), no backend
     forced other than hf-providers, no endpoint for `chosen`, no serve extra, the `hub` extra
     installed and a Hugging Face token found. None: run `chosen` as asked (or fail as before)."""
-    forced = provider or settings.get_value("provider")
+    forced = provider or config.provider
     if explicit or chosen.provider == ROUTER_BACKEND or forced not in (None, ROUTER_BACKEND):
         return None
     target = catalog.by_key.get(TOKEN_DEFAULT_MODEL)
     if target is None or not target.enabled:
         return None
-    plan = settings.get_value("plan")
+    plan = config.plan
     if plan in settings.TIERS and target.tier_rank > settings.TIERS.index(plan):
         return None
-    if forced is None and (resolve_endpoint(chosen, endpoint)[0] or serve_extra_available()):
+    if forced is None and (resolve_endpoint(chosen, endpoint, config=config)[0] or serve_extra_available()):
         return None
-    if not hub_extra_available() or not settings.find_token(token).found:
+    if not hub_extra_available() or not settings.find_token(token, config.raw).found:
         return None
     return target
 
 
-def require_token(model: Model, *, endpoint: str | None, provider: str | None, token: str | None) -> None:
+def require_token(
+    model: Model, *, endpoint: str | None, provider: str | None, token: str | None, config: Config
+) -> None:
     """Raise the missing-token AuthError (exit 7) when `model`, run as asked, needs a token and
     none is found; return quietly otherwise (other problems are left to the usual checks).
     `generate` and `retry` call it before anything else happens: no plan, no batch or job in the
@@ -227,8 +238,8 @@ def require_token(model: Model, *, endpoint: str | None, provider: str | None, t
     from avatargen.providers import registry
     from avatargen.providers.credentials import ENDPOINT_HINT, missing_token
 
-    choice = choose_backend(model, endpoint=endpoint, provider=provider)
-    if choice.backend in (None, "local") or settings.find_token(token).found:
+    choice = choose_backend(model, endpoint=endpoint, provider=provider, config=config)
+    if choice.backend in (None, "local") or settings.find_token(token, config.raw).found:
         return
     if registry.get(choice.backend).needs_token:
         raise missing_token(choice.backend)

@@ -38,6 +38,7 @@ def model_facts(model: Any) -> dict[str, Any]:
 def build_status(
     model: Any,
     *,
+    config: Any,
     endpoint: str | None = None,
     provider: str | None = None,
     token: str | None = None,
@@ -53,8 +54,8 @@ def build_status(
     """
     from avatargen.settings import find_token
 
-    choice = choose_backend(model, endpoint=endpoint, provider=provider)
-    token_info = find_token(token)
+    choice = choose_backend(model, endpoint=endpoint, provider=provider, config=config)
+    token_info = find_token(token, config.raw)
     own = client is None
     if client is None:
         from avatargen.providers import deadline
@@ -66,7 +67,7 @@ def build_status(
             "backend": choice.backend,
             "url": redact_url(choice.url) if choice.url else None,
             "url_source": choice.source,
-            "wait_timeout": resolve_wait_timeout(None),
+            "wait_timeout": resolve_wait_timeout(None, config=config),
             "state": "unknown",
             "detail": "",
         }

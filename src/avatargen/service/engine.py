@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from avatargen.app.backends import Backends
-from avatargen.app.config import Config
 from avatargen.app.fallbacks import FallbackPolicy
 from avatargen.app.planning import run_settings as cli_run_settings
 from avatargen.app.request import RunOptions
 from avatargen.batch import RunSettings, Summary
 from avatargen.catalog import Catalog
+from avatargen.config import Config
 from avatargen.plan import Job
 
 # How workers reach the models: the CLI's own options (--endpoint, --provider, --tiny, ...).
@@ -36,14 +36,16 @@ def run_settings(config: dict[str, Any], options: RunOptions) -> RunSettings:
 class SharedEngine:
     """What every worker thread of one process shares: catalog, backends, fallbacks, poses."""
 
-    def __init__(self, catalog: Catalog, settings: RunSettings, provider_factory=None) -> None:
+    def __init__(
+        self, catalog: Catalog, settings: RunSettings, config: Config | None = None, provider_factory=None
+    ) -> None:
         from avatargen.providers.select import make_provider
 
         self.catalog = catalog
         self.settings = settings
         if provider_factory is None and settings.hf_provider:
             provider_factory = functools.partial(make_provider, hf_provider=settings.hf_provider)
-        self.backends = Backends(settings, provider_factory)
+        self.backends = Backends(settings, config or Config(), provider_factory)  # None: no user config
         self.fallbacks = FallbackPolicy(
             catalog, self.backends, enabled=settings.fallback, allow_upgrade=settings.allow_upgrade
         )

@@ -26,8 +26,9 @@ def worker_pool(
     settings: dict[str, Any],
     count: int,
 ):
+    from avatargen.config import Config
     from avatargen.service.queue import Queue
     from avatargen.service.worker import WorkerPool
 
-    shared = SharedEngine(catalog, run_settings(settings, backend))
+    shared = SharedEngine(catalog, run_settings(settings, backend), Config.from_dict(settings))
     return WorkerPool(Queue(db, config.limits, config.max_pending_per_user), shared, config, count)
