@@ -460,3 +460,17 @@ def find_token(cli_token: str | None = None, config: dict[str, Any] | None = Non
     if value:
         return TokenInfo(Secret(value), f"file {path}")
     return TokenInfo(None, "none")
+
+
+def add_endpoint_url(model_key: str, url: str) -> None:
+    """endpoints.<key> = url (what `endpoint deploy` stores); when it is a list (several servers)
+    the URL joins it."""
+    key = f"endpoints.{model_key}"
+    current = get_value(key)
+    if isinstance(current, list):
+        if url not in current:
+            data = load_config()
+            data["endpoints"][model_key] = [*current, url]
+            save_config(data)
+        return
+    set_value(key, url)

@@ -112,13 +112,19 @@ def choose_model(request: GenerateRequest, config: Config, catalog: Catalog, hoo
 def require_token(model: Model, options: RunOptions, config: Config) -> None:
     """No backend at all (exit 6), then no token for a backend that needs one (exit 7): said now,
     before the face detector, a plan, a batch or a credit."""
+    from avatargen.deploy.records import authenticated_where
     from avatargen.providers.select import require_backend
     from avatargen.providers.select import require_token as refuse_without_token
 
     provider = options.provider or options.local
     require_backend(model, endpoint=options.endpoint, provider=provider, config=config)
     refuse_without_token(
-        model, endpoint=options.endpoint, provider=provider, token=options.token, config=config
+        model,
+        endpoint=options.endpoint,
+        provider=provider,
+        token=options.token,
+        config=config,
+        deployed_with_token=authenticated_where,  # an endpoint avatargen deployed to need one
     )
 
 

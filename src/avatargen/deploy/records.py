@@ -87,3 +87,14 @@ def _save(data: dict[str, Any]) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, target)
+
+
+def authenticated_where(model_key: str, url: str | None) -> str | None:
+    """'namespace/name' when `url` is an endpoint avatargen deployed for the model to need a
+    token; None when unknown (no record, another URL, an older record)."""
+    from avatargen.providers.credentials import NEEDS_TOKEN
+
+    record = for_url(model_key, url)  # None: the batch talks to another server
+    if not record or record.get("security") not in NEEDS_TOKEN:
+        return None
+    return f"{record.get('namespace')}/{record.get('name')}"

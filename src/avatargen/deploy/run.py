@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from avatargen import settings
 from avatargen.deploy import hub, records
 from avatargen.deploy.plan import DeployPlan
 from avatargen.errors import ModelUnavailable, NetworkError
@@ -67,7 +68,7 @@ def deploy(
     result.update(state=endpoint.status, url=endpoint.url)
     records.put(plan.model_key, _record(plan, endpoint))
     result["probe"] = probe(model, endpoint.url)
-    store_url(plan.model_key, endpoint.url)
+    settings.add_endpoint_url(plan.model_key, endpoint.url)
     result["config"] = f"endpoints.{plan.model_key}"
     return result
 
@@ -171,18 +172,3 @@ def probe(model: Any, url: str) -> dict[str, Any]:
     finally:
         provider.close()
     return {"state": report.state, "detail": report.detail}
-
-
-def store_url(model_key: str, url: str) -> None:
-    """endpoints.<key> = url; when it is a list (several servers) the URL joins it."""
-    from avatargen import settings
-
-    key = f"endpoints.{model_key}"
-    current = settings.get_value(key)
-    if isinstance(current, list):
-        if url not in current:
-            data = settings.load_config()
-            data["endpoints"][model_key] = [*current, url]
-            settings.save_config(data)
-        return
-    settings.set_value(key, url)

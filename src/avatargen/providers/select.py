@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,15 +227,22 @@ def token_default_model(
 
 
 def require_token(
-    model: Model, *, endpoint: str | None, provider: str | None, token: str | None, config: Config
+    model: Model,
+    *,
+    endpoint: str | None,
+    provider: str | None,
+    token: str | None,
+    config: Config,
+    deployed_with_token: Callable[[str, str | None], str | None] = lambda _key, _url: None,
 ) -> None:
     """Raise the missing-token AuthError (exit 7) when `model`, run as asked, needs a token and
     none is found; return quietly otherwise (other problems are left to the usual checks).
     `generate` and `retry` call it before anything else happens: no plan, no batch or job in the
     ledger, no face crop, no credit reserved. Needing one: hf-providers and hf-inference (the
     router answers 401 without), and an endpoint avatargen deployed as authenticated or private
-    (its deploy record says so). Any other URL may be public or take AVATARGEN_ENDPOINT_TOKEN:
-    only its server can tell, so it is not refused here."""
+    (its deploy record says so: `deployed_with_token(model key, url)` names it, e.g.
+    deploy.records.authenticated_where). Any other URL may be public or take
+    AVATARGEN_ENDPOINT_TOKEN: only its server can tell, so it is not refused here."""
     from avatargen.providers import registry
     from avatargen.providers.credentials import ENDPOINT_HINT, missing_token
 
@@ -243,18 +251,6 @@ def require_token(
         return
     if registry.get(choice.backend).needs_token:
         raise missing_token(choice.backend)
-    where = _authenticated_deployment(model, choice.url)
+    where = deployed_with_token(model.key, choice.url)
     if where and not os.environ.get(settings.ENDPOINT_TOKEN_ENV, "").strip():
         raise missing_token(f"endpoint {where} (deployed by avatargen, authenticated)", ENDPOINT_HINT)
-
-
-def _authenticated_deployment(model: Model, url: str | None) -> str | None:
-    """'namespace/name' when `url` is the endpoint avatargen deployed for `model` and it was
-    deployed to need a token; None when unknown (no record, another URL, an older record)."""
-    from avatargen.deploy import records
-    from avatargen.providers.credentials import NEEDS_TOKEN
-
-    record = records.for_url(model.key, url)  # None: the batch talks to another server
-    if not record or record.get("security") not in NEEDS_TOKEN:
-        return None
-    return f"{record.get('namespace')}/{record.get('name')}"
