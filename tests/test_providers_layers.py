@@ -72,7 +72,9 @@ def test_each_backend_owns_its_probe():
     graph = provider_imports()
     assert "probe" not in graph  # the old grab-bag module is gone: each probe lives with its backend
     for backend in ("endpoint", "inference"):
-        assert graph[backend] <= {"base", "http_client", "http_provider", "retry", "gate", "hub"}, backend
+        # handler_check: the endpoint's own probe of which handler answers (issue 23).
+        allowed = {"base", "http_client", "http_provider", "retry", "gate", "hub", "handler_check"}
+        assert graph[backend] <= allowed, backend
 
 
 def test_the_cycle_finder_finds_cycles():
