@@ -21,12 +21,10 @@ def _script(cur: Cursor, script: str) -> None:
             cur.execute(statement)
 
 
-def s001_accounts_queue_ledger(cur: Cursor) -> None:
-    """Users with a tier and a running balance; credit movements keyed by generation; the
-    durable queue (generations) with its lease and its reservation; uploads; daily counters."""
-    _script(
-        cur,
-        """
+# The first schema: users with a tier and a running balance; credit movements keyed by
+# generation; the durable queue (generations) with its lease and its reservation; uploads;
+# daily counters; workers; settings.
+_S001_SCHEMA = """
         CREATE TABLE svc_users (
             id {ID},
             name TEXT NOT NULL UNIQUE,
@@ -116,14 +114,13 @@ def s001_accounts_queue_ledger(cur: Cursor) -> None:
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL
         )
-        """.replace(
-            # SQLite numbers seq as MAX(seq) + 1 under its write lock: that needs an index on seq.
-            # PostgreSQL numbers it itself, and an index on seq alone would tempt its planner to
-            # walk every user's jobs in seq order to find one user's next (see queue.claim).
-            "{ID_SEQ}",
-            "BIGSERIAL" if cur.postgres else "INTEGER UNIQUE",
-        ),
-    )
+        """
+
+
+def s001_accounts_queue_ledger(cur: Cursor) -> None:
+    """Users with a tier and a running balance; credit movements keyed by generation; the
+    durable queue (generations) with its lease and its reservation; uploads; daily counters."""
+    _script(cur, _S001_SCHEMA)
 
 
 MIGRATIONS: list[Callable[[Cursor], None]] = [s001_accounts_queue_ledger]
