@@ -120,7 +120,10 @@ _S001_SCHEMA = """
 def s001_accounts_queue_ledger(cur: Cursor) -> None:
     """Users with a tier and a running balance; credit movements keyed by generation; the
     durable queue (generations) with its lease and its reservation; uploads; daily counters."""
-    _script(cur, _S001_SCHEMA)
+    # SQLite numbers seq as MAX(seq) + 1 under its write lock: that needs an index on seq.
+    # PostgreSQL numbers it itself, and an index on seq alone would tempt its planner to walk
+    # every user's jobs in seq order to find one user's next (see queue.claim).
+    _script(cur, _S001_SCHEMA.replace("{ID_SEQ}", "BIGSERIAL" if cur.postgres else "INTEGER UNIQUE"))
 
 
 MIGRATIONS: list[Callable[[Cursor], None]] = [s001_accounts_queue_ledger]
