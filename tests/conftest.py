@@ -30,11 +30,19 @@ _CLEARED = (
 )
 
 
+# Fixtures that start real processes: the CLI in a subprocess, the tiny diffusers models, the
+# service, a PostgreSQL server, a browser.
+SLOW_FIXTURES = {"tiny_models", "run_cli", "pg_url", "service", "browser", "site"}
+# Modules whose every test runs real servers (the service, PostgreSQL, Chromium).
+SLOW_MODULES = ("test_service_", "test_web_")
+
+
 def pytest_collection_modifyitems(config, items):
-    """A test that builds or loads the tiny diffusers models (the `tiny_models` fixture, directly or
-    through tiny_home / tiny_server) is slow however it is written: the quick tier leaves it out."""
+    """A test that starts a real process (SLOW_FIXTURES, SLOW_MODULES) is slow however it is
+    written: the quick tier (`pytest -m "not slow"`) leaves it out; CI runs everything."""
     for item in items:
-        if "tiny_models" in getattr(item, "fixturenames", ()):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SLOW_FIXTURES or item.module.__name__.startswith(SLOW_MODULES):
             item.add_marker(pytest.mark.slow)
 
 

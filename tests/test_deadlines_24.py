@@ -17,6 +17,7 @@ from test_providers_router import make_photos
 TOKEN = "hf_routertesttoken123"
 
 
+@pytest.mark.slow  # whole seconds of real waiting
 def test_a_dripping_answer_is_cut_at_the_whole_request_deadline():
     from avatargen.providers import deadline
     from avatargen.providers.http_client import new_client, send_capped
@@ -33,6 +34,7 @@ def test_a_dripping_answer_is_cut_at_the_whole_request_deadline():
     assert took < 13, took
 
 
+@pytest.mark.slow  # whole seconds of real waiting
 def test_a_deadline_set_by_the_caller_holds_inside():
     from avatargen.providers.deadline import deadline_in
     from avatargen.providers.http_client import new_client, send_capped
@@ -89,6 +91,7 @@ def test_a_dripping_endpoint_ends_the_job_within_wait_timeout(tmp_path, run_cli)
     assert took < 30, took
 
 
+@pytest.mark.slow  # whole seconds of real waiting
 def test_a_dripping_webhook_is_given_up_at_its_timeout():
     from avatargen.notify import post_summary
 

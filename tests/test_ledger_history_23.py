@@ -8,6 +8,8 @@ import json
 import sqlite3
 from collections import Counter
 
+import pytest
+
 from avatargen.ledger import store
 from cli_helpers import run_main
 from fake_endpoint import FakeEndpoint
@@ -97,6 +99,7 @@ def _batch_work(tmp_path, monkeypatch, capsys, home, past: int) -> tuple[int, Co
     return sum(steps.values()), statements
 
 
+@pytest.mark.slow  # whole seconds of real waiting
 def test_a_batch_visits_as_many_rows_with_a_long_history_as_with_none(tmp_path, monkeypatch, capsys):
     make_photos(tmp_path / "photos", 6)
     fresh_steps, fresh = _batch_work(tmp_path, monkeypatch, capsys, tmp_path / "fresh", 0)

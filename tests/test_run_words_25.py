@@ -157,6 +157,7 @@ def test_a_face_that_cannot_be_found_names_the_fix_not_retry():
     assert "avatargen retry B" in mixed and "--identity-scale 0" in mixed
 
 
+@pytest.mark.slow  # whole seconds of real waiting
 def test_on_a_terminal_diffusers_and_transformers_bars_are_hidden_downloads_kept(monkeypatch):
     pytest.importorskip("diffusers")
     from diffusers.utils import logging as diffusers_logging
