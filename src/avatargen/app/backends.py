@@ -30,7 +30,12 @@ class Backends:
                 from avatargen.providers.select import make_provider
 
                 factory = self._factory or make_provider
-                local = {"model_dir": self.settings.model_dir, "tiny": self.settings.tiny}
+                # Backend-specific options, passed only when set (--model-dir, --tiny, --hf-provider).
+                local = {
+                    "model_dir": self.settings.model_dir,
+                    "tiny": self.settings.tiny,
+                    "hf_provider": self.settings.hf_provider,
+                }
                 self._providers[model.key] = factory(
                     model,
                     config=self.config,

@@ -183,7 +183,7 @@ def _endpoint_session(plan: Plan, config: Config, hooks: Hooks):
 
 def _provider_factory(plan: Plan, config: Config, deployed, hooks: Hooks):
     """The factory that follows a deployed endpoint's replicas and spreads the jobs over config
-    endpoints.<key>'s URLs, or with --hf-provider bound; None: the plain provider."""
+    endpoints.<key>'s URLs; None: the plain provider (Backends passes --hf-provider to either)."""
     from avatargen.deploy.batch_hooks import scaling
 
     factory = None
@@ -197,12 +197,6 @@ def _provider_factory(plan: Plan, config: Config, deployed, hooks: Hooks):
             hooks.say,
             config,
         )
-    if factory is None and plan.options.hf_provider:
-        import functools
-
-        from avatargen.providers.select import make_provider
-
-        factory = functools.partial(make_provider, hf_provider=plan.options.hf_provider)
     return factory
 
 

@@ -8,7 +8,6 @@ the same options and config as `generate`'s (app/planning.run_settings)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,12 +38,8 @@ class SharedEngine:
     def __init__(
         self, catalog: Catalog, settings: RunSettings, config: Config | None = None, provider_factory=None
     ) -> None:
-        from avatargen.providers.select import make_provider
-
         self.catalog = catalog
         self.settings = settings
-        if provider_factory is None and settings.hf_provider:
-            provider_factory = functools.partial(make_provider, hf_provider=settings.hf_provider)
         self.backends = Backends(settings, config or Config(), provider_factory)  # None: no user config
         self.fallbacks = FallbackPolicy(
             catalog, self.backends, enabled=settings.fallback, allow_upgrade=settings.allow_upgrade
