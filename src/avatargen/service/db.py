@@ -78,7 +78,7 @@ class Database:
         if url and not self.postgres and not url.startswith("sqlite:"):
             raise ConfigError(
                 f"--database {redact_dsn(url)}: not a database URL",
-                "give postgresql://USER@HOST/DB, sqlite:///PATH, or leave it out for the data folder's SQLite file",
+                "give postgresql://HOST/DB (the user as in any libpq URL), sqlite:///PATH, or leave it out for the data folder's SQLite file",
             )
         self.url = url
         if self.postgres:
